@@ -1,0 +1,177 @@
+//! The front end: a Hugging Face model folder (model.safetensors, config.json,
+//! tokenizer.json) checked tensor by tensor and turned into a graph of IR ops
+//! with static batch and sequence length.
+
+mod bert;
+mod checkpoint;
+mod config;
+mod encoder;
+mod error;
+mod model_dir;
+mod xlm_roberta;
+
+use std::path::Path;
+
+use xltc_runtime::PositionScheme;
+
+use crate::ir::{Graph, Input, Op};
+
+pub use checkpoint::{Checkpoint, Tensor};
+pub use config::{Family, ModelConfig};
+pub use error::FrontendError;
+pub use model_dir::ModelFiles;
+
+/// What the graph gives for each sequence besides its last hidden state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelOutput {
+    /// "logits" and "probabilities" [batch, labels] from the classification head.
+    Classification,
+    /// "sentence_embedding" [batch, hidden]: the mean over real tokens (as
+    /// sentence-transformers pools), L2-normalised when the model says so.
+    SentenceEmbedding { normalize: bool },
+}
+
+/// A checked model, ready to be built into graphs of any batch and length.
+#[derive(Debug)]
+pub struct Model {
+    pub files: ModelFiles,
+    pub config: ModelConfig,
+    pub output: ModelOutput,
+    checkpoint: Checkpoint,
+    /// "bert.", "roberta." or "" for a bare encoder saved on its own.
+    prefix: String,
+}
+
+impl Model {
+    pub fn load(path: &Path) -> Result<Self, FrontendError> {
+        let files = ModelFiles::locate(path)?;
+        let config = ModelConfig::read(&files.config)?;
+        let checkpoint = Checkpoint::read(&files.weights)?;
+        let family_prefix = match config.family {
+            Family::Bert => bert::PREFIX,
+            Family::Roberta => xlm_roberta::PREFIX,
+        };
+        let with_prefix = format!("{family_prefix}embeddings.word_embeddings.weight");
+        let prefix = if checkpoint.has(&with_prefix) {
+            family_prefix
+        } else {
+            ""
+        };
+        let expected = match config.family {
+            Family::Bert => bert::expected(&config, prefix),
+            Family::Roberta => xlm_roberta::expected(&config, prefix),
+        };
+        checkpoint.validate(&expected, &config.architecture)?;
+        let output = if config.has_classifier() {
+            ModelOutput::Classification
+        } else {
+            ModelOutput::SentenceEmbedding {
+                normalize: normalizes(&files)?,
+            }
+        };
+        Ok(Self {
+            files,
+            config,
+            output,
+            checkpoint,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    pub fn position_scheme(&self) -> PositionScheme {
+        match self.config.family {
+            Family::Bert => PositionScheme::FromZero,
+            Family::Roberta => PositionScheme::AfterPadding {
+                padding_idx: self.config.pad_token_id,
+            },
+        }
+    }
+
+    /// The longest sequence (special tokens included) the position table allows.
+    pub fn max_tokens(&self) -> usize {
+        let overhead = self.position_scheme().positions_needed(0);
+        self.config.max_positions.saturating_sub(overhead)
+    }
+
+    /// The forward graph for `batch` sequences of `seq` tokens.
+    pub fn graph(&self, batch: usize, seq: usize) -> Graph {
+        let mut g = Graph::new(batch, seq);
+        let weights = encoder::Weights {
+            checkpoint: &self.checkpoint,
+            prefix: &self.prefix,
+        };
+        let hidden = encoder::encoder_forward(&mut g, &weights, &self.config);
+        g.mark_output("last_hidden_state", hidden);
+        match self.output {
+            ModelOutput::Classification => {
+                let logits = match self.config.family {
+                    Family::Bert => {
+                        bert::classifier_forward(&mut g, &self.checkpoint, &self.prefix, hidden)
+                    }
+                    Family::Roberta => {
+                        xlm_roberta::classifier_forward(&mut g, &self.checkpoint, hidden)
+                    }
+                };
+                let probs = g.op("probabilities", Op::Softmax { x: logits });
+                g.mark_output("logits", logits);
+                g.mark_output("probabilities", probs);
+            }
+            ModelOutput::SentenceEmbedding { normalize } => {
+                let mask = g.input(Input::AttentionMask);
+                let mut pooled = g.op("pooling.mean", Op::MeanPool { x: hidden, mask });
+                if normalize {
+                    pooled = g.op("pooling.normalize", Op::L2Normalize { x: pooled });
+                }
+                g.mark_output("sentence_embedding", pooled);
+            }
+        }
+        g
+    }
+}
+
+/// Whether sentence-transformers' modules.json ends the pipeline with Normalize.
+fn normalizes(files: &ModelFiles) -> Result<bool, FrontendError> {
+    let Some(path) = &files.modules else {
+        return Ok(false);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| FrontendError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let modules: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| FrontendError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    let types = modules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["type"].as_str());
+    let types: Vec<&str> = types.collect();
+    if types.iter().any(|t| t.ends_with("Pooling")) {
+        check_mean_pooling(files)?;
+    }
+    Ok(types.iter().any(|t| t.ends_with("Normalize")))
+}
+
+/// xltc pools by the mean; a model whose 1_Pooling/config.json asks for
+/// something else would give wrong embeddings, so it is refused.
+fn check_mean_pooling(files: &ModelFiles) -> Result<(), FrontendError> {
+    let path = files.folder.join("1_Pooling").join("config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| FrontendError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    if json["pooling_mode_mean_tokens"].as_bool() == Some(false) {
+        return Err(FrontendError::Config {
+            path,
+            message: "only mean pooling (pooling_mode_mean_tokens) is supported".into(),
+        });
+    }
+    Ok(())
+}

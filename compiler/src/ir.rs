@@ -1,0 +1,274 @@
+//! The graph IR: values in an arena, each either a graph input, a weight, or
+//! the result of one op over earlier values. Shapes are static: batch and
+//! sequence length are fixed when the graph is built. Values are stored in
+//! topological order, so executing them in arena order is always valid.
+
+use std::sync::Arc;
+
+/// A handle to a value in a [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(usize);
+
+impl ValueId {
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// The inputs every encoder graph takes, each [batch * seq].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Token ids (u32).
+    InputIds,
+    /// Segment ids: 0 for the first sentence, 1 for the second (u32).
+    TokenTypeIds,
+    /// Position ids, already offset for RoBERTa (u32).
+    PositionIds,
+    /// 1.0 for a real token, 0.0 for padding (f32).
+    AttentionMask,
+}
+
+impl Input {
+    pub fn dtype(self) -> DType {
+        match self {
+            Input::AttentionMask => DType::F32,
+            _ => DType::U32,
+        }
+    }
+}
+
+/// One operation. Token-wise activations are [tokens, width] with tokens =
+/// batch * seq; attention scores are [batch, heads, seq, seq].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Rows of `table` [rows, width] picked by `ids` [n]: [n, width].
+    Gather { table: ValueId, ids: ValueId },
+    /// Element-wise sum of two values of one shape.
+    Add { a: ValueId, b: ValueId },
+    /// `x` [m, k] times `weight` [n, k] transposed: [m, n]. The weight is in
+    /// PyTorch's `Linear` layout (out_features, in_features).
+    MatMul { x: ValueId, weight: ValueId },
+    /// `x` [m, n] plus `bias` [n] on every row.
+    AddBias { x: ValueId, bias: ValueId },
+    /// The exact GELU, 0.5 x (1 + erf(x / sqrt 2)), element-wise.
+    Gelu { x: ValueId },
+    /// tanh, element-wise.
+    Tanh { x: ValueId },
+    /// LayerNorm over the last axis of `x` [m, n] with `gamma`, `beta` [n]:
+    /// biased variance, `eps` inside the square root.
+    LayerNorm {
+        x: ValueId,
+        gamma: ValueId,
+        beta: ValueId,
+        eps: f32,
+    },
+    /// Scaled dot products between the queries and keys of each head:
+    /// `query`, `key` [batch * seq, heads * head_dim] give
+    /// [batch, heads, seq, seq], scaled by 1 / sqrt(head_dim).
+    AttentionScores {
+        query: ValueId,
+        key: ValueId,
+        heads: usize,
+    },
+    /// Softmax over the last axis of `scores` [batch, heads, seq, seq] in which
+    /// keys with `mask` [batch * seq] = 0 get probability 0.
+    MaskedSoftmax { scores: ValueId, mask: ValueId },
+    /// The attention-weighted sum of values: `probs` [batch, heads, seq, seq]
+    /// and `value` [batch * seq, heads * head_dim] give [batch * seq, heads * head_dim].
+    AttentionContext {
+        probs: ValueId,
+        value: ValueId,
+        heads: usize,
+    },
+    /// The first token of every sequence: [batch * seq, width] to [batch, width].
+    FirstToken { x: ValueId },
+    /// The mean over each sequence's real tokens: `x` [batch * seq, width] and
+    /// `mask` [batch * seq] give [batch, width].
+    MeanPool { x: ValueId, mask: ValueId },
+    /// Each row divided by its L2 norm (at least 1e-12): [m, n].
+    L2Normalize { x: ValueId },
+    /// Softmax over the last axis: [m, n].
+    Softmax { x: ValueId },
+}
+
+impl Op {
+    /// The values this op reads, in order.
+    pub fn operands(&self) -> Vec<ValueId> {
+        match *self {
+            Op::Gather { table, ids } => vec![table, ids],
+            Op::Add { a, b } => vec![a, b],
+            Op::MatMul { x, weight } => vec![x, weight],
+            Op::AddBias { x, bias } => vec![x, bias],
+            Op::Gelu { x } | Op::Tanh { x } | Op::FirstToken { x } => vec![x],
+            Op::L2Normalize { x } | Op::Softmax { x } => vec![x],
+            Op::LayerNorm { x, gamma, beta, .. } => vec![x, gamma, beta],
+            Op::AttentionScores { query, key, .. } => vec![query, key],
+            Op::MaskedSoftmax { scores, mask } => vec![scores, mask],
+            Op::AttentionContext { probs, value, .. } => vec![probs, value],
+            Op::MeanPool { x, mask } => vec![x, mask],
+        }
+    }
+}
+
+/// Where a value comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Input(Input),
+    /// A weight, with its checkpoint tensor name as the value's name.
+    Weight(Arc<[f32]>),
+    Op(Op),
+}
+
+#[derive(Clone, Debug)]
+pub struct Value {
+    /// The checkpoint tensor name for weights; a readable path otherwise.
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub source: Source,
+}
+
+impl Value {
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub batch: usize,
+    pub seq: usize,
+    values: Vec<Value>,
+    outputs: Vec<(String, ValueId)>,
+}
+
+impl Graph {
+    pub fn new(batch: usize, seq: usize) -> Self {
+        Self {
+            batch,
+            seq,
+            values: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = (ValueId, &Value)> {
+        self.values.iter().enumerate().map(|(i, v)| (ValueId(i), v))
+    }
+
+    pub fn value(&self, id: ValueId) -> &Value {
+        &self.values[id.0]
+    }
+
+    pub fn outputs(&self) -> &[(String, ValueId)] {
+        &self.outputs
+    }
+
+    pub fn output(&self, name: &str) -> Option<ValueId> {
+        self.outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, id)| id)
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.batch * self.seq
+    }
+
+    /// The graph's value for `input`, added on first use.
+    pub fn input(&mut self, input: Input) -> ValueId {
+        let existing = self
+            .values()
+            .find(|(_, v)| matches!(v.source, Source::Input(i) if i == input));
+        if let Some((id, _)) = existing {
+            return id;
+        }
+        let name = format!("{input:?}");
+        self.push(
+            name,
+            vec![self.tokens()],
+            input.dtype(),
+            Source::Input(input),
+        )
+    }
+
+    pub fn weight(&mut self, name: &str, shape: Vec<usize>, data: Arc<[f32]>) -> ValueId {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "weight {name}");
+        self.push(name.to_owned(), shape, DType::F32, Source::Weight(data))
+    }
+
+    /// Adds an op; its output shape follows from its operands. A shape that
+    /// does not fit is a bug in the graph builder, not bad user input (the
+    /// front end checks every tensor's shape first), so it panics.
+    pub fn op(&mut self, name: impl Into<String>, op: Op) -> ValueId {
+        let name = name.into();
+        let shape = self.infer_shape(&name, &op);
+        self.push(name, shape, DType::F32, Source::Op(op))
+    }
+
+    pub fn mark_output(&mut self, name: &str, id: ValueId) {
+        self.outputs.push((name.to_owned(), id));
+    }
+
+    fn push(&mut self, name: String, shape: Vec<usize>, dtype: DType, source: Source) -> ValueId {
+        self.values.push(Value {
+            name,
+            shape,
+            dtype,
+            source,
+        });
+        ValueId(self.values.len() - 1)
+    }
+
+    fn shape(&self, id: ValueId) -> &[usize] {
+        &self.values[id.0].shape
+    }
+
+    fn infer_shape(&self, name: &str, op: &Op) -> Vec<usize> {
+        let fail = |why: &str| -> ! { panic!("graph builder bug at {name}: {why} ({op:?})") };
+        let rows_cols = |id: ValueId| match *self.shape(id) {
+            [m, n] => (m, n),
+            _ => fail("expected a matrix"),
+        };
+        match *op {
+            Op::Gather { table, ids } => vec![self.value(ids).elements(), rows_cols(table).1],
+            Op::Add { a, b } => {
+                if self.shape(a) != self.shape(b) {
+                    fail("operands differ in shape");
+                }
+                self.shape(a).to_vec()
+            }
+            Op::MatMul { x, weight } => {
+                let ((m, k), (n, k2)) = (rows_cols(x), rows_cols(weight));
+                if k != k2 {
+                    fail("inner dimensions differ");
+                }
+                vec![m, n]
+            }
+            Op::AddBias { x, bias: v } | Op::LayerNorm { x, gamma: v, .. } => {
+                if self.shape(v) != [rows_cols(x).1] {
+                    fail("vector does not match the last axis");
+                }
+                self.shape(x).to_vec()
+            }
+            Op::Gelu { x } | Op::Tanh { x } | Op::L2Normalize { x } | Op::Softmax { x } => {
+                self.shape(x).to_vec()
+            }
+            Op::AttentionScores { query, heads, .. } => {
+                if rows_cols(query).1 % heads != 0 {
+                    fail("width is not a multiple of the heads");
+                }
+                vec![self.batch, heads, self.seq, self.seq]
+            }
+            Op::MaskedSoftmax { scores, .. } => self.shape(scores).to_vec(),
+            Op::AttentionContext { value, .. } => self.shape(value).to_vec(),
+            Op::FirstToken { x } | Op::MeanPool { x, .. } => vec![self.batch, rows_cols(x).1],
+        }
+    }
+}

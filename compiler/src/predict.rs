@@ -1,0 +1,164 @@
+//! Text in, predictions out, on the CPU reference: tokenize, pad a batch,
+//! build the graph for its shape, run it. For an encoder without a head, a
+//! sentence pair is two sentences to compare (each embedded on its own, as a
+//! bi-encoder is used), not one joint input.
+
+use xltc_runtime::{Encoding, ModelInputs, Overflow, TextTokenizer, TokenizerError};
+
+use crate::frontend::{Model, ModelOutput};
+use crate::reference::{self, ReferenceError};
+
+/// One input: a sentence, or a sentence pair, and where it came from (for errors).
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub origin: String,
+    pub text: String,
+    pub pair: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prediction {
+    Classification {
+        probabilities: Vec<f32>,
+        logits: Vec<f32>,
+    },
+    Embedding {
+        embedding: Vec<f32>,
+        pair_embedding: Option<Vec<f32>>,
+    },
+}
+
+impl Prediction {
+    /// The index of the most probable label, for a classification.
+    pub fn label(&self) -> Option<usize> {
+        let Prediction::Classification { probabilities, .. } = self else {
+            return None;
+        };
+        (0..probabilities.len()).max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]))
+    }
+
+    /// Cosine similarity of a sentence and its pair, for embeddings of a pair.
+    pub fn cosine(&self) -> Option<f32> {
+        match self {
+            Prediction::Embedding {
+                embedding,
+                pair_embedding: Some(other),
+            } => Some(cosine(embedding, other)),
+            _ => None,
+        }
+    }
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(&p, &q)| p as f64 * q as f64)
+            .sum::<f64>()
+    };
+    (dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt()).max(1e-12)) as f32
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error("{origin}")]
+    Tokenize {
+        origin: String,
+        #[source]
+        source: TokenizerError,
+    },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+}
+
+/// Predicts every request, `batch_size` sequences per graph run; `progress`
+/// hears (done, total) after each run.
+pub fn predict_cpu(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    requests: &[Request],
+    overflow: Overflow,
+    batch_size: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Prediction>, PredictError> {
+    let sequences = tokenize_all(model, tokenizer, requests, overflow)?;
+    let mut outputs = Vec::with_capacity(sequences.len());
+    for chunk in sequences.chunks(batch_size.max(1)) {
+        outputs.extend(run_batch(model, chunk)?);
+        progress(outputs.len(), sequences.len());
+    }
+    Ok(assemble(model.output, requests, outputs))
+}
+
+/// The sequences the graph sees: one per request for a classifier; for an
+/// embedding model, the text and then (if any) the pair as separate sequences.
+fn tokenize_all(
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    requests: &[Request],
+    overflow: Overflow,
+) -> Result<Vec<Encoding>, PredictError> {
+    let mut sequences = Vec::new();
+    for request in requests {
+        let encode = |text: &str, pair: Option<&str>| {
+            tokenizer
+                .encode(text, pair, overflow)
+                .map_err(|source| PredictError::Tokenize {
+                    origin: request.origin.clone(),
+                    source,
+                })
+        };
+        match (model.output, &request.pair) {
+            (ModelOutput::Classification, pair) => {
+                sequences.push(encode(&request.text, pair.as_deref())?)
+            }
+            (ModelOutput::SentenceEmbedding { .. }, pair) => {
+                sequences.push(encode(&request.text, None)?);
+                if let Some(pair) = pair {
+                    sequences.push(encode(pair, None)?);
+                }
+            }
+        }
+    }
+    Ok(sequences)
+}
+
+/// The model's per-sequence output rows for one padded batch.
+fn run_batch(model: &Model, sequences: &[Encoding]) -> Result<Vec<Vec<f32>>, PredictError> {
+    let inputs = ModelInputs::pad(
+        sequences,
+        0,
+        model.config.pad_token_id,
+        model.position_scheme(),
+    );
+    let graph = model.graph(inputs.batch, inputs.seq);
+    let mut outputs = reference::run(&graph, &inputs)?;
+    let name = match model.output {
+        ModelOutput::Classification => "logits",
+        ModelOutput::SentenceEmbedding { .. } => "sentence_embedding",
+    };
+    let result = outputs.remove(name).expect("the graph marks its output");
+    Ok((0..inputs.batch).map(|i| result.row(i).to_vec()).collect())
+}
+
+fn assemble(output: ModelOutput, requests: &[Request], rows: Vec<Vec<f32>>) -> Vec<Prediction> {
+    let mut rows = rows.into_iter();
+    let mut next = || rows.next().expect("one row per sequence");
+    requests
+        .iter()
+        .map(|request| match output {
+            ModelOutput::Classification => {
+                let logits = next();
+                let probabilities = reference::softmax_forward(&logits, logits.len());
+                Prediction::Classification {
+                    probabilities,
+                    logits,
+                }
+            }
+            ModelOutput::SentenceEmbedding { .. } => Prediction::Embedding {
+                embedding: next(),
+                pair_embedding: request.pair.as_ref().map(|_| next()),
+            },
+        })
+        .collect()
+}

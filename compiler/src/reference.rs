@@ -1,0 +1,442 @@
+//! The CPU reference: every IR op as a plain function over f32 slices
+//! (`matmul_forward`, `layer_norm_forward`, ...), accumulating in f64, and an
+//! interpreter that runs a graph with them in arena order. It is the oracle
+//! that every GPU kernel is tested against, so clarity comes before speed;
+//! rows are spread over threads where that costs nothing in clarity.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use xltc_runtime::ModelInputs;
+
+use crate::ir::{Graph, Input, Op, Source, ValueId};
+
+/// A dense row-major f32 tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    /// Row `i` of a tensor seen as [shape[0], rest].
+    pub fn row(&self, i: usize) -> &[f32] {
+        let width = self.data.len() / self.shape[0].max(1);
+        &self.data[i * width..(i + 1) * width]
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("the inputs are {batch} x {seq} tokens but the graph was built for {graph_batch} x {graph_seq}")]
+    InputShape {
+        batch: usize,
+        seq: usize,
+        graph_batch: usize,
+        graph_seq: usize,
+    },
+    #[error(
+        "{table}: id {id} is out of range for its {rows} rows; does the tokenizer belong to \
+         this model?"
+    )]
+    IndexOutOfRange { table: String, id: u32, rows: usize },
+}
+
+/// A value while the graph runs: weights and inputs are borrowed, not copied.
+enum Data<'a> {
+    F32(Cow<'a, [f32]>),
+    U32(&'a [u32]),
+}
+
+impl Data<'_> {
+    fn f32(&self) -> &[f32] {
+        match self {
+            Data::F32(v) => v,
+            Data::U32(_) => unreachable!("graph builder gave an id input to a float operand"),
+        }
+    }
+
+    fn u32(&self) -> &[u32] {
+        match self {
+            Data::U32(v) => v,
+            Data::F32(_) => unreachable!("graph builder gave a float value as ids"),
+        }
+    }
+}
+
+/// Runs `graph` on `inputs` and returns its named outputs.
+pub fn run(
+    graph: &Graph,
+    inputs: &ModelInputs,
+) -> Result<BTreeMap<String, Tensor>, ReferenceError> {
+    if (inputs.batch, inputs.seq) != (graph.batch, graph.seq) {
+        return Err(ReferenceError::InputShape {
+            batch: inputs.batch,
+            seq: inputs.seq,
+            graph_batch: graph.batch,
+            graph_seq: graph.seq,
+        });
+    }
+    let last_use = last_uses(graph);
+    let mut slots: Vec<Option<Data>> = Vec::new();
+    for (id, value) in graph.values() {
+        let data = match &value.source {
+            Source::Input(input) => input_data(inputs, *input),
+            Source::Weight(w) => Data::F32(Cow::Borrowed(w)),
+            Source::Op(op) => Data::F32(Cow::Owned(execute(graph, op, &slots)?)),
+        };
+        slots.push(Some(data));
+        if let Source::Op(op) = &value.source {
+            for operand in op.operands() {
+                if last_use[operand.index()] == id.index() {
+                    slots[operand.index()] = None;
+                }
+            }
+        }
+    }
+    let outputs = graph.outputs().iter().map(|(name, id)| {
+        let data = slots[id.index()]
+            .as_ref()
+            .expect("outputs are kept")
+            .f32()
+            .to_vec();
+        let shape = graph.value(*id).shape.clone();
+        (name.clone(), Tensor { shape, data })
+    });
+    Ok(outputs.collect())
+}
+
+/// For each value, the last value whose op reads it (outputs: never freed).
+fn last_uses(graph: &Graph) -> Vec<usize> {
+    let mut last: Vec<usize> = graph.values().map(|(id, _)| id.index()).collect();
+    for (id, value) in graph.values() {
+        if let Source::Op(op) = &value.source {
+            for operand in op.operands() {
+                last[operand.index()] = id.index();
+            }
+        }
+    }
+    for (_, id) in graph.outputs() {
+        last[id.index()] = usize::MAX;
+    }
+    last
+}
+
+fn input_data(inputs: &ModelInputs, input: Input) -> Data<'_> {
+    match input {
+        Input::InputIds => Data::U32(&inputs.input_ids),
+        Input::TokenTypeIds => Data::U32(&inputs.token_type_ids),
+        Input::PositionIds => Data::U32(&inputs.position_ids),
+        Input::AttentionMask => Data::F32(Cow::Borrowed(&inputs.attention_mask)),
+    }
+}
+
+fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, ReferenceError> {
+    let get = |id: ValueId| {
+        slots[id.index()]
+            .as_ref()
+            .expect("operand computed and alive")
+    };
+    let width = |id: ValueId| *graph.value(id).shape.last().expect("not a scalar");
+    let (batch, seq) = (graph.batch, graph.seq);
+    Ok(match *op {
+        Op::Gather { table, ids } => {
+            let name = &graph.value(table).name;
+            gather_forward(get(table).f32(), width(table), get(ids).u32(), name)?
+        }
+        Op::Add { a, b } => add_forward(get(a).f32(), get(b).f32()),
+        Op::MatMul { x, weight } => matmul_forward(get(x).f32(), get(weight).f32(), width(x)),
+        Op::AddBias { x, bias } => add_bias_forward(get(x).f32(), get(bias).f32()),
+        Op::Gelu { x } => gelu_forward(get(x).f32()),
+        Op::Tanh { x } => tanh_forward(get(x).f32()),
+        Op::LayerNorm {
+            x,
+            gamma,
+            beta,
+            eps,
+        } => layer_norm_forward(get(x).f32(), get(gamma).f32(), get(beta).f32(), eps),
+        Op::AttentionScores { query, key, heads } => {
+            let shape = AttentionShape::new(batch, seq, heads, width(query));
+            attention_scores_forward(get(query).f32(), get(key).f32(), shape)
+        }
+        Op::MaskedSoftmax { scores, mask } => {
+            masked_softmax_forward(get(scores).f32(), get(mask).f32(), seq)
+        }
+        Op::AttentionContext {
+            probs,
+            value,
+            heads,
+        } => {
+            let shape = AttentionShape::new(batch, seq, heads, width(value));
+            attention_context_forward(get(probs).f32(), get(value).f32(), shape)
+        }
+        Op::FirstToken { x } => first_token_forward(get(x).f32(), seq, width(x)),
+        Op::MeanPool { x, mask } => mean_pool_forward(get(x).f32(), get(mask).f32(), seq),
+        Op::L2Normalize { x } => l2_normalize_forward(get(x).f32(), width(x)),
+        Op::Softmax { x } => softmax_forward(get(x).f32(), width(x)),
+    })
+}
+
+/// Rows of `table` (rows of `width`) picked by `ids`.
+pub fn gather_forward(
+    table: &[f32],
+    width: usize,
+    ids: &[u32],
+    table_name: &str,
+) -> Result<Vec<f32>, ReferenceError> {
+    let rows = table.len() / width;
+    let mut out = Vec::with_capacity(ids.len() * width);
+    for &id in ids {
+        let row = id as usize;
+        if row >= rows {
+            return Err(ReferenceError::IndexOutOfRange {
+                table: table_name.to_owned(),
+                id,
+                rows,
+            });
+        }
+        out.extend_from_slice(&table[row * width..(row + 1) * width]);
+    }
+    Ok(out)
+}
+
+pub fn add_forward(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(&x, &y)| x + y).collect()
+}
+
+/// x [m, k] times weight [n, k] transposed: [m, n]. Each output is one f64 dot
+/// product; rows of x are taken a few at a time so each weight row is read
+/// once per block.
+pub fn matmul_forward(x: &[f32], weight: &[f32], k: usize) -> Vec<f32> {
+    const ROWS_PER_TASK: usize = 8;
+    let n = weight.len() / k;
+    let m = x.len() / k;
+    let mut out = vec![0.0f32; m * n];
+    out.par_chunks_mut(n * ROWS_PER_TASK)
+        .zip(x.par_chunks(k * ROWS_PER_TASK))
+        .for_each(|(out_rows, x_rows)| {
+            for (j, w_row) in weight.chunks_exact(k).enumerate() {
+                for (i, x_row) in x_rows.chunks_exact(k).enumerate() {
+                    out_rows[i * n + j] = dot_f64(x_row, w_row) as f32;
+                }
+            }
+        });
+    out
+}
+
+/// Dot product of two f32 vectors, summed in f64 over eight lanes.
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    const LANES: usize = 8;
+    let (a_blocks, b_blocks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = a_blocks
+        .remainder()
+        .iter()
+        .zip(b_blocks.remainder())
+        .map(|(&x, &y)| x as f64 * y as f64)
+        .sum();
+    let mut lanes = [0.0f64; LANES];
+    for (xs, ys) in a_blocks.zip(b_blocks) {
+        for l in 0..LANES {
+            lanes[l] += xs[l] as f64 * ys[l] as f64;
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+pub fn add_bias_forward(x: &[f32], bias: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for row in out.chunks_exact_mut(bias.len()) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+    out
+}
+
+/// The exact GELU, 0.5 x (1 + erf(x / sqrt 2)), in f64.
+pub fn gelu_forward(x: &[f32]) -> Vec<f32> {
+    x.par_iter()
+        .map(|&v| {
+            let v = v as f64;
+            (0.5 * v * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2))) as f32
+        })
+        .collect()
+}
+
+pub fn tanh_forward(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| (v as f64).tanh() as f32).collect()
+}
+
+/// LayerNorm over rows of `gamma.len()`: mean and biased variance in f64.
+pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+    let width = gamma.len();
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(width)
+        .zip(x.par_chunks(width))
+        .for_each(|(out_row, row)| {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / width as f64;
+            let variance =
+                row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / width as f64;
+            let inv_std = 1.0 / (variance + eps as f64).sqrt();
+            for (i, o) in out_row.iter_mut().enumerate() {
+                let normed = (row[i] as f64 - mean) * inv_std;
+                *o = (normed * gamma[i] as f64 + beta[i] as f64) as f32;
+            }
+        });
+    out
+}
+
+/// The sizes attention works over: token-wise activations are
+/// [batch * seq, heads * head_dim].
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionShape {
+    pub fn new(batch: usize, seq: usize, heads: usize, width: usize) -> Self {
+        Self {
+            batch,
+            seq,
+            heads,
+            head_dim: width / heads,
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// The slice of head `h` in token `t`'s row.
+    fn head<'a>(&self, x: &'a [f32], token: usize, h: usize) -> &'a [f32] {
+        let start = token * self.width() + h * self.head_dim;
+        &x[start..start + self.head_dim]
+    }
+}
+
+/// scores[b, h, i, j] = <q_i, k_j> / sqrt(head_dim) within head h of sequence b.
+pub fn attention_scores_forward(query: &[f32], key: &[f32], s: AttentionShape) -> Vec<f32> {
+    let scale = 1.0 / (s.head_dim as f64).sqrt();
+    let mut out = vec![0.0f32; s.batch * s.heads * s.seq * s.seq];
+    out.par_chunks_mut(s.seq * s.seq)
+        .enumerate()
+        .for_each(|(bh, block)| {
+            let (b, h) = (bh / s.heads, bh % s.heads);
+            for i in 0..s.seq {
+                let q = s.head(query, b * s.seq + i, h);
+                for j in 0..s.seq {
+                    let k = s.head(key, b * s.seq + j, h);
+                    block[i * s.seq + j] = (dot_f64(q, k) * scale) as f32;
+                }
+            }
+        });
+    out
+}
+
+/// Softmax over each row of `seq` scores, padding keys (mask 0) excluded.
+pub fn masked_softmax_forward(scores: &[f32], mask: &[f32], seq: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; scores.len()];
+    let rows_per_sequence = scores.len() / (mask.len() / seq) / seq;
+    out.par_chunks_mut(seq)
+        .zip(scores.par_chunks(seq))
+        .enumerate()
+        .for_each(|(r, (out_row, row))| {
+            let b = r / rows_per_sequence;
+            let keep = &mask[b * seq..(b + 1) * seq];
+            let kept = || {
+                row.iter()
+                    .zip(keep)
+                    .filter(|(_, &m)| m > 0.0)
+                    .map(|(&v, _)| v as f64)
+            };
+            let max = kept().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = kept().map(|v| (v - max).exp()).sum();
+            for ((o, &v), &m) in out_row.iter_mut().zip(row).zip(keep) {
+                *o = if m > 0.0 {
+                    ((v as f64 - max).exp() / sum) as f32
+                } else {
+                    0.0
+                };
+            }
+        });
+    out
+}
+
+/// context[b * seq + i, head h] = sum_j probs[b, h, i, j] * value[b * seq + j, head h].
+pub fn attention_context_forward(probs: &[f32], value: &[f32], s: AttentionShape) -> Vec<f32> {
+    let mut out = vec![0.0f32; value.len()];
+    out.par_chunks_mut(s.seq * s.width())
+        .enumerate()
+        .for_each(|(b, sequence_out)| {
+            for h in 0..s.heads {
+                for i in 0..s.seq {
+                    let p_row = &probs[((b * s.heads + h) * s.seq + i) * s.seq..][..s.seq];
+                    let mut acc = vec![0.0f64; s.head_dim];
+                    for (j, &p) in p_row.iter().enumerate() {
+                        let v = s.head(value, b * s.seq + j, h);
+                        for (a, &vv) in acc.iter_mut().zip(v) {
+                            *a += p as f64 * vv as f64;
+                        }
+                    }
+                    let start = i * s.width() + h * s.head_dim;
+                    for (o, a) in sequence_out[start..start + s.head_dim].iter_mut().zip(acc) {
+                        *o = a as f32;
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Row 0 of every sequence of `seq` rows.
+pub fn first_token_forward(x: &[f32], seq: usize, width: usize) -> Vec<f32> {
+    x.chunks(seq * width)
+        .flat_map(|sequence| &sequence[..width])
+        .copied()
+        .collect()
+}
+
+/// The mean of each sequence's rows whose mask is set.
+pub fn mean_pool_forward(x: &[f32], mask: &[f32], seq: usize) -> Vec<f32> {
+    let width = x.len() / mask.len();
+    let mut out = Vec::with_capacity(mask.len() / seq * width);
+    for (sequence, keep) in x.chunks(seq * width).zip(mask.chunks(seq)) {
+        let mut sum = vec![0.0f64; width];
+        for (row, &m) in sequence.chunks(width).zip(keep) {
+            for (s, &v) in sum.iter_mut().zip(row) {
+                *s += m as f64 * v as f64;
+            }
+        }
+        let count = keep.iter().map(|&m| m as f64).sum::<f64>().max(1e-9);
+        out.extend(sum.iter().map(|&s| (s / count) as f32));
+    }
+    out
+}
+
+/// Each row over its L2 norm, the norm clamped below at 1e-12 (as PyTorch's
+/// `normalize` does).
+pub fn l2_normalize_forward(x: &[f32], width: usize) -> Vec<f32> {
+    x.chunks(width)
+        .flat_map(|row| {
+            let norm = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+            row.iter()
+                .map(move |&v| (v as f64 / norm.max(1e-12)) as f32)
+        })
+        .collect()
+}
+
+/// Softmax over rows of `width`, in f64.
+pub fn softmax_forward(x: &[f32], width: usize) -> Vec<f32> {
+    x.chunks(width)
+        .flat_map(|row| {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+            row.iter()
+                .map(move |&v| ((v as f64 - max).exp() / sum) as f32)
+        })
+        .collect()
+}

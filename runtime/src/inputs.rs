@@ -1,0 +1,117 @@
+//! A batch of tokenized sequences padded to one length: the four inputs every
+//! encoder graph takes, laid out row-major as [batch, seq].
+
+use crate::tokenizer::Encoding;
+
+/// How position ids are numbered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PositionScheme {
+    /// BERT: 0, 1, 2, ... for every slot, padding included.
+    FromZero,
+    /// RoBERTa / XLM-R: real tokens count up from `padding_idx + 1`; padding
+    /// slots get `padding_idx` itself (as Hugging Face's
+    /// `create_position_ids_from_input_ids` does).
+    AfterPadding { padding_idx: u32 },
+}
+
+impl PositionScheme {
+    /// How many position embeddings a model needs for `tokens` positions.
+    pub fn positions_needed(self, tokens: usize) -> usize {
+        match self {
+            PositionScheme::FromZero => tokens,
+            PositionScheme::AfterPadding { padding_idx } => tokens + padding_idx as usize + 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInputs {
+    pub batch: usize,
+    pub seq: usize,
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+    pub position_ids: Vec<u32>,
+    /// 1.0 for a real token, 0.0 for padding.
+    pub attention_mask: Vec<f32>,
+}
+
+impl ModelInputs {
+    /// Pads every encoding to `seq` tokens (at least the longest one).
+    pub fn pad(encodings: &[Encoding], seq: usize, pad_id: u32, positions: PositionScheme) -> Self {
+        let longest = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        let seq = seq.max(longest);
+        let batch = encodings.len();
+        let mut inputs = ModelInputs {
+            batch,
+            seq,
+            input_ids: vec![pad_id; batch * seq],
+            token_type_ids: vec![0; batch * seq],
+            position_ids: vec![0; batch * seq],
+            attention_mask: vec![0.0; batch * seq],
+        };
+        for (row, encoding) in encodings.iter().enumerate() {
+            let slots = row * seq..(row + 1) * seq;
+            let len = encoding.ids.len();
+            inputs.input_ids[slots.start..slots.start + len].copy_from_slice(&encoding.ids);
+            inputs.token_type_ids[slots.start..slots.start + len]
+                .copy_from_slice(&encoding.type_ids);
+            inputs.attention_mask[slots.start..slots.start + len].fill(1.0);
+            for (slot, position) in inputs.position_ids[slots].iter_mut().enumerate() {
+                *position = position_id(positions, slot, slot < len);
+            }
+        }
+        inputs
+    }
+
+    /// The number of real (unpadded) tokens in each row.
+    pub fn lengths(&self) -> Vec<usize> {
+        self.attention_mask
+            .chunks(self.seq.max(1))
+            .map(|row| row.iter().filter(|&&m| m > 0.0).count())
+            .collect()
+    }
+}
+
+fn position_id(scheme: PositionScheme, slot: usize, is_token: bool) -> u32 {
+    match scheme {
+        PositionScheme::FromZero => slot as u32,
+        PositionScheme::AfterPadding { padding_idx } if is_token => padding_idx + 1 + slot as u32,
+        PositionScheme::AfterPadding { padding_idx } => padding_idx,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(ids: &[u32]) -> Encoding {
+        Encoding {
+            ids: ids.to_vec(),
+            type_ids: vec![0; ids.len()],
+        }
+    }
+
+    #[test]
+    fn pads_to_the_longest_row_with_bert_positions() {
+        let inputs = ModelInputs::pad(
+            &[enc(&[5, 6, 7]), enc(&[8])],
+            0,
+            0,
+            PositionScheme::FromZero,
+        );
+        assert_eq!((inputs.batch, inputs.seq), (2, 3));
+        assert_eq!(inputs.input_ids, vec![5, 6, 7, 8, 0, 0]);
+        assert_eq!(inputs.position_ids, vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(inputs.attention_mask, vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(inputs.lengths(), vec![3, 1]);
+    }
+
+    #[test]
+    fn roberta_positions_start_after_padding_idx() {
+        let scheme = PositionScheme::AfterPadding { padding_idx: 1 };
+        let inputs = ModelInputs::pad(&[enc(&[0, 9, 2]), enc(&[0, 2])], 4, 1, scheme);
+        assert_eq!(inputs.input_ids, vec![0, 9, 2, 1, 0, 2, 1, 1]);
+        assert_eq!(inputs.position_ids, vec![2, 3, 4, 1, 2, 3, 1, 1]);
+        assert_eq!(scheme.positions_needed(512), 514);
+    }
+}

@@ -1,0 +1,135 @@
+//! What the cross-crate tests share: where fixtures and fetched models are,
+//! and how a golden fixture is read.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn fixtures() -> PathBuf {
+    repo_root().join("tests").join("fixtures")
+}
+
+/// A model folder: a committed tiny model, or a real one fetched by models/fetch.py.
+/// A missing real model fails the test (it never skips), saying how to get it.
+pub fn model_dir(name: &str) -> PathBuf {
+    let committed = fixtures().join("models").join(name);
+    if committed.is_dir() {
+        return committed;
+    }
+    let cache = std::env::var_os("XLTC_MODEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models").join("cache"));
+    let fetched = cache.join(name);
+    assert!(
+        fetched.join("model.safetensors").is_file(),
+        "model {name} is not in {}; run `python3 models/fetch.py` first",
+        cache.display()
+    );
+    fetched
+}
+
+pub const MODELS: [&str; 4] = [
+    "tiny-bert",
+    "tiny-xlmr",
+    "all-minilm-l6-v2",
+    "multilingual-e5-small",
+];
+
+/// An array from a golden fixture, as f64 whatever its stored dtype.
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+pub struct Golden {
+    pub arrays: HashMap<String, Array>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl Golden {
+    pub fn read(model: &str) -> Golden {
+        let path = fixtures()
+            .join("golden")
+            .join(format!("{model}.safetensors"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let arrays = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let data = match view.dtype() {
+                    Dtype::F32 => view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                        .collect(),
+                    Dtype::I64 => view
+                        .data()
+                        .chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+                        .collect(),
+                    other => panic!("{name}: unexpected dtype {other:?}"),
+                };
+                (
+                    name,
+                    Array {
+                        shape: view.shape().to_vec(),
+                        data,
+                    },
+                )
+            })
+            .collect();
+        Golden {
+            arrays,
+            metadata: meta.metadata().clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn array(&self, name: &str) -> &Array {
+        self.arrays
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture has no {name}"))
+    }
+
+    pub fn texts(&self, key: &str) -> Option<Vec<String>> {
+        serde_json::from_str(&self.metadata[key]).unwrap()
+    }
+}
+
+/// max |actual - expected| / max |expected|: the error relative to the
+/// tensor's scale, so that values near zero do not dominate.
+pub fn relative_error(actual: &[f64], expected: &[f64]) -> f64 {
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "compared tensors differ in size"
+    );
+    let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let diff = actual
+        .iter()
+        .zip(expected)
+        .fold(0.0f64, |m, (a, e)| m.max((a - e).abs()));
+    diff / scale.max(f64::MIN_POSITIVE)
+}
+
+/// The rows of the multilingual test set: (lang, sentence1, sentence2).
+pub fn multilingual_rows() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(fixtures().join("multilingual.tsv")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_owned(), f[1].to_owned(), f[2].to_owned())
+        })
+        .collect()
+}
