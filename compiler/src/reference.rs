@@ -440,3 +440,106 @@ pub fn softmax_forward(x: &[f32], width: usize) -> Vec<f32> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
+    }
+
+    #[test]
+    fn matmul_uses_the_linear_weight_layout_on_odd_shapes() {
+        // x [3, 2] times w [2, 2]^T; and a k that is not a multiple of the lanes.
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let w = [1.0, 0.0, 1.0, -1.0];
+        assert_eq!(
+            matmul_forward(&x, &w, 2),
+            vec![1.0, -1.0, 3.0, -1.0, 5.0, -1.0]
+        );
+        let k = 11;
+        let x: Vec<f32> = (0..9 * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let w: Vec<f32> = (0..5 * k).map(|i| (i % 5) as f32 * 0.5).collect();
+        let out = matmul_forward(&x, &w, k);
+        for i in 0..9 {
+            for j in 0..5 {
+                let expected: f32 = (0..k).map(|t| x[i * k + t] * w[j * k + t]).sum();
+                assert!((out[i * 5 + j] - expected).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn gelu_is_the_exact_erf_form() {
+        // 0.5 x (1 + erf(x / sqrt 2)) at known points.
+        let out = gelu_forward(&[0.0, 1.0, -1.0, 3.0]);
+        assert!(
+            close(&out, &[0.0, 0.841_344_7, -0.158_655_3, 2.995_950_5]),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn layer_norm_uses_biased_variance_gamma_and_beta() {
+        let out = layer_norm_forward(&[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0], &[0.0, 1.0], 0.0);
+        assert!(close(&out, &[-1.0, 3.0, -1.0, 3.0]), "{out:?}");
+    }
+
+    #[test]
+    fn masked_softmax_gives_padding_keys_zero() {
+        // batch 1, heads 1, seq 3; the last key is padding.
+        let scores = [0.0, 0.0, 50.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0];
+        let out = masked_softmax_forward(&scores, &[1.0, 1.0, 0.0], 3);
+        assert!(close(&out[..3], &[0.5, 0.5, 0.0]), "{out:?}");
+        let e = 1.0f32.exp();
+        assert!(close(&out[3..6], &[1.0 / (1.0 + e), e / (1.0 + e), 0.0]));
+    }
+
+    #[test]
+    fn attention_attends_within_each_head_and_sequence() {
+        // batch 2, seq 2, 2 heads of dim 1: each query matches one key.
+        let s = AttentionShape::new(2, 2, 2, 2);
+        let q = [10.0, 0.0, 0.0, 10.0, 10.0, 10.0, 0.0, 0.0];
+        let k = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0];
+        let scores = attention_scores_forward(&q, &k, s);
+        assert_eq!(scores.len(), 2 * 2 * 2 * 2);
+        // head_dim 1, so the scale is 1.
+        assert_eq!(scores[0..2], [10.0, 0.0]);
+        let probs = masked_softmax_forward(&scores, &[1.0; 4], 2);
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let context = attention_context_forward(&probs, &v, s);
+        // Token 0, head 0 attends to token 0 (value 1); head 1 is even (2 and 4).
+        assert!((context[0] - 1.0).abs() < 1e-3, "{context:?}");
+        assert!((context[1] - 3.0).abs() < 1e-3, "{context:?}");
+    }
+
+    #[test]
+    fn pooling_and_normalising_skip_padding() {
+        let x = [1.0, 2.0, 3.0, 4.0, 100.0, 100.0];
+        let pooled = mean_pool_forward(&x, &[1.0, 1.0, 0.0], 3);
+        assert!(close(&pooled, &[2.0, 3.0]));
+        assert!(close(&first_token_forward(&x, 3, 2), &[1.0, 2.0]));
+        assert!(close(
+            &l2_normalize_forward(&[3.0, 4.0, 0.0, 0.0], 2),
+            &[0.6, 0.8, 0.0, 0.0]
+        ));
+        assert!(close(
+            &softmax_forward(&[0.0, 0.0, 1.0, 1.0], 2),
+            &[0.5, 0.5, 0.5, 0.5]
+        ));
+    }
+
+    #[test]
+    fn gather_refuses_ids_beyond_the_table() {
+        let table = [0.0, 1.0, 2.0, 3.0];
+        assert_eq!(
+            gather_forward(&table, 2, &[1, 0], "t").unwrap(),
+            vec![2.0, 3.0, 0.0, 1.0]
+        );
+        let err = gather_forward(&table, 2, &[2], "embeddings.word_embeddings.weight").unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("embeddings.word_embeddings.weight: id 2"));
+    }
+}

@@ -1,5 +1,6 @@
-//! The transformer encoder BERT and XLM-R share: embeddings (word + token type
-//! + position, then LayerNorm), then layers of self-attention and feed-forward,
+//! The transformer encoder BERT and XLM-R share: embeddings (the sum of word,
+//! token type and position embeddings, then LayerNorm), then layers of
+//! self-attention and feed-forward,
 //! each closed by a residual sum and a LayerNorm (post-norm). Tensor names are
 //! Hugging Face's, below the family prefix ("bert.", "roberta." or none).
 
