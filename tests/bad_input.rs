@@ -4,22 +4,15 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::model_dir;
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use common::{edit_tensors, model_dir};
+use safetensors::Dtype;
 use tempfile::TempDir;
 
-/// A writable copy of the tiny BERT classifier.
 fn tiny_bert_copy() -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
-        std::fs::copy(model_dir("tiny-bert").join(file), dir.path().join(file)).unwrap();
-    }
-    dir
+    common::model_copy("tiny-bert")
 }
 
 fn xltc(args: &[&str]) -> Output {
@@ -55,44 +48,7 @@ fn assert_fails(output: &Output, needles: &[&str]) {
     }
 }
 
-type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
-
-fn read_tensors(path: &Path) -> Tensors {
-    let bytes = std::fs::read(path).unwrap();
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Tensors = file
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    tensors
-}
-
-fn write_tensors(path: &Path, tensors: &Tensors) {
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    let bytes = safetensors::tensor::serialize(views, None::<HashMap<String, String>>).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn edit_tensors(dir: &Path, edit: impl FnOnce(&mut Tensors)) -> PathBuf {
-    let path = dir.join("model.safetensors");
-    let mut tensors = read_tensors(&path);
-    edit(&mut tensors);
-    write_tensors(&path, &tensors);
-    path
-}
-
-fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let path = dir.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut config);
-    std::fs::write(path, config.to_string()).unwrap();
-}
+use common::edit_config;
 
 #[test]
 fn a_missing_model_path_is_named() {

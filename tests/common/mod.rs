@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 pub fn repo_root() -> PathBuf {
@@ -132,4 +133,54 @@ pub fn multilingual_rows() -> Vec<(String, String, String)> {
             (f[0].to_owned(), f[1].to_owned(), f[2].to_owned())
         })
         .collect()
+}
+
+/// A writable copy of a model folder.
+pub fn model_copy(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(model_dir(name).join(file), dir.path().join(file)).unwrap();
+    }
+    dir
+}
+
+/// (name, dtype, shape, bytes) of every tensor in a safetensors file.
+pub type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+
+pub fn read_tensors(path: &Path) -> Tensors {
+    let bytes = std::fs::read(path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Tensors = file
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+pub fn write_tensors(path: &Path, tensors: &Tensors) {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let bytes = safetensors::tensor::serialize(views, None::<HashMap<String, String>>).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Rewrites a model folder's model.safetensors through `edit`.
+pub fn edit_tensors(dir: &Path, edit: impl FnOnce(&mut Tensors)) {
+    let path = dir.join("model.safetensors");
+    let mut tensors = read_tensors(&path);
+    edit(&mut tensors);
+    write_tensors(&path, &tensors);
+}
+
+/// Rewrites a model folder's config.json through `edit`.
+pub fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(path, config.to_string()).unwrap();
 }
