@@ -29,12 +29,41 @@ fn every_subcommand_has_help() {
     }
 }
 
+/// Without --cpu the same prediction runs on the GPU adapter, which it names.
 #[test]
-fn without_cpu_run_says_the_gpu_path_is_not_built() {
-    let model = model_dir("tiny-bert");
-    let output = xltc(&["run", model.to_str().unwrap(), "--text", "Hallo"]);
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--cpu"));
+fn the_gpu_path_agrees_with_the_cpu_reference() {
+    let model = model_dir("tiny-xlmr");
+    let run = |extra: &[&str]| {
+        let args = [
+            "run",
+            model.to_str().unwrap(),
+            "--json",
+            "--text",
+            "Hallo Welt",
+            "--pair",
+            "Hello world",
+        ];
+        let output = xltc(&[&args[..], extra].concat());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let probs: Vec<f64> = record["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        (probs, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (gpu, stderr) = run(&[]);
+    let (cpu, _) = run(&["--cpu"]);
+    assert!(stderr.contains("adapter"), "{stderr}");
+    for (g, c) in gpu.iter().zip(&cpu) {
+        assert!((g - c).abs() < 1e-4, "gpu {gpu:?} cpu {cpu:?}");
+    }
 }
 
 /// Pairs from a TSV file, in batches of 4, through the binary: the printed

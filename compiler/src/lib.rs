@@ -1,6 +1,7 @@
 //! xltc: compiles multilingual encoders (mBERT, XLM-R and relatives) into
 //! static graphs, with a CPU reference that every GPU kernel is checked against.
 
+pub mod codegen;
 pub mod frontend;
 pub mod ir;
 pub mod predict;

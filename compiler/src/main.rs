@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use xltc::frontend::{Model, ModelOutput};
-use xltc::predict::{predict_cpu, Prediction, Request};
-use xltc_runtime::{Overflow, TextTokenizer};
+use xltc::predict::{predict, Engine, Prediction, Request};
+use xltc_runtime::{Gpu, Overflow, TextTokenizer};
 
 #[derive(Parser)]
 #[command(
@@ -56,7 +56,7 @@ struct RunArgs {
     /// Sequences per batch.
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Run on the CPU reference implementation.
+    /// Run on the CPU reference implementation instead of the GPU.
     #[arg(long)]
     cpu: bool,
     /// Print one JSON object a line instead of a table.
@@ -79,12 +79,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    if !args.cpu {
-        bail!(
-            "the GPU path (xltc compile and the wgpu runtime) is not part of this build yet; \
-             pass --cpu to run the CPU reference"
-        );
-    }
     if args.max_len < 2 {
         bail!("--max-len must be at least 2 (room for the special tokens)");
     }
@@ -112,8 +106,16 @@ fn run(args: RunArgs) -> Result<()> {
     } else {
         Overflow::Error
     };
+    let engine = if args.cpu {
+        Engine::Cpu
+    } else {
+        let gpu = Gpu::new_blocking()?;
+        eprintln!("xltc: adapter {}", gpu.adapter);
+        Engine::Gpu(gpu)
+    };
     let show_progress = requests.len() > args.batch && std::io::stderr().is_terminal();
-    let predictions = predict_cpu(
+    let predictions = predict(
+        &engine,
         &model,
         &tokenizer,
         &requests,
@@ -136,7 +138,7 @@ fn run(args: RunArgs) -> Result<()> {
             writeln!(out, "{}", json_line(&model, request, prediction))?;
         }
     } else {
-        writeln!(out, "{}", describe(&model))?;
+        writeln!(out, "{}", describe(&model, &engine))?;
         for (i, (request, prediction)) in requests.iter().zip(&predictions).enumerate() {
             writeln!(out, "{}", table_line(&model, i + 1, request, prediction))?;
         }
@@ -171,7 +173,7 @@ fn read_requests(path: &Path) -> Result<Vec<Request>> {
     Ok(requests)
 }
 
-fn describe(model: &Model) -> String {
+fn describe(model: &Model, engine: &Engine) -> String {
     let c = &model.config;
     let name = model
         .files
@@ -184,8 +186,12 @@ fn describe(model: &Model) -> String {
         ModelOutput::SentenceEmbedding { normalize: true } => "mean pooling, L2-normalised".into(),
         ModelOutput::SentenceEmbedding { normalize: false } => "mean pooling".into(),
     };
+    let on = match engine {
+        Engine::Cpu => "the CPU reference".to_owned(),
+        Engine::Gpu(gpu) => gpu.adapter.to_string(),
+    };
     format!(
-        "{name}: {}, {} layers, hidden {}, {} heads, vocabulary {}; {output}; on the CPU reference",
+        "{name}: {}, {} layers, hidden {}, {} heads, vocabulary {}; {output}; on {on}",
         c.architecture, c.layers, c.hidden, c.heads, c.vocab
     )
 }

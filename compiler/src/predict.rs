@@ -1,12 +1,23 @@
-//! Text in, predictions out, on the CPU reference: tokenize, pad a batch,
-//! build the graph for its shape, run it. For an encoder without a head, a
+//! Text in, predictions out: tokenize, pad a batch, build the graph for its
+//! shape, run it on the CPU reference or on the GPU. For an encoder without a head, a
 //! sentence pair is two sentences to compare (each embedded on its own, as a
 //! bi-encoder is used), not one joint input.
 
-use xltc_runtime::{Encoding, ModelInputs, Overflow, TextTokenizer, TokenizerError};
+use xltc_runtime::{
+    Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, TextTokenizer, TokenizerError,
+};
 
+use crate::codegen::{self, CodegenError};
 use crate::frontend::{Model, ModelOutput};
 use crate::reference::{self, ReferenceError};
+
+/// Where a graph runs.
+pub enum Engine {
+    /// The CPU reference.
+    Cpu,
+    /// Kernels lowered from the graph, on a wgpu device.
+    Gpu(Gpu),
+}
 
 /// One input: a sentence, or a sentence pair, and where it came from (for errors).
 #[derive(Clone, Debug)]
@@ -69,11 +80,16 @@ pub enum PredictError {
     },
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 /// Predicts every request, `batch_size` sequences per graph run; `progress`
 /// hears (done, total) after each run.
-pub fn predict_cpu(
+pub fn predict(
+    engine: &Engine,
     model: &Model,
     tokenizer: &TextTokenizer,
     requests: &[Request],
@@ -84,7 +100,7 @@ pub fn predict_cpu(
     let sequences = tokenize_all(model, tokenizer, requests, overflow)?;
     let mut outputs = Vec::with_capacity(sequences.len());
     for chunk in sequences.chunks(batch_size.max(1)) {
-        outputs.extend(run_batch(model, chunk)?);
+        outputs.extend(run_batch(engine, model, chunk)?);
         progress(outputs.len(), sequences.len());
     }
     Ok(assemble(model.output, requests, outputs))
@@ -124,7 +140,11 @@ fn tokenize_all(
 }
 
 /// The model's per-sequence output rows for one padded batch.
-fn run_batch(model: &Model, sequences: &[Encoding]) -> Result<Vec<Vec<f32>>, PredictError> {
+fn run_batch(
+    engine: &Engine,
+    model: &Model,
+    sequences: &[Encoding],
+) -> Result<Vec<Vec<f32>>, PredictError> {
     let inputs = ModelInputs::pad(
         sequences,
         0,
@@ -132,13 +152,27 @@ fn run_batch(model: &Model, sequences: &[Encoding]) -> Result<Vec<Vec<f32>>, Pre
         model.position_scheme(),
     );
     let graph = model.graph(inputs.batch, inputs.seq);
-    let mut outputs = reference::run(&graph, &inputs)?;
     let name = match model.output {
         ModelOutput::Classification => "logits",
         ModelOutput::SentenceEmbedding { .. } => "sentence_embedding",
     };
-    let result = outputs.remove(name).expect("the graph marks its output");
-    Ok((0..inputs.batch).map(|i| result.row(i).to_vec()).collect())
+    let data = match engine {
+        Engine::Cpu => reference::run(&graph, &inputs)?
+            .remove(name)
+            .map(|t| t.data),
+        Engine::Gpu(gpu) => {
+            let compiled = codegen::lower(&graph)?;
+            let program = compiled.program.clone();
+            let executor =
+                pollster::block_on(Executor::load(gpu, program, |n| compiled.weight(n)))?;
+            pollster::block_on(executor.run(gpu, &inputs))?
+                .remove(name)
+                .map(|o| o.data)
+        }
+    };
+    let data = data.expect("the graph marks its output");
+    let width = data.len() / inputs.batch.max(1);
+    Ok(data.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
 }
 
 fn assemble(output: ModelOutput, requests: &[Request], rows: Vec<Vec<f32>>) -> Vec<Prediction> {

@@ -1,8 +1,14 @@
-//! xltc runtime: what turns text into model inputs and, later, runs a compiled
-//! artifact. It never needs the compiler; the compiler depends on it.
+//! xltc runtime: turns text into model inputs and runs compiled programs on a
+//! wgpu device. It never needs the compiler; the compiler depends on it.
 
+pub mod device;
+pub mod executor;
 pub mod inputs;
+pub mod program;
 pub mod tokenizer;
 
+pub use device::{AdapterReport, Gpu, GpuError};
+pub use executor::{Executor, Output};
 pub use inputs::{ModelInputs, PositionScheme};
+pub use program::Program;
 pub use tokenizer::{Encoding, Overflow, TextTokenizer, TokenizerError};

@@ -1,0 +1,246 @@
+//! One kernel instance for each IR op: which template, with which constants,
+//! reading which values, over how many workgroups.
+
+use crate::ir::{Graph, Op, ValueId};
+
+use super::templates::Template;
+
+/// Threads a workgroup for the one-thread-an-element kernels.
+const ELEMENT_WORKGROUP: u32 = 256;
+/// Threads a workgroup for one-thread-a-row kernels and the LayerNorm reduction.
+const ROW_WORKGROUP: u32 = 64;
+/// Register block of the GEMM: each thread computes THREAD_M x THREAD_N outputs,
+/// a 16 x 16 workgroup a (16 THREAD_M) x (16 THREAD_N) tile.
+const MATMUL_THREAD_M: u32 = 4;
+const MATMUL_THREAD_N: u32 = 4;
+const MATMUL_TILE_K: u32 = 16;
+const MATMUL_THREADS_SIDE: u32 = 16;
+/// WebGPU's default maxComputeWorkgroupsPerDimension.
+const MAX_GROUPS_PER_DIMENSION: u32 = 65_535;
+
+pub struct KernelInstance {
+    pub template: Template,
+    pub constants: Vec<(&'static str, String)>,
+    /// The values bound read-only, in binding order; the output comes last.
+    pub reads: Vec<ValueId>,
+    pub workgroups: [u32; 3],
+}
+
+/// Workgroups for `groups` work items spread over x and y, and the x count the
+/// shader needs to rebuild a flat index.
+fn grid(groups: usize) -> ([u32; 3], u32) {
+    let groups = groups.max(1) as u32;
+    let x = groups.min(MAX_GROUPS_PER_DIMENSION);
+    ([x, groups.div_ceil(x), 1], x)
+}
+
+fn per_element(count: usize) -> ([u32; 3], Vec<(&'static str, String)>) {
+    let (workgroups, groups_x) = grid(count.div_ceil(ELEMENT_WORKGROUP as usize));
+    let constants = vec![
+        ("WORKGROUP", ELEMENT_WORKGROUP.to_string()),
+        ("GROUPS_X", groups_x.to_string()),
+    ];
+    (workgroups, constants)
+}
+
+fn per_row_thread(rows: usize) -> ([u32; 3], Vec<(&'static str, String)>) {
+    let (workgroups, groups_x) = grid(rows.div_ceil(ROW_WORKGROUP as usize));
+    let constants = vec![
+        ("WORKGROUP", ROW_WORKGROUP.to_string()),
+        ("GROUPS_X", groups_x.to_string()),
+    ];
+    (workgroups, constants)
+}
+
+pub fn instance(graph: &Graph, output: ValueId, op: &Op) -> KernelInstance {
+    let shape = |id: ValueId| graph.value(id).shape.clone();
+    let count = graph.value(output).elements();
+    let (batch, seq) = (graph.batch, graph.seq);
+    let last = |id: ValueId| *graph.value(id).shape.last().expect("not a scalar");
+    let (template, mut constants, reads, workgroups) = match *op {
+        Op::Gather { table, ids } => {
+            let (workgroups, grid) = per_element(count);
+            let table_shape = shape(table);
+            let c = vec![
+                ("ROWS", graph.value(ids).elements().to_string()),
+                ("WIDTH", table_shape[1].to_string()),
+                ("TABLE_ROWS", table_shape[0].to_string()),
+            ];
+            (
+                Template::Gather,
+                [c, grid].concat(),
+                vec![table, ids],
+                workgroups,
+            )
+        }
+        Op::Add { a, b } | Op::AddBias { x: a, bias: b } => {
+            let (workgroups, grid) = per_element(count);
+            let c = vec![
+                ("COUNT", count.to_string()),
+                ("B_LEN", graph.value(b).elements().to_string()),
+            ];
+            (Template::Binary, [c, grid].concat(), vec![a, b], workgroups)
+        }
+        Op::Gelu { x } | Op::Tanh { x } => {
+            let (workgroups, grid) = per_element(count);
+            let function = if matches!(op, Op::Gelu { .. }) { 0 } else { 1 };
+            let c = vec![
+                ("COUNT", count.to_string()),
+                ("FUNCTION", function.to_string()),
+            ];
+            (
+                Template::Activation,
+                [c, grid].concat(),
+                vec![x],
+                workgroups,
+            )
+        }
+        Op::MatMul { x, weight } => {
+            let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
+            let tile_m = (MATMUL_THREADS_SIDE * MATMUL_THREAD_M) as usize;
+            let tile_n = (MATMUL_THREADS_SIDE * MATMUL_THREAD_N) as usize;
+            let workgroups = [n.div_ceil(tile_n) as u32, m.div_ceil(tile_m) as u32, 1];
+            let c = vec![
+                ("M", m.to_string()),
+                ("N", n.to_string()),
+                ("K", k.to_string()),
+                ("TILE_K", MATMUL_TILE_K.to_string()),
+                ("THREAD_M", MATMUL_THREAD_M.to_string()),
+                ("THREAD_N", MATMUL_THREAD_N.to_string()),
+            ];
+            (Template::Matmul, c, vec![x, weight], workgroups)
+        }
+        Op::LayerNorm {
+            x,
+            gamma,
+            beta,
+            eps,
+        } => {
+            let [rows, width] = dims2(&shape(x));
+            let (workgroups, groups_x) = grid(rows);
+            let c = vec![
+                ("ROWS", rows.to_string()),
+                ("WIDTH", width.to_string()),
+                ("EPS", format!("{eps:e}")),
+                ("WORKGROUP", ROW_WORKGROUP.to_string()),
+                ("GROUPS_X", groups_x.to_string()),
+            ];
+            (Template::LayerNorm, c, vec![x, gamma, beta], workgroups)
+        }
+        Op::AttentionScores { query, key, heads } => {
+            let (workgroups, grid) = per_element(count);
+            let c = attention_constants(batch, seq, heads, last(query));
+            (
+                Template::AttentionScores,
+                [c, grid].concat(),
+                vec![query, key],
+                workgroups,
+            )
+        }
+        Op::MaskedSoftmax { scores, mask } => {
+            let heads = shape(scores)[1];
+            let (workgroups, grid) = per_row_thread(batch * heads * seq);
+            let c = vec![
+                ("BATCH", batch.to_string()),
+                ("SEQ", seq.to_string()),
+                ("HEADS", heads.to_string()),
+            ];
+            (
+                Template::MaskedSoftmax,
+                [c, grid].concat(),
+                vec![scores, mask],
+                workgroups,
+            )
+        }
+        Op::AttentionContext {
+            probs,
+            value,
+            heads,
+        } => {
+            let (workgroups, grid) = per_element(count);
+            let c = attention_constants(batch, seq, heads, last(value));
+            (
+                Template::AttentionContext,
+                [c, grid].concat(),
+                vec![probs, value],
+                workgroups,
+            )
+        }
+        Op::FirstToken { x } => {
+            let (workgroups, grid) = per_element(count);
+            let c = pooling_constants(batch, seq, last(x));
+            (
+                Template::FirstToken,
+                [c, grid].concat(),
+                vec![x],
+                workgroups,
+            )
+        }
+        Op::MeanPool { x, mask } => {
+            let (workgroups, grid) = per_element(count);
+            let c = pooling_constants(batch, seq, last(x));
+            (
+                Template::MeanPool,
+                [c, grid].concat(),
+                vec![x, mask],
+                workgroups,
+            )
+        }
+        Op::L2Normalize { x } | Op::Softmax { x } => {
+            let [rows, width] = dims2(&shape(x));
+            let (workgroups, grid) = per_row_thread(rows);
+            let mode = if matches!(op, Op::Softmax { .. }) {
+                0
+            } else {
+                1
+            };
+            let c = vec![
+                ("ROWS", rows.to_string()),
+                ("WIDTH", width.to_string()),
+                ("MODE", mode.to_string()),
+            ];
+            (
+                Template::RowNormalize,
+                [c, grid].concat(),
+                vec![x],
+                workgroups,
+            )
+        }
+    };
+    constants.sort_by_key(|(name, _)| *name);
+    KernelInstance {
+        template,
+        constants,
+        reads,
+        workgroups,
+    }
+}
+
+fn dims2(shape: &[usize]) -> [usize; 2] {
+    match *shape {
+        [m, n] => [m, n],
+        _ => panic!("expected a matrix, got shape {shape:?}"),
+    }
+}
+
+fn attention_constants(
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    width: usize,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("BATCH", batch.to_string()),
+        ("SEQ", seq.to_string()),
+        ("HEADS", heads.to_string()),
+        ("HEAD_DIM", (width / heads).to_string()),
+    ]
+}
+
+fn pooling_constants(batch: usize, seq: usize, width: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("BATCH", batch.to_string()),
+        ("SEQ", seq.to_string()),
+        ("WIDTH", width.to_string()),
+    ]
+}

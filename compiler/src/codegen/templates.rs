@@ -1,0 +1,74 @@
+//! The WGSL kernel templates of shaders/, and their specialisation: every
+//! `{{NAME}}` in a template is replaced by a named constant (a shape, a tile
+//! size, a mode).
+
+/// A kernel family: one template file in shaders/.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Template {
+    Gather,
+    Binary,
+    Activation,
+    Matmul,
+    LayerNorm,
+    AttentionScores,
+    MaskedSoftmax,
+    AttentionContext,
+    FirstToken,
+    MeanPool,
+    RowNormalize,
+}
+
+impl Template {
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Gather => "gather",
+            Template::Binary => "binary",
+            Template::Activation => "activation",
+            Template::Matmul => "matmul",
+            Template::LayerNorm => "layer_norm",
+            Template::AttentionScores => "attention_scores",
+            Template::MaskedSoftmax => "masked_softmax",
+            Template::AttentionContext => "attention_context",
+            Template::FirstToken => "first_token",
+            Template::MeanPool => "mean_pool",
+            Template::RowNormalize => "row_normalize",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Template::Gather => include_str!("../../../shaders/gather.wgsl"),
+            Template::Binary => include_str!("../../../shaders/binary.wgsl"),
+            Template::Activation => include_str!("../../../shaders/activation.wgsl"),
+            Template::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Template::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl"),
+            Template::AttentionScores => include_str!("../../../shaders/attention_scores.wgsl"),
+            Template::MaskedSoftmax => include_str!("../../../shaders/masked_softmax.wgsl"),
+            Template::AttentionContext => include_str!("../../../shaders/attention_context.wgsl"),
+            Template::FirstToken => include_str!("../../../shaders/first_token.wgsl"),
+            Template::MeanPool => include_str!("../../../shaders/mean_pool.wgsl"),
+            Template::RowNormalize => include_str!("../../../shaders/row_normalize.wgsl"),
+        }
+    }
+
+    /// The template with every placeholder replaced; a placeholder without a
+    /// constant, or a constant without a placeholder, is a codegen bug.
+    pub fn specialise(self, constants: &[(&str, String)]) -> String {
+        let mut wgsl = self.source().to_owned();
+        for (name, value) in constants {
+            let placeholder = format!("{{{{{name}}}}}");
+            assert!(
+                wgsl.contains(&placeholder),
+                "{}: no placeholder {name}",
+                self.name()
+            );
+            wgsl = wgsl.replace(&placeholder, value);
+        }
+        assert!(
+            !wgsl.contains("{{"),
+            "{}: a placeholder is left unset",
+            self.name()
+        );
+        wgsl
+    }
+}

@@ -1,0 +1,64 @@
+//! A compiled program: what the compiler decided and the runtime carries out.
+//! Buffers, WGSL kernels, the ordered dispatches that bind them, and where the
+//! inputs go and the outputs come from. The runtime decides nothing here.
+
+use serde::{Deserialize, Serialize};
+
+/// A buffer, by index into [`Program::buffers`].
+pub type BufferId = usize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BufferRole {
+    /// Filled from the model inputs before every run, by name
+    /// ("input_ids", "token_type_ids", "position_ids", "attention_mask").
+    Input(String),
+    /// Filled once at load with the weight of this checkpoint name.
+    Weight(String),
+    /// Written and read by kernels only.
+    Activation,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferSpec {
+    pub name: String,
+    pub bytes: u64,
+    pub role: BufferRole,
+}
+
+/// One specialised WGSL module with a `main` compute entry point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelSpec {
+    pub name: String,
+    pub wgsl: String,
+}
+
+/// A buffer bound at `@group(0) @binding(i)` for the i-th entry of a dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub buffer: BufferId,
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub kernel: usize,
+    pub bindings: Vec<Binding>,
+    pub workgroups: [u32; 3],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    pub name: String,
+    pub buffer: BufferId,
+    pub shape: Vec<usize>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub batch: usize,
+    pub seq: usize,
+    pub buffers: Vec<BufferSpec>,
+    pub kernels: Vec<KernelSpec>,
+    pub dispatches: Vec<Dispatch>,
+    pub outputs: Vec<OutputSpec>,
+}

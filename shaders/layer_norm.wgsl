@@ -1,0 +1,54 @@
+// layer_norm: LayerNorm over rows, biased variance, EPS inside the root.
+// Inputs:  x [ROWS, WIDTH] f32, gamma [WIDTH] f32, beta [WIDTH] f32
+// Output:  out [ROWS, WIDTH] f32
+// A workgroup a row: WORKGROUP threads sum strided slices, then a tree
+// reduction in workgroup memory, once for the mean and once for the variance.
+const ROWS: u32 = {{ROWS}}u;
+const WIDTH: u32 = {{WIDTH}}u;
+const EPS: f32 = {{EPS}};
+const WORKGROUP: u32 = {{WORKGROUP}}u;
+const GROUPS_X: u32 = {{GROUPS_X}}u;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> partial: array<f32, WORKGROUP>;
+
+fn workgroup_sum(thread: u32, value: f32) -> f32 {
+    partial[thread] = value;
+    workgroupBarrier();
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if (thread < stride) {
+            partial[thread] += partial[thread + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) thread: u32) {
+    let row = group.y * GROUPS_X + group.x;
+    if (row >= ROWS) {
+        return;
+    }
+    let base = row * WIDTH;
+    var sum = 0.0;
+    for (var i = thread; i < WIDTH; i += WORKGROUP) {
+        sum += x[base + i];
+    }
+    let mean = workgroup_sum(thread, sum) / f32(WIDTH);
+    var squares = 0.0;
+    for (var i = thread; i < WIDTH; i += WORKGROUP) {
+        let d = x[base + i] - mean;
+        squares += d * d;
+    }
+    let inv_std = inverseSqrt(workgroup_sum(thread, squares) / f32(WIDTH) + EPS);
+    for (var i = thread; i < WIDTH; i += WORKGROUP) {
+        out[base + i] = (x[base + i] - mean) * inv_std * gamma[i] + beta[i];
+    }
+}

@@ -1,0 +1,81 @@
+// matmul: out = x times w transposed, tiled and register-blocked.
+// Inputs:  x [M, K] f32, w [N, K] f32 (PyTorch Linear layout: out, in)
+// Output:  out [M, N] f32
+// A workgroup of 16 x 16 threads computes a TILE_M x TILE_N block of out;
+// each thread a THREAD_M x THREAD_N block held in registers. Tiles of x and w
+// TILE_K wide pass through workgroup memory. Any M, N, K: loads past the edge
+// read zeros and stores past it are skipped.
+const M: u32 = {{M}}u;
+const N: u32 = {{N}}u;
+const K: u32 = {{K}}u;
+const TILE_K: u32 = {{TILE_K}}u;
+const THREAD_M: u32 = {{THREAD_M}}u;
+const THREAD_N: u32 = {{THREAD_N}}u;
+const THREADS_SIDE: u32 = 16u;
+const TILE_M: u32 = THREADS_SIDE * THREAD_M;
+const TILE_N: u32 = THREADS_SIDE * THREAD_N;
+const THREADS: u32 = THREADS_SIDE * THREADS_SIDE;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+var<workgroup> x_tile: array<f32, TILE_M * TILE_K>;
+var<workgroup> w_tile: array<f32, TILE_N * TILE_K>;
+
+@compute @workgroup_size(16, 16)
+fn main(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(local_invocation_index) thread: u32,
+) {
+    let row0 = group.y * TILE_M;
+    let col0 = group.x * TILE_N;
+    var acc: array<array<f32, THREAD_N>, THREAD_M>;
+    for (var k0 = 0u; k0 < K; k0 += TILE_K) {
+        for (var i = thread; i < TILE_M * TILE_K; i += THREADS) {
+            let r = row0 + i / TILE_K;
+            let k = k0 + i % TILE_K;
+            var v = 0.0;
+            if (r < M && k < K) {
+                v = x[r * K + k];
+            }
+            x_tile[i] = v;
+        }
+        for (var i = thread; i < TILE_N * TILE_K; i += THREADS) {
+            let c = col0 + i / TILE_K;
+            let k = k0 + i % TILE_K;
+            var v = 0.0;
+            if (c < N && k < K) {
+                v = w[c * K + k];
+            }
+            w_tile[i] = v;
+        }
+        workgroupBarrier();
+        for (var k = 0u; k < TILE_K; k++) {
+            var a: array<f32, THREAD_M>;
+            var b: array<f32, THREAD_N>;
+            for (var i = 0u; i < THREAD_M; i++) {
+                a[i] = x_tile[(local.y + i * THREADS_SIDE) * TILE_K + k];
+            }
+            for (var j = 0u; j < THREAD_N; j++) {
+                b[j] = w_tile[(local.x + j * THREADS_SIDE) * TILE_K + k];
+            }
+            for (var i = 0u; i < THREAD_M; i++) {
+                for (var j = 0u; j < THREAD_N; j++) {
+                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < THREAD_M; i++) {
+        let r = row0 + local.y + i * THREADS_SIDE;
+        for (var j = 0u; j < THREAD_N; j++) {
+            let c = col0 + local.x + j * THREADS_SIDE;
+            if (r < M && c < N) {
+                out[r * N + c] = acc[i][j];
+            }
+        }
+    }
+}

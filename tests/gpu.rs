@@ -1,0 +1,335 @@
+//! GPU kernels on whatever adapter wgpu finds (lavapipe on machines without a
+//! GPU) against the CPU reference: every op on fresh random inputs, with
+//! shapes that are not multiples of the tile sizes, within a relative error of
+//! 1e-4 (max |gpu - cpu| / max |cpu|); then whole models against the Hugging
+//! Face fixtures. No adapter is a failure, never a skip.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{model_dir, relative_error, Golden};
+use xltc::codegen::lower;
+use xltc::frontend::{Model, ModelOutput};
+use xltc::ir::{Graph, Input, Op, ValueId};
+use xltc::reference;
+use xltc_runtime::{Executor, Gpu, ModelInputs};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = Gpu::new_blocking().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        eprintln!("adapter: {}", gpu.adapter);
+        gpu
+    })
+}
+
+/// xorshift64*, seeded from the clock: fresh inputs every run, the seed in
+/// every failure message.
+struct Random(u64);
+
+impl Random {
+    fn fresh() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Random(nanos | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [-scale, scale).
+    fn floats(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale)
+            .collect()
+    }
+
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next() % n as u64) as u32
+    }
+}
+
+fn inputs_for(graph: &Graph, random: &mut Random, vocab: u32) -> ModelInputs {
+    let tokens = graph.tokens();
+    let mut mask = vec![1.0f32; tokens];
+    for (b, row) in mask.chunks_mut(graph.seq).enumerate() {
+        // Sequence b has b padding slots at its end (never the first token).
+        let pad = b.min(graph.seq - 1);
+        row[graph.seq - pad..].fill(0.0);
+    }
+    ModelInputs {
+        batch: graph.batch,
+        seq: graph.seq,
+        input_ids: (0..tokens).map(|_| random.below(vocab)).collect(),
+        token_type_ids: vec![0; tokens],
+        position_ids: (0..tokens as u32).collect(),
+        attention_mask: mask,
+    }
+}
+
+/// Runs `graph` on the GPU and on the CPU reference; returns the worst
+/// relative error over its outputs.
+fn gpu_vs_reference(graph: &Graph, inputs: &ModelInputs) -> f64 {
+    let compiled = lower(graph).unwrap();
+    let gpu = gpu();
+    let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
+        compiled.weight(n)
+    }))
+    .unwrap();
+    let on_gpu = pollster::block_on(executor.run(gpu, inputs)).unwrap();
+    let on_cpu = reference::run(graph, inputs).unwrap();
+    let mut worst = 0.0f64;
+    for (name, expected) in &on_cpu {
+        let actual = &on_gpu[name];
+        assert_eq!(actual.shape, expected.shape, "{name}");
+        let a: Vec<f64> = actual.data.iter().map(|&v| v as f64).collect();
+        let e: Vec<f64> = expected.data.iter().map(|&v| v as f64).collect();
+        worst = worst.max(relative_error(&a, &e));
+    }
+    worst
+}
+
+fn weight(g: &mut Graph, random: &mut Random, name: &str, shape: &[usize]) -> ValueId {
+    let data: Arc<[f32]> = random.floats(shape.iter().product(), 1.0).into();
+    g.weight(name, shape.to_vec(), data)
+}
+
+/// Builds a one-op graph (plus its random operands), runs it both ways.
+fn check_op(
+    label: &str,
+    batch: usize,
+    seq: usize,
+    build: impl Fn(&mut Graph, &mut Random) -> ValueId,
+) {
+    let mut random = Random::fresh();
+    let seed = random.0;
+    let mut g = Graph::new(batch, seq);
+    let out = build(&mut g, &mut random);
+    g.mark_output("out", out);
+    let inputs = inputs_for(&g, &mut random, 29);
+    let error = gpu_vs_reference(&g, &inputs);
+    eprintln!("{label}: relative error {error:.2e}");
+    assert!(
+        error < TOLERANCE,
+        "{label}: relative error {error:e} (seed {seed})"
+    );
+}
+
+#[test]
+fn matmul_on_shapes_off_the_tiles() {
+    for (m, n, k) in [
+        (70, 37, 45),
+        (3, 130, 17),
+        (64, 64, 16),
+        (1, 1, 1),
+        (129, 65, 385),
+    ] {
+        check_op(&format!("matmul {m}x{n}x{k}"), 1, 1, |g, r| {
+            let x = weight(g, r, "x", &[m, k]);
+            let w = weight(g, r, "w", &[n, k]);
+            g.op("y", Op::MatMul { x, weight: w })
+        });
+    }
+}
+
+#[test]
+fn gather_add_bias_and_activations() {
+    check_op("gather 5x7 from 29x13", 5, 7, |g, r| {
+        let table = weight(g, r, "table", &[29, 13]);
+        let ids = g.input(Input::InputIds);
+        g.op("e", Op::Gather { table, ids })
+    });
+    check_op("add 1001", 1, 1, |g, r| {
+        let a = weight(g, r, "a", &[7, 143]);
+        let b = weight(g, r, "b", &[7, 143]);
+        g.op("s", Op::Add { a, b })
+    });
+    check_op("add_bias 77x37", 1, 1, |g, r| {
+        let x = weight(g, r, "x", &[77, 37]);
+        let bias = weight(g, r, "bias", &[37]);
+        g.op("s", Op::AddBias { x, bias })
+    });
+    check_op("gelu", 1, 1, |g, r| {
+        let x = weight(g, r, "x", &[33, 101]);
+        let scaled = g.op("x4", Op::Add { a: x, b: x });
+        g.op("y", Op::Gelu { x: scaled })
+    });
+    check_op("tanh", 1, 1, |g, r| {
+        let x = weight(g, r, "x", &[3, 301]);
+        g.op("y", Op::Tanh { x })
+    });
+}
+
+#[test]
+fn layer_norm_on_narrow_and_wide_rows() {
+    for (rows, width) in [(13, 37), (5, 384), (2, 1001)] {
+        check_op(&format!("layer_norm {rows}x{width}"), 1, 1, |g, r| {
+            let x = weight(g, r, "x", &[rows, width]);
+            let gamma = weight(g, r, "gamma", &[width]);
+            let beta = weight(g, r, "beta", &[width]);
+            g.op(
+                "y",
+                Op::LayerNorm {
+                    x,
+                    gamma,
+                    beta,
+                    eps: 1e-5,
+                },
+            )
+        });
+    }
+}
+
+#[test]
+fn attention_with_padding() {
+    for (batch, seq, heads, head_dim) in [(3, 7, 3, 5), (2, 33, 2, 12), (1, 1, 1, 3)] {
+        let width = heads * head_dim;
+        check_op(
+            &format!("attention b{batch} s{seq} h{heads} d{head_dim}"),
+            batch,
+            seq,
+            |g, r| {
+                let query = weight(g, r, "q", &[batch * seq, width]);
+                let key = weight(g, r, "k", &[batch * seq, width]);
+                let value = weight(g, r, "v", &[batch * seq, width]);
+                let mask = g.input(Input::AttentionMask);
+                let scores = g.op("s", Op::AttentionScores { query, key, heads });
+                let probs = g.op("p", Op::MaskedSoftmax { scores, mask });
+                g.op(
+                    "c",
+                    Op::AttentionContext {
+                        probs,
+                        value,
+                        heads,
+                    },
+                )
+            },
+        );
+    }
+}
+
+#[test]
+fn pooling_and_row_normalisation() {
+    let (batch, seq, width) = (4, 9, 37);
+    check_op("first_token", batch, seq, |g, r| {
+        let x = weight(g, r, "x", &[batch * seq, width]);
+        g.op("y", Op::FirstToken { x })
+    });
+    check_op("mean_pool + l2_normalize", batch, seq, |g, r| {
+        let x = weight(g, r, "x", &[batch * seq, width]);
+        let mask = g.input(Input::AttentionMask);
+        let pooled = g.op("p", Op::MeanPool { x, mask });
+        g.op("n", Op::L2Normalize { x: pooled })
+    });
+    check_op("softmax", 1, 1, |g, r| {
+        let x = weight(g, r, "x", &[11, 3]);
+        g.op("y", Op::Softmax { x })
+    });
+}
+
+/// A whole model on the GPU against the Hugging Face fixture.
+fn check_model(name: &str) {
+    let golden = Golden::read(name);
+    let model = Model::load(&model_dir(name)).unwrap();
+    let output = match model.output {
+        ModelOutput::Classification => "logits",
+        ModelOutput::SentenceEmbedding { .. } => "sentence_embedding",
+    };
+    for batch in ["singles", "pairs"] {
+        let ids = golden.array(&format!("{batch}.input_ids"));
+        let (rows, seq) = (ids.shape[0], ids.shape[1]);
+        let mask = &golden.array(&format!("{batch}.attention_mask")).data;
+        let types = &golden.array(&format!("{batch}.token_type_ids")).data;
+        let encodings: Vec<xltc_runtime::Encoding> = (0..rows)
+            .map(|r| {
+                let len = mask[r * seq..(r + 1) * seq]
+                    .iter()
+                    .filter(|&&m| m > 0.0)
+                    .count();
+                let take = |v: &[f64]| {
+                    v[r * seq..r * seq + len]
+                        .iter()
+                        .map(|&x| x as u32)
+                        .collect()
+                };
+                xltc_runtime::Encoding {
+                    ids: take(&ids.data),
+                    type_ids: take(types),
+                }
+            })
+            .collect();
+        let inputs = ModelInputs::pad(
+            &encodings,
+            seq,
+            model.config.pad_token_id,
+            model.position_scheme(),
+        );
+        let graph = model.graph(rows, seq);
+        let compiled = lower(&graph).unwrap();
+        let gpu = gpu();
+        let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
+            compiled.weight(n)
+        }))
+        .unwrap();
+        let outputs = pollster::block_on(executor.run(gpu, &inputs)).unwrap();
+        let ours: Vec<f64> = outputs[output].data.iter().map(|&v| v as f64).collect();
+        let error = relative_error(&ours, &golden.array(&format!("{batch}.output")).data);
+        eprintln!("gpu {name} {batch}: relative error of {output} {error:.2e}");
+        assert!(
+            error < TOLERANCE,
+            "{name} {batch}: {output} off by {error:e}"
+        );
+    }
+}
+
+#[test]
+fn tiny_bert_on_the_gpu_matches_hugging_face() {
+    check_model("tiny-bert");
+}
+
+#[test]
+fn tiny_xlmr_on_the_gpu_matches_hugging_face() {
+    check_model("tiny-xlmr");
+}
+
+#[test]
+fn all_minilm_l6_v2_on_the_gpu_matches_hugging_face() {
+    check_model("all-minilm-l6-v2");
+}
+
+/// A buffer past the adapter's binding limit is refused with its name and
+/// size before anything is allocated (splitting such tables is still to come).
+#[test]
+fn a_buffer_past_the_binding_limit_is_refused_by_name() {
+    let limit = gpu().adapter.max_storage_binding_bytes as usize;
+    let mut g = Graph::new(1, 1);
+    let rows = limit / 4 / 8 + 1;
+    let table = g.weight(
+        "embeddings.word_embeddings.weight",
+        vec![rows, 8],
+        vec![0.0; rows * 8].into(),
+    );
+    let ids = g.input(Input::InputIds);
+    let out = g.op("e", Op::Gather { table, ids });
+    g.mark_output("out", out);
+    let compiled = lower(&g).unwrap();
+    let result = pollster::block_on(Executor::load(gpu(), compiled.program.clone(), |n| {
+        compiled.weight(n)
+    }));
+    let message = result.err().expect("refused").to_string();
+    assert!(
+        message.contains("embeddings.word_embeddings.weight"),
+        "{message}"
+    );
+    assert!(message.contains("binding limit"), "{message}");
+}
