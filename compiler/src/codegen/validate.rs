@@ -12,3 +12,19 @@ pub fn validate_wgsl(wgsl: &str) -> Result<(), String> {
         .map_err(|e| e.emit_to_string(wgsl))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::validate_wgsl;
+
+    #[test]
+    fn naga_rejects_a_broken_module_with_a_located_message() {
+        let broken = "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }";
+        let message = validate_wgsl(broken).unwrap_err();
+        assert!(
+            message.contains("main") || message.contains("1u"),
+            "{message}"
+        );
+        validate_wgsl("@compute @workgroup_size(1) fn main() {}").unwrap();
+    }
+}

@@ -1,0 +1,49 @@
+//! Snapshots of the WGSL that codegen emits for the tiny BERT classifier
+//! (batch 2, sequence 5): every kernel instance, in dispatch order of first
+//! use, compared with tests/fixtures/wgsl/tiny-bert/. After a deliberate
+//! change to a template or to codegen, rewrite them with
+//! `XLTC_BLESS=1 cargo test --release --test wgsl_snapshots` and read the diff.
+
+mod common;
+
+use common::{fixtures, model_dir};
+use xltc::codegen::{lower, validate_wgsl};
+use xltc::frontend::Model;
+
+#[test]
+fn emitted_wgsl_matches_the_snapshots() {
+    let model = Model::load(&model_dir("tiny-bert")).unwrap();
+    let program = lower(&model.graph(2, 5)).unwrap().program;
+    let folder = fixtures().join("wgsl").join("tiny-bert");
+    let bless = std::env::var_os("XLTC_BLESS").is_some();
+    if bless {
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+    }
+    let mut expected_files = Vec::new();
+    for (index, kernel) in program.kernels.iter().enumerate() {
+        validate_wgsl(&kernel.wgsl).unwrap();
+        let family = kernel.name.split('[').next().unwrap();
+        let file = format!("{index:02}-{family}.wgsl");
+        let path = folder.join(&file);
+        let contents = format!("// {}\n{}", kernel.name, kernel.wgsl);
+        if bless {
+            std::fs::write(&path, &contents).unwrap();
+        }
+        let snapshot = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("no snapshot {}; run with XLTC_BLESS=1", path.display()));
+        assert_eq!(contents, snapshot, "{file} differs from its snapshot");
+        expected_files.push(file);
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    assert_eq!(
+        on_disk,
+        expected_files,
+        "stale or missing snapshots in {}",
+        folder.display()
+    );
+}
