@@ -1,17 +1,38 @@
 // gather: rows of a table picked by ids (embedding lookup).
-// Inputs:  table [TABLE_ROWS, WIDTH] f32, ids [ROWS] u32
+// Inputs:  table0 .. table5: the table [TABLE_ROWS, WIDTH] f32 split by rows into
+//          parts of ROWS_PER_PART rows (a table too big for one binding, such as
+//          XLM-R's 250k x 768 words, spans several; unused parts repeat part 0);
+//          ids [ROWS] u32
 // Output:  out [ROWS, WIDTH] f32
 // One thread an output element. An id past the table reads zeros; the runtime
 // refuses such ids before it dispatches.
 const ROWS: u32 = {{ROWS}}u;
 const WIDTH: u32 = {{WIDTH}}u;
 const TABLE_ROWS: u32 = {{TABLE_ROWS}}u;
+const ROWS_PER_PART: u32 = {{ROWS_PER_PART}}u;
 const WORKGROUP: u32 = {{WORKGROUP}}u;
 const GROUPS_X: u32 = {{GROUPS_X}}u;
 
-@group(0) @binding(0) var<storage, read> table: array<f32>;
-@group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> table0: array<f32>;
+@group(0) @binding(1) var<storage, read> table1: array<f32>;
+@group(0) @binding(2) var<storage, read> table2: array<f32>;
+@group(0) @binding(3) var<storage, read> table3: array<f32>;
+@group(0) @binding(4) var<storage, read> table4: array<f32>;
+@group(0) @binding(5) var<storage, read> table5: array<f32>;
+@group(0) @binding(6) var<storage, read> ids: array<u32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+
+fn table_value(id: u32, column: u32) -> f32 {
+    let at = (id % ROWS_PER_PART) * WIDTH + column;
+    switch (id / ROWS_PER_PART) {
+        case 0u: { return table0[at]; }
+        case 1u: { return table1[at]; }
+        case 2u: { return table2[at]; }
+        case 3u: { return table3[at]; }
+        case 4u: { return table4[at]; }
+        default: { return table5[at]; }
+    }
+}
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -19,11 +40,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (index >= ROWS * WIDTH) {
         return;
     }
-    let row = index / WIDTH;
-    let id = ids[row];
+    let id = ids[index / WIDTH];
     var value = 0.0;
     if (id < TABLE_ROWS) {
-        value = table[id * WIDTH + index % WIDTH];
+        value = table_value(id, index % WIDTH);
     }
     out[index] = value;
 }

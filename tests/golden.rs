@@ -20,7 +20,8 @@ fn as_u32(values: &[f64]) -> Vec<u32> {
 
 /// Our tokenizer on the fixture's texts, padded as the fixture is padded.
 fn inputs_from_texts(model: &Model, golden: &Golden, batch: &str, seq: usize) -> ModelInputs {
-    let tokenizer = TextTokenizer::from_file(&model.files.tokenizer, model.max_tokens()).unwrap();
+    let tokenizer =
+        TextTokenizer::from_json(&model.tokenizer_json, &model.origin, model.max_tokens()).unwrap();
     let texts = golden.texts(&format!("{batch}.texts")).unwrap();
     let pairs = golden.texts(&format!("{batch}.pairs"));
     let encodings: Vec<Encoding> = texts

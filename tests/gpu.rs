@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{model_dir, relative_error, Golden};
-use xltc::codegen::lower;
+use xltc::codegen::{lower, CodegenError, CodegenOptions};
 use xltc::frontend::{Model, ModelOutput};
 use xltc::ir::{Graph, Input, Op, ValueId};
 use xltc::reference;
@@ -79,8 +79,8 @@ fn inputs_for(graph: &Graph, random: &mut Random, vocab: u32) -> ModelInputs {
 
 /// Runs `graph` on the GPU and on the CPU reference; returns the worst
 /// relative error over its outputs.
-fn gpu_vs_reference(graph: &Graph, inputs: &ModelInputs) -> f64 {
-    let compiled = lower(graph).unwrap();
+fn gpu_vs_reference(graph: &Graph, inputs: &ModelInputs, options: &CodegenOptions) -> f64 {
+    let compiled = lower(graph, options).unwrap();
     let gpu = gpu();
     let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
         compiled.weight(n)
@@ -111,13 +111,23 @@ fn check_op(
     seq: usize,
     build: impl Fn(&mut Graph, &mut Random) -> ValueId,
 ) {
+    check_op_with(label, batch, seq, &CodegenOptions::default(), build);
+}
+
+fn check_op_with(
+    label: &str,
+    batch: usize,
+    seq: usize,
+    options: &CodegenOptions,
+    build: impl Fn(&mut Graph, &mut Random) -> ValueId,
+) {
     let mut random = Random::fresh();
     let seed = random.0;
     let mut g = Graph::new(batch, seq);
     let out = build(&mut g, &mut random);
     g.mark_output("out", out);
     let inputs = inputs_for(&g, &mut random, 29);
-    let error = gpu_vs_reference(&g, &inputs);
+    let error = gpu_vs_reference(&g, &inputs, options);
     eprintln!("{label}: relative error {error:.2e}");
     assert!(
         error < TOLERANCE,
@@ -275,7 +285,7 @@ fn check_model(name: &str) {
             model.position_scheme(),
         );
         let graph = model.graph(rows, seq);
-        let compiled = lower(&graph).unwrap();
+        let compiled = lower(&graph, &CodegenOptions::default()).unwrap();
         let gpu = gpu();
         let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
             compiled.weight(n)
@@ -307,29 +317,75 @@ fn all_minilm_l6_v2_on_the_gpu_matches_hugging_face() {
     check_model("all-minilm-l6-v2");
 }
 
-/// A buffer past the adapter's binding limit is refused with its name and
-/// size before anything is allocated (splitting such tables is still to come).
+/// A table past the binding limit is split by rows over several bindings;
+/// here a limit of 1000 bytes splits a 29 x 13 table in two.
 #[test]
-fn a_buffer_past_the_binding_limit_is_refused_by_name() {
-    let limit = gpu().adapter.max_storage_binding_bytes as usize;
+fn gather_from_a_table_split_over_bindings() {
+    let options = CodegenOptions {
+        max_binding_bytes: 1000,
+    };
+    check_op_with("gather from a split table", 5, 7, &options, |g, r| {
+        let table = weight(g, r, "table", &[29, 13]);
+        let ids = g.input(Input::InputIds);
+        g.op("e", Op::Gather { table, ids })
+    });
+}
+
+/// Only gather tables may be split: any other value past the limit is an
+/// error that names it.
+#[test]
+fn a_value_past_the_binding_limit_is_named() {
     let mut g = Graph::new(1, 1);
-    let rows = limit / 4 / 8 + 1;
-    let table = g.weight(
-        "embeddings.word_embeddings.weight",
-        vec![rows, 8],
-        vec![0.0; rows * 8].into(),
+    let x = g.weight("x", vec![2, 300], vec![0.0; 600].into());
+    let w = g.weight(
+        "encoder.layer.0.output.dense.weight",
+        vec![300, 300],
+        vec![0.0; 90_000].into(),
     );
-    let ids = g.input(Input::InputIds);
-    let out = g.op("e", Op::Gather { table, ids });
-    g.mark_output("out", out);
-    let compiled = lower(&g).unwrap();
-    let result = pollster::block_on(Executor::load(gpu(), compiled.program.clone(), |n| {
-        compiled.weight(n)
-    }));
+    let y = g.op("y", Op::MatMul { x, weight: w });
+    g.mark_output("y", y);
+    let error = lower(
+        &g,
+        &CodegenOptions {
+            max_binding_bytes: 100_000,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(error, CodegenError::TooLarge { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains("encoder.layer.0.output.dense.weight"),
+        "{error}"
+    );
+}
+
+/// The executor, too, refuses a buffer past the adapter's own limit, by name,
+/// before it allocates anything.
+#[test]
+fn the_executor_refuses_a_buffer_past_the_adapter_limit() {
+    use xltc_runtime::program::{BufferRole, BufferSpec};
+    let limit = gpu().adapter.max_storage_binding_bytes;
+    let program = xltc_runtime::Program {
+        batch: 1,
+        seq: 1,
+        buffers: vec![BufferSpec {
+            name: "huge".into(),
+            bytes: limit + 4,
+            role: BufferRole::Activation,
+        }],
+        ..Default::default()
+    };
+    let result = pollster::block_on(Executor::load(gpu(), program, |_| None));
     let message = result.err().expect("refused").to_string();
     assert!(
-        message.contains("embeddings.word_embeddings.weight"),
+        message.contains("huge") && message.contains("binding limit"),
         "{message}"
     );
-    assert!(message.contains("binding limit"), "{message}");
+}
+
+#[test]
+fn multilingual_e5_small_on_the_gpu_matches_hugging_face() {
+    check_model("multilingual-e5-small");
 }

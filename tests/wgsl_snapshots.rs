@@ -7,13 +7,15 @@
 mod common;
 
 use common::{fixtures, model_dir};
-use xltc::codegen::{lower, validate_wgsl};
+use xltc::codegen::{lower, validate_wgsl, CodegenOptions};
 use xltc::frontend::Model;
 
 #[test]
 fn emitted_wgsl_matches_the_snapshots() {
     let model = Model::load(&model_dir("tiny-bert")).unwrap();
-    let program = lower(&model.graph(2, 5)).unwrap().program;
+    let program = lower(&model.graph(2, 5), &CodegenOptions::default())
+        .unwrap()
+        .program;
     let folder = fixtures().join("wgsl").join("tiny-bert");
     let bless = std::env::var_os("XLTC_BLESS").is_some();
     if bless {

@@ -181,6 +181,28 @@ impl Graph {
         self.batch * self.seq
     }
 
+    /// Floating-point operations of one run: a multiply-add counts two;
+    /// element-wise work counts one an output element.
+    pub fn flops(&self) -> u64 {
+        let ops = self.values.iter().filter_map(|v| match &v.source {
+            Source::Op(op) => Some((op, v)),
+            _ => None,
+        });
+        ops.map(|(op, out)| {
+            let elements = out.elements() as u64;
+            match *op {
+                Op::MatMul { x, .. } => 2 * elements * *self.value(x).shape.last().unwrap() as u64,
+                Op::AttentionScores { query, heads, .. } => {
+                    2 * elements * (self.value(query).shape[1] / heads) as u64
+                }
+                Op::AttentionContext { .. } => 2 * elements * self.seq as u64,
+                Op::Gather { .. } | Op::FirstToken { .. } => 0,
+                _ => elements,
+            }
+        })
+        .sum()
+    }
+
     /// The graph's value for `input`, added on first use.
     pub fn input(&mut self, input: Input) -> ValueId {
         let existing = self
@@ -301,6 +323,16 @@ mod tests {
         assert_eq!(g.value(pooled).shape, vec![2, 4]);
         assert_eq!(g.value(y).dtype, DType::F32);
         assert_eq!(g.value(ids).dtype, DType::U32);
+    }
+
+    #[test]
+    fn flops_count_multiply_adds_twice() {
+        let mut g = Graph::new(1, 1);
+        let x = g.weight("x", vec![3, 5], vec![0.0; 15].into());
+        let weight = g.weight("w", vec![7, 5], vec![0.0; 35].into());
+        let y = g.op("y", Op::MatMul { x, weight });
+        g.op("z", Op::Tanh { x: y });
+        assert_eq!(g.flops(), 2 * 3 * 7 * 5 + 3 * 7);
     }
 
     #[test]

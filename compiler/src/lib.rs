@@ -2,6 +2,7 @@
 //! static graphs, with a CPU reference that every GPU kernel is checked against.
 
 pub mod codegen;
+pub mod compile;
 pub mod frontend;
 pub mod ir;
 pub mod predict;

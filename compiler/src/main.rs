@@ -1,15 +1,11 @@
 //! The `xltc` command.
 
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+mod cli;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serde_json::json;
-use xltc::frontend::{Model, ModelOutput};
-use xltc::predict::{predict, Engine, Prediction, Request};
-use xltc_runtime::{Gpu, Overflow, TextTokenizer};
 
 #[derive(Parser)]
 #[command(
@@ -24,50 +20,92 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Predict with a model: the label and its probabilities for a sequence
-    /// classifier, the sentence embedding for an encoder without a head.
+    /// Predict with a model or a compiled artifact: the label and its
+    /// probabilities for a sequence classifier, the sentence embedding for an
+    /// encoder without a head.
     Run(RunArgs),
+    /// Compile a model into a .xltc artifact of WGSL kernel programs, one for
+    /// each batch and sequence-length bucket.
+    Compile(CompileArgs),
+    /// Show what an artifact holds: buckets, kernels, dispatches, buffers,
+    /// peak memory and FLOPs per sequence.
+    Inspect(InspectArgs),
 }
 
 #[derive(Args)]
-struct RunArgs {
-    /// model.safetensors with config.json and tokenizer.json beside it, or the
-    /// folder that holds them (Hugging Face layout).
-    model: PathBuf,
+pub struct RunArgs {
+    /// A compiled model.xltc, or model.safetensors with config.json and
+    /// tokenizer.json beside it, or the folder that holds them.
+    pub model: PathBuf,
     /// The sentence to predict.
     #[arg(long, required_unless_present = "file", conflicts_with = "file")]
-    text: Option<String>,
+    pub text: Option<String>,
     /// A second sentence. A classifier reads the pair as one input (with
     /// token type ids); an embedding model embeds both and prints their cosine
     /// similarity.
     #[arg(long, requires = "text")]
-    pair: Option<String>,
+    pub pair: Option<String>,
     /// Many inputs, one a line: `text` or `text<TAB>pair`. Empty lines and
     /// lines starting with # are skipped.
     #[arg(long, value_name = "TSV")]
-    file: Option<PathBuf>,
-    /// Maximum tokens per sequence, special tokens included.
+    pub file: Option<PathBuf>,
+    /// Maximum tokens per sequence, special tokens included (for an artifact,
+    /// at most its largest sequence bucket).
     #[arg(long, default_value_t = 128)]
-    max_len: usize,
+    pub max_len: usize,
     /// Cut inputs longer than --max-len (longest first for pairs) instead of
     /// refusing them with an error.
     #[arg(long)]
-    truncate: bool,
-    /// Sequences per batch.
+    pub truncate: bool,
+    /// Sequences per batch (for an artifact, its largest batch bucket).
     #[arg(long, default_value_t = 32)]
-    batch: usize,
+    pub batch: usize,
     /// Run on the CPU reference implementation instead of the GPU.
     #[arg(long)]
-    cpu: bool,
+    pub cpu: bool,
     /// Print one JSON object a line instead of a table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CompileArgs {
+    /// model.safetensors with config.json and tokenizer.json beside it, or the folder.
+    pub model: PathBuf,
+    /// Where to write the artifact.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// The longest sequence, special tokens included: the largest sequence
+    /// bucket (smaller buckets are the powers of two from 16).
+    #[arg(long, default_value_t = 128)]
+    pub max_seq: usize,
+    /// The most sequences a run: the largest batch bucket (the other is 1).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// The largest storage binding a kernel may use; WebGPU's default is
+    /// 134217728 (128 MiB), which every browser allows.
+    #[arg(long, default_value_t = xltc::codegen::WEBGPU_MAX_BINDING_BYTES)]
+    pub max_binding_bytes: u64,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A compiled .xltc artifact.
+    pub artifact: PathBuf,
+    /// List every kernel of every bucket with its dispatch count.
+    #[arg(long)]
+    pub kernels: bool,
+    /// List every buffer of every bucket with its size and role.
+    #[arg(long)]
+    pub buffers: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Compile(args) => cli::compile::compile(args),
+        Command::Inspect(args) => cli::inspect::inspect(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,181 +113,5 @@ fn main() -> ExitCode {
             eprintln!("xltc: error: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn run(args: RunArgs) -> Result<()> {
-    if args.max_len < 2 {
-        bail!("--max-len must be at least 2 (room for the special tokens)");
-    }
-    let requests = match (&args.text, &args.file) {
-        (Some(text), _) => vec![Request {
-            origin: "--text".into(),
-            text: text.clone(),
-            pair: args.pair.clone(),
-        }],
-        (None, Some(file)) => read_requests(file)?,
-        (None, None) => bail!("give --text or --file"),
-    };
-    let model = Model::load(&args.model)?;
-    if args.max_len > model.max_tokens() {
-        bail!(
-            "--max-len {} is more than this model's {} positions allow ({})",
-            args.max_len,
-            model.config.max_positions,
-            model.max_tokens()
-        );
-    }
-    let tokenizer = TextTokenizer::from_file(&model.files.tokenizer, args.max_len)?;
-    let overflow = if args.truncate {
-        Overflow::Truncate
-    } else {
-        Overflow::Error
-    };
-    let engine = if args.cpu {
-        Engine::Cpu
-    } else {
-        let gpu = Gpu::new_blocking()?;
-        eprintln!("xltc: adapter {}", gpu.adapter);
-        Engine::Gpu(gpu)
-    };
-    let show_progress = requests.len() > args.batch && std::io::stderr().is_terminal();
-    let predictions = predict(
-        &engine,
-        &model,
-        &tokenizer,
-        &requests,
-        overflow,
-        args.batch,
-        |done, total| {
-            if show_progress {
-                eprint!("\rxltc: {done}/{total} sequences");
-            }
-        },
-    )
-    .with_context(|| format!("running {}", model.files.folder.display()))?;
-    if show_progress {
-        eprintln!();
-    }
-    // Everything is computed before anything is printed: an error leaves no partial output.
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        for (request, prediction) in requests.iter().zip(&predictions) {
-            writeln!(out, "{}", json_line(&model, request, prediction))?;
-        }
-    } else {
-        writeln!(out, "{}", describe(&model, &engine))?;
-        for (i, (request, prediction)) in requests.iter().zip(&predictions).enumerate() {
-            writeln!(out, "{}", table_line(&model, i + 1, request, prediction))?;
-        }
-    }
-    Ok(())
-}
-
-/// Reads `text` or `text<TAB>pair` lines, naming the line in every error.
-fn read_requests(path: &Path) -> Result<Vec<Request>> {
-    let content =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut requests = Vec::new();
-    for (number, line) in content.lines().enumerate() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let origin = format!("{} line {}", path.display(), number + 1);
-        let mut fields = line.split('\t');
-        let text = fields.next().unwrap_or_default().to_owned();
-        let pair = fields.next().map(str::to_owned);
-        if fields.next().is_some() {
-            bail!("{origin}: expected `text` or `text<TAB>pair`, found more than two fields");
-        }
-        requests.push(Request { origin, text, pair });
-    }
-    if requests.is_empty() {
-        bail!(
-            "{}: no inputs (every line is empty or a comment)",
-            path.display()
-        );
-    }
-    Ok(requests)
-}
-
-fn describe(model: &Model, engine: &Engine) -> String {
-    let c = &model.config;
-    let name = model
-        .files
-        .folder
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy();
-    let output = match model.output {
-        ModelOutput::Classification => format!("labels {}", c.labels.join(", ")),
-        ModelOutput::SentenceEmbedding { normalize: true } => "mean pooling, L2-normalised".into(),
-        ModelOutput::SentenceEmbedding { normalize: false } => "mean pooling".into(),
-    };
-    let on = match engine {
-        Engine::Cpu => "the CPU reference".to_owned(),
-        Engine::Gpu(gpu) => gpu.adapter.to_string(),
-    };
-    format!(
-        "{name}: {}, {} layers, hidden {}, {} heads, vocabulary {}; {output}; on {on}",
-        c.architecture, c.layers, c.hidden, c.heads, c.vocab
-    )
-}
-
-fn table_line(model: &Model, index: usize, request: &Request, prediction: &Prediction) -> String {
-    let inputs = match &request.pair {
-        Some(pair) => format!("{} | {}", request.text, pair),
-        None => request.text.clone(),
-    };
-    let result = match prediction {
-        Prediction::Classification { probabilities, .. } => {
-            let label = prediction.label().unwrap_or(0);
-            let all: Vec<String> = model
-                .config
-                .labels
-                .iter()
-                .zip(probabilities)
-                .map(|(l, p)| format!("{l} {p:.4}"))
-                .collect();
-            format!("{:<14} ({})", model.config.labels[label], all.join(", "))
-        }
-        Prediction::Embedding { embedding, .. } => match prediction.cosine() {
-            Some(cosine) => format!("cosine {cosine:.4}"),
-            None => {
-                let head: Vec<String> = embedding
-                    .iter()
-                    .take(4)
-                    .map(|v| format!("{v:+.4}"))
-                    .collect();
-                format!("[{} ...] ({} dims)", head.join(" "), embedding.len())
-            }
-        },
-    };
-    format!("[{index}] {result}   {inputs}")
-}
-
-fn json_line(model: &Model, request: &Request, prediction: &Prediction) -> serde_json::Value {
-    match prediction {
-        Prediction::Classification {
-            probabilities,
-            logits,
-        } => json!({
-            "text": request.text,
-            "pair": request.pair,
-            "label": model.config.labels[prediction.label().unwrap_or(0)],
-            "labels": model.config.labels,
-            "probabilities": probabilities,
-            "logits": logits,
-        }),
-        Prediction::Embedding {
-            embedding,
-            pair_embedding,
-        } => json!({
-            "text": request.text,
-            "pair": request.pair,
-            "embedding": embedding,
-            "pair_embedding": pair_embedding,
-            "cosine": prediction.cosine(),
-        }),
     }
 }

@@ -3,20 +3,52 @@
 //! sentence pair is two sentences to compare (each embedded on its own, as a
 //! bi-encoder is used), not one joint input.
 
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use xltc_runtime::artifact::Bucket;
 use xltc_runtime::{
     Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, TextTokenizer, TokenizerError,
 };
 
-use crate::codegen::{self, CodegenError};
+use crate::codegen::{self, CodegenError, CodegenOptions};
 use crate::frontend::{Model, ModelOutput};
 use crate::reference::{self, ReferenceError};
 
 /// Where a graph runs.
 pub enum Engine {
-    /// The CPU reference.
+    /// The CPU reference, on a graph built for each batch.
     Cpu,
-    /// Kernels lowered from the graph, on a wgpu device.
+    /// Kernels lowered for each batch's exact shape, on a wgpu device.
     Gpu(Gpu),
+    /// The programs of a compiled artifact, each batch padded to the smallest
+    /// bucket that holds it; executors are made once a bucket, on first use.
+    Compiled {
+        gpu: Gpu,
+        buckets: Vec<Bucket>,
+        executors: RefCell<HashMap<usize, Executor>>,
+    },
+}
+
+impl Engine {
+    pub fn compiled(gpu: Gpu, buckets: Vec<Bucket>) -> Self {
+        Engine::Compiled {
+            gpu,
+            buckets,
+            executors: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Sequences a run takes at most.
+    fn batch_limit(&self, requested: usize) -> usize {
+        match self {
+            Engine::Compiled { buckets, .. } => {
+                buckets.iter().map(|b| b.program.batch).max().unwrap_or(1)
+            }
+            _ => requested.max(1),
+        }
+    }
 }
 
 /// One input: a sentence, or a sentence pair, and where it came from (for errors).
@@ -84,6 +116,11 @@ pub enum PredictError {
     Codegen(#[from] CodegenError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    #[error(
+        "a batch of {batch} sequences of up to {seq} tokens fits no compiled bucket; \
+         recompile with a larger --max-seq or --batch"
+    )]
+    NoBucket { batch: usize, seq: usize },
 }
 
 /// Predicts every request, `batch_size` sequences per graph run; `progress`
@@ -99,7 +136,7 @@ pub fn predict(
 ) -> Result<Vec<Prediction>, PredictError> {
     let sequences = tokenize_all(model, tokenizer, requests, overflow)?;
     let mut outputs = Vec::with_capacity(sequences.len());
-    for chunk in sequences.chunks(batch_size.max(1)) {
+    for chunk in sequences.chunks(engine.batch_limit(batch_size)) {
         outputs.extend(run_batch(engine, model, chunk)?);
         progress(outputs.len(), sequences.len());
     }
@@ -145,34 +182,67 @@ fn run_batch(
     model: &Model,
     sequences: &[Encoding],
 ) -> Result<Vec<Vec<f32>>, PredictError> {
-    let inputs = ModelInputs::pad(
-        sequences,
-        0,
-        model.config.pad_token_id,
-        model.position_scheme(),
-    );
-    let graph = model.graph(inputs.batch, inputs.seq);
-    let name = match model.output {
-        ModelOutput::Classification => "logits",
-        ModelOutput::SentenceEmbedding { .. } => "sentence_embedding",
-    };
-    let data = match engine {
-        Engine::Cpu => reference::run(&graph, &inputs)?
-            .remove(name)
-            .map(|t| t.data),
+    let (pad_id, positions) = (model.config.pad_token_id, model.position_scheme());
+    let name = model.prediction_output();
+    let (rows, data) = match engine {
+        Engine::Cpu => {
+            let inputs = ModelInputs::pad(sequences, 0, pad_id, positions);
+            let graph = model.graph(inputs.batch, inputs.seq);
+            let data = reference::run(&graph, &inputs)?
+                .remove(name)
+                .map(|t| t.data);
+            (inputs.batch, data)
+        }
         Engine::Gpu(gpu) => {
-            let compiled = codegen::lower(&graph)?;
+            let inputs = ModelInputs::pad(sequences, 0, pad_id, positions);
+            let graph = model.graph(inputs.batch, inputs.seq);
+            let compiled = codegen::lower(&graph, &CodegenOptions::default())?;
             let program = compiled.program.clone();
             let executor =
                 pollster::block_on(Executor::load(gpu, program, |n| compiled.weight(n)))?;
-            pollster::block_on(executor.run(gpu, &inputs))?
+            let data = pollster::block_on(executor.run(gpu, &inputs))?
                 .remove(name)
-                .map(|o| o.data)
+                .map(|o| o.data);
+            (inputs.batch, data)
+        }
+        Engine::Compiled {
+            gpu,
+            buckets,
+            executors,
+        } => {
+            let longest = sequences.iter().map(|s| s.ids.len()).max().unwrap_or(0);
+            let no_bucket = || PredictError::NoBucket {
+                batch: sequences.len(),
+                seq: longest,
+            };
+            let (index, bucket) = buckets
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.program.batch >= sequences.len() && b.program.seq >= longest)
+                .min_by_key(|(_, b)| b.program.batch * b.program.seq)
+                .ok_or_else(no_bucket)?;
+            let (batch, seq) = (bucket.program.batch, bucket.program.seq);
+            let inputs = ModelInputs::pad_to_bucket(sequences, batch, seq, pad_id, positions);
+            let mut executors = executors.borrow_mut();
+            let executor = match executors.entry(index) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let program = bucket.program.clone();
+                    let load = Executor::load(gpu, program, |n| model.weight(n));
+                    entry.insert(pollster::block_on(load)?)
+                }
+            };
+            let outputs = pollster::block_on(executor.run(gpu, &inputs))?;
+            (batch, outputs.get(name).map(|o| o.data.clone()))
         }
     };
     let data = data.expect("the graph marks its output");
-    let width = data.len() / inputs.batch.max(1);
-    Ok(data.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
+    let width = data.len() / rows.max(1);
+    Ok(data
+        .chunks(width.max(1))
+        .take(sequences.len())
+        .map(<[f32]>::to_vec)
+        .collect())
 }
 
 fn assemble(output: ModelOutput, requests: &[Request], rows: Vec<Vec<f32>>) -> Vec<Prediction> {

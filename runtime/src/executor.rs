@@ -204,11 +204,16 @@ fn create_buffers<'w>(
             usage,
             mapped_at_creation: false,
         });
-        if let BufferRole::Weight(name) = &spec.role {
-            let data = weight(name).ok_or_else(|| GpuError::Input {
-                name: name.clone(),
-                message: "the program needs this weight but none was given".into(),
-            })?;
+        if let BufferRole::Weight { name, first, count } = &spec.role {
+            let data = weight(name)
+                .and_then(|w| w.get(*first..first + count))
+                .ok_or_else(|| GpuError::Input {
+                    name: name.clone(),
+                    message: format!(
+                        "the program needs elements {first}..{} of this weight",
+                        first + count
+                    ),
+                })?;
             gpu.queue
                 .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         }

@@ -1,10 +1,12 @@
 //! A batch of tokenized sequences padded to one length: the four inputs every
 //! encoder graph takes, laid out row-major as [batch, seq].
 
+use serde::{Deserialize, Serialize};
+
 use crate::tokenizer::Encoding;
 
 /// How position ids are numbered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PositionScheme {
     /// BERT: 0, 1, 2, ... for every slot, padding included.
     FromZero,
@@ -63,6 +65,25 @@ impl ModelInputs {
         inputs
     }
 
+    /// Pads to a compiled bucket of `batch` rows of `seq` tokens. Rows past the
+    /// encodings hold one padding-id token each (attended, so that no row is
+    /// all padding); their outputs are thrown away.
+    pub fn pad_to_bucket(
+        encodings: &[Encoding],
+        batch: usize,
+        seq: usize,
+        pad_id: u32,
+        positions: PositionScheme,
+    ) -> Self {
+        let filler = Encoding {
+            ids: vec![pad_id],
+            type_ids: vec![0],
+        };
+        let mut rows = encodings.to_vec();
+        rows.resize(batch.max(encodings.len()), filler);
+        Self::pad(&rows, seq, pad_id, positions)
+    }
+
     /// The number of real (unpadded) tokens in each row.
     pub fn lengths(&self) -> Vec<usize> {
         self.attention_mask
@@ -104,6 +125,13 @@ mod tests {
         assert_eq!(inputs.position_ids, vec![0, 1, 2, 0, 1, 2]);
         assert_eq!(inputs.attention_mask, vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
         assert_eq!(inputs.lengths(), vec![3, 1]);
+    }
+
+    #[test]
+    fn bucket_padding_fills_missing_rows_with_one_token() {
+        let inputs = ModelInputs::pad_to_bucket(&[enc(&[5, 6])], 3, 4, 0, PositionScheme::FromZero);
+        assert_eq!((inputs.batch, inputs.seq), (3, 4));
+        assert_eq!(inputs.lengths(), vec![2, 1, 1]);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! xltc runtime: turns text into model inputs and runs compiled programs on a
 //! wgpu device. It never needs the compiler; the compiler depends on it.
 
+pub mod artifact;
 pub mod device;
 pub mod executor;
 pub mod inputs;
 pub mod program;
 pub mod tokenizer;
 
+pub use artifact::{Artifact, ArtifactError, Manifest};
 pub use device::{AdapterReport, Gpu, GpuError};
 pub use executor::{Executor, Output};
 pub use inputs::{ModelInputs, PositionScheme};

@@ -12,8 +12,14 @@ pub enum BufferRole {
     /// Filled from the model inputs before every run, by name
     /// ("input_ids", "token_type_ids", "position_ids", "attention_mask").
     Input(String),
-    /// Filled once at load with the weight of this checkpoint name.
-    Weight(String),
+    /// Filled once at load with `count` elements of the weight of checkpoint
+    /// name `name`, from element `first` (a part of a table split by rows, or
+    /// the whole weight).
+    Weight {
+        name: String,
+        first: usize,
+        count: usize,
+    },
     /// Written and read by kernels only.
     Activation,
 }

@@ -58,13 +58,21 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     pub fn from_file(path: &Path, max_len: usize) -> Result<Self, TokenizerError> {
-        let load = || {
-            Tokenizer::from_file(path).map_err(|e| TokenizerError::Load {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })
-        };
-        let mut plain = load()?;
+        let json = std::fs::read_to_string(path).map_err(|e| TokenizerError::Load {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::from_json(&json, path, max_len)
+    }
+
+    /// A tokenizer from tokenizer.json text; `path` names it in errors.
+    pub fn from_json(json: &str, path: &Path, max_len: usize) -> Result<Self, TokenizerError> {
+        let mut plain: Tokenizer =
+            json.parse()
+                .map_err(|e: tokenizers::Error| TokenizerError::Load {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
         plain.with_truncation(None).ok();
         plain.with_padding(None);
         let mut truncating = plain.clone();

@@ -3,6 +3,7 @@
 
 use crate::ir::{Graph, Op, ValueId};
 
+use super::memory::table_parts;
 use super::templates::Template;
 
 /// Threads a workgroup for the one-thread-an-element kernels.
@@ -52,7 +53,7 @@ fn per_row_thread(rows: usize) -> ([u32; 3], Vec<(&'static str, String)>) {
     (workgroups, constants)
 }
 
-pub fn instance(graph: &Graph, output: ValueId, op: &Op) -> KernelInstance {
+pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64) -> KernelInstance {
     let shape = |id: ValueId| graph.value(id).shape.clone();
     let count = graph.value(output).elements();
     let (batch, seq) = (graph.batch, graph.seq);
@@ -60,11 +61,13 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op) -> KernelInstance {
     let (template, mut constants, reads, workgroups) = match *op {
         Op::Gather { table, ids } => {
             let (workgroups, grid) = per_element(count);
-            let table_shape = shape(table);
+            let [rows, width] = dims2(&shape(table));
+            let (rows_per_part, _) = table_parts(rows, width, max_binding_bytes);
             let c = vec![
                 ("ROWS", graph.value(ids).elements().to_string()),
-                ("WIDTH", table_shape[1].to_string()),
-                ("TABLE_ROWS", table_shape[0].to_string()),
+                ("WIDTH", width.to_string()),
+                ("TABLE_ROWS", rows.to_string()),
+                ("ROWS_PER_PART", rows_per_part.to_string()),
             ];
             (
                 Template::Gather,

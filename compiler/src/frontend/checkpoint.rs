@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use half::{bf16, f16};
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use super::FrontendError;
@@ -49,7 +50,12 @@ impl Checkpoint {
             path: path.to_owned(),
             source,
         })?;
-        let file = SafeTensors::deserialize(&bytes).map_err(|e| FrontendError::Safetensors {
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Parses safetensors bytes; `path` names them in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, FrontendError> {
+        let file = SafeTensors::deserialize(bytes).map_err(|e| FrontendError::Safetensors {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
@@ -91,6 +97,25 @@ impl Checkpoint {
     /// already checked that it is there with the right shape.
     pub fn tensor(&self, name: &str) -> &Tensor {
         &self.tensors[name]
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.get(name)
+    }
+
+    /// The named tensors as a safetensors file of F32.
+    pub fn to_safetensors(&self, names: &[String]) -> Vec<u8> {
+        let views: Vec<(String, TensorView)> = names
+            .iter()
+            .map(|name| {
+                let tensor = &self.tensors[name];
+                let bytes: &[u8] = bytemuck::cast_slice(&tensor.data);
+                let view = TensorView::new(Dtype::F32, tensor.shape.clone(), bytes)
+                    .expect("shape and data agree");
+                (name.clone(), view)
+            })
+            .collect();
+        safetensors::tensor::serialize(views, None).expect("F32 tensors serialise")
     }
 
     pub fn validate(&self, expected: &Expected, architecture: &str) -> Result<(), FrontendError> {

@@ -42,12 +42,9 @@ impl ModelConfig {
         self.hidden / self.heads
     }
 
-    pub fn read(path: &Path) -> Result<Self, FrontendError> {
-        let text = std::fs::read_to_string(path).map_err(|source| FrontendError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let json: Json = serde_json::from_str(&text).map_err(|source| FrontendError::Json {
+    /// Parses config.json text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, FrontendError> {
+        let json: Json = serde_json::from_str(text).map_err(|source| FrontendError::Json {
             path: path.to_owned(),
             source,
         })?;

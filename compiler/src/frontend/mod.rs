@@ -1,6 +1,7 @@
 //! The front end: a Hugging Face model folder (model.safetensors, config.json,
-//! tokenizer.json) checked tensor by tensor and turned into a graph of IR ops
-//! with static batch and sequence length.
+//! tokenizer.json), or the model inside a compiled artifact, checked tensor by
+//! tensor and turned into a graph of IR ops with static batch and sequence
+//! length.
 
 mod bert;
 mod checkpoint;
@@ -10,8 +11,9 @@ mod error;
 mod model_dir;
 mod xlm_roberta;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use xltc_runtime::artifact::{Artifact, ModelInfo};
 use xltc_runtime::PositionScheme;
 
 use crate::ir::{Graph, Input, Op};
@@ -20,33 +22,88 @@ pub use checkpoint::{Checkpoint, Tensor};
 pub use config::{Family, ModelConfig};
 pub use error::FrontendError;
 pub use model_dir::ModelFiles;
-
-/// What the graph gives for each sequence besides its last hidden state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelOutput {
-    /// "logits" and "probabilities" [batch, labels] from the classification head.
-    Classification,
-    /// "sentence_embedding" [batch, hidden]: the mean over real tokens (as
-    /// sentence-transformers pools), L2-normalised when the model says so.
-    SentenceEmbedding { normalize: bool },
-}
+/// What the graph gives for each sequence besides its last hidden state:
+/// "logits" and "probabilities" from the classification head, or
+/// "sentence_embedding" (the mean over real tokens, as sentence-transformers
+/// pools, L2-normalised when the model says so).
+pub use xltc_runtime::artifact::OutputKind as ModelOutput;
 
 /// A checked model, ready to be built into graphs of any batch and length.
 #[derive(Debug)]
 pub struct Model {
-    pub files: ModelFiles,
+    /// The model folder's name, or the name recorded in an artifact.
+    pub name: String,
+    /// Where the model was read from, for messages.
+    pub origin: PathBuf,
     pub config: ModelConfig,
+    pub config_json: String,
+    pub tokenizer_json: String,
     pub output: ModelOutput,
     checkpoint: Checkpoint,
     /// "bert.", "roberta." or "" for a bare encoder saved on its own.
     prefix: String,
+    /// The tensors the graph reads, in checkpoint order.
+    weight_names: Vec<String>,
 }
 
 impl Model {
+    /// Reads a model folder, or the model.safetensors inside one.
     pub fn load(path: &Path) -> Result<Self, FrontendError> {
         let files = ModelFiles::locate(path)?;
-        let config = ModelConfig::read(&files.config)?;
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| FrontendError::Read {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let config_json = read(&files.config)?;
+        let config = ModelConfig::parse(&files.config, &config_json)?;
+        let normalize = normalizes(&files)?;
         let checkpoint = Checkpoint::read(&files.weights)?;
+        let name = files
+            .folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        Self::assemble(Parts {
+            name: name.unwrap_or_else(|| "model".into()),
+            origin: files.folder.clone(),
+            config,
+            config_json,
+            tokenizer_json: read(&files.tokenizer)?,
+            checkpoint,
+            normalize,
+        })
+    }
+
+    /// The model a compiled artifact carries: same config, tokenizer and weights.
+    pub fn from_artifact(origin: &Path, artifact: &Artifact) -> Result<Self, FrontendError> {
+        let info = &artifact.manifest.model;
+        let config = ModelConfig::parse(origin, &info.config_json)?;
+        let checkpoint = Checkpoint::from_bytes(origin, &artifact.weights)?;
+        Self::assemble(Parts {
+            name: info.name.clone(),
+            origin: origin.to_owned(),
+            config,
+            config_json: info.config_json.clone(),
+            tokenizer_json: artifact.manifest.tokenizer_json.clone(),
+            checkpoint,
+            normalize: matches!(
+                info.output,
+                ModelOutput::SentenceEmbedding { normalize: true }
+            ),
+        })
+    }
+
+    fn assemble(parts: Parts) -> Result<Self, FrontendError> {
+        let Parts {
+            name,
+            origin,
+            config,
+            config_json,
+            tokenizer_json,
+            checkpoint,
+            normalize,
+        } = parts;
         let family_prefix = match config.family {
             Family::Bert => bert::PREFIX,
             Family::Roberta => xlm_roberta::PREFIX,
@@ -65,16 +122,18 @@ impl Model {
         let output = if config.has_classifier() {
             ModelOutput::Classification
         } else {
-            ModelOutput::SentenceEmbedding {
-                normalize: normalizes(&files)?,
-            }
+            ModelOutput::SentenceEmbedding { normalize }
         };
         Ok(Self {
-            files,
+            name,
+            origin,
             config,
+            config_json,
+            tokenizer_json,
             output,
             checkpoint,
             prefix: prefix.to_owned(),
+            weight_names: expected.required.into_iter().map(|s| s.name).collect(),
         })
     }
 
@@ -91,6 +150,30 @@ impl Model {
     pub fn max_tokens(&self) -> usize {
         let overhead = self.position_scheme().positions_needed(0);
         self.config.max_positions.saturating_sub(overhead)
+    }
+
+    /// A weight the graph reads, by checkpoint name.
+    pub fn weight(&self, name: &str) -> Option<&[f32]> {
+        self.checkpoint.get(name).map(|t| &t.data[..])
+    }
+
+    /// The weights the graph reads, as a safetensors file.
+    pub fn weights_safetensors(&self) -> Vec<u8> {
+        self.checkpoint.to_safetensors(&self.weight_names)
+    }
+
+    /// What an artifact records of the model.
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.name.clone(),
+            architecture: self.config.architecture.clone(),
+            config_json: self.config_json.clone(),
+            output: self.output,
+            labels: self.config.labels.clone(),
+            pad_token_id: self.config.pad_token_id,
+            positions: self.position_scheme(),
+            max_tokens: self.max_tokens(),
+        }
     }
 
     /// The forward graph for `batch` sequences of `seq` tokens.
@@ -127,6 +210,24 @@ impl Model {
         }
         g
     }
+
+    /// The name of the graph output that a prediction reads.
+    pub fn prediction_output(&self) -> &'static str {
+        match self.output {
+            ModelOutput::Classification => "logits",
+            ModelOutput::SentenceEmbedding { .. } => "sentence_embedding",
+        }
+    }
+}
+
+struct Parts {
+    name: String,
+    origin: PathBuf,
+    config: ModelConfig,
+    config_json: String,
+    tokenizer_json: String,
+    checkpoint: Checkpoint,
+    normalize: bool,
 }
 
 /// Whether sentence-transformers' modules.json ends the pipeline with Normalize.

@@ -1,0 +1,81 @@
+//! Ahead-of-time compilation: one program for each (batch, sequence) bucket,
+//! packed with the model's config, tokenizer and weights into an artifact.
+
+use xltc_runtime::artifact::{Artifact, Bucket, Manifest};
+
+use crate::codegen::{lower, CodegenError, CodegenOptions};
+use crate::frontend::Model;
+
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// The longest sequence, special tokens included; the largest sequence bucket.
+    pub max_seq: usize,
+    /// The most sequences a run; the largest batch bucket.
+    pub max_batch: usize,
+    pub codegen: CodegenOptions,
+}
+
+/// Sequence buckets: powers of two from 16 up to `max_seq`, and `max_seq` itself.
+pub fn seq_buckets(max_seq: usize) -> Vec<usize> {
+    let mut buckets: Vec<usize> = (4..)
+        .map(|p| 1usize << p)
+        .take_while(|&s| s < max_seq)
+        .collect();
+    buckets.push(max_seq);
+    buckets
+}
+
+/// Batch buckets: a single sequence (interactive use) and `max_batch`.
+pub fn batch_buckets(max_batch: usize) -> Vec<usize> {
+    let mut buckets = vec![1, max_batch.max(1)];
+    buckets.dedup();
+    buckets
+}
+
+/// Compiles every bucket; `progress` hears (done, total) after each.
+pub fn compile(
+    model: &Model,
+    options: &CompileOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Artifact, CodegenError> {
+    let shapes: Vec<(usize, usize)> = batch_buckets(options.max_batch)
+        .into_iter()
+        .flat_map(|b| {
+            seq_buckets(options.max_seq)
+                .into_iter()
+                .map(move |s| (b, s))
+        })
+        .collect();
+    let mut buckets = Vec::with_capacity(shapes.len());
+    for (done, &(batch, seq)) in shapes.iter().enumerate() {
+        let graph = model.graph(batch, seq);
+        let program = lower(&graph, &options.codegen)?.program;
+        buckets.push(Bucket {
+            program,
+            flops: graph.flops(),
+        });
+        progress(done + 1, shapes.len());
+    }
+    Ok(Artifact {
+        manifest: Manifest {
+            model: model.info(),
+            tokenizer_json: model.tokenizer_json.clone(),
+            buckets,
+        },
+        weights: model.weights_safetensors(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_up_to_the_maximum() {
+        assert_eq!(seq_buckets(128), vec![16, 32, 64, 128]);
+        assert_eq!(seq_buckets(100), vec![16, 32, 64, 100]);
+        assert_eq!(seq_buckets(8), vec![8]);
+        assert_eq!(batch_buckets(32), vec![1, 32]);
+        assert_eq!(batch_buckets(1), vec![1]);
+    }
+}

@@ -1,0 +1,237 @@
+//! The `.xltc` file: everything the runtime needs to run a compiled model, in
+//! one file the browser can fetch.
+//!
+//! ```text
+//! magic       8 bytes   "XLTC\r\n\x1a\n"
+//! version     u32 LE    FORMAT_VERSION
+//! manifest    u64 LE length, then JSON (model, tokenizer, programs)
+//! weights     u64 LE length, then a safetensors blob (F32, checkpoint names)
+//! checksum    32 bytes  SHA-256 of every byte before it
+//! ```
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::inputs::PositionScheme;
+use crate::program::Program;
+
+pub const MAGIC: [u8; 8] = *b"XLTC\r\n\x1a\n";
+pub const FORMAT_VERSION: u32 = 1;
+const CHECKSUM_BYTES: usize = 32;
+
+/// What a model gives besides its hidden states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputKind {
+    Classification,
+    SentenceEmbedding { normalize: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub architecture: String,
+    /// The config.json the model was compiled from, verbatim.
+    pub config_json: String,
+    pub output: OutputKind,
+    pub labels: Vec<String>,
+    pub pad_token_id: u32,
+    pub positions: PositionScheme,
+    /// The longest sequence the model's positions allow.
+    pub max_tokens: usize,
+}
+
+/// One program, compiled for one (batch, sequence) bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub program: Program,
+    /// Floating-point operations of one run of the program.
+    pub flops: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub model: ModelInfo,
+    pub tokenizer_json: String,
+    pub buckets: Vec<Bucket>,
+}
+
+impl Manifest {
+    /// The smallest bucket that holds `batch` sequences of `seq` tokens.
+    pub fn bucket_for(&self, batch: usize, seq: usize) -> Option<&Bucket> {
+        self.buckets
+            .iter()
+            .filter(|b| b.program.batch >= batch && b.program.seq >= seq)
+            .min_by_key(|b| b.program.batch * b.program.seq)
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.buckets
+            .iter()
+            .map(|b| b.program.batch)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+pub struct Artifact {
+    pub manifest: Manifest,
+    /// The weights as a safetensors file.
+    pub weights: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{origin}: not an xltc artifact (wrong magic)")]
+    Magic { origin: String },
+    #[error(
+        "{origin}: artifact format version {found}; this xltc reads version {FORMAT_VERSION} \
+         (recompile the model with this xltc)"
+    )]
+    Version { origin: String, found: u32 },
+    #[error("{origin}: truncated ({what} ends past the end of the file)")]
+    Truncated { origin: String, what: &'static str },
+    #[error("{origin}: checksum mismatch: the file is corrupt")]
+    Checksum { origin: String },
+    #[error("{origin}: bad manifest: {message}")]
+    Manifest { origin: String, message: String },
+}
+
+impl Artifact {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let manifest = serde_json::to_vec(&self.manifest).expect("a manifest serialises");
+        let mut bytes = Vec::with_capacity(manifest.len() + self.weights.len() + 64);
+        bytes.extend_from_slice(&MAGIC);
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&(manifest.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&manifest);
+        bytes.extend_from_slice(&(self.weights.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&self.weights);
+        let checksum = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&checksum);
+        bytes
+    }
+
+    /// Parses an artifact; `origin` names it in errors (a path or a URL).
+    pub fn from_bytes(origin: &str, bytes: &[u8]) -> Result<Self, ArtifactError> {
+        let origin = origin.to_owned();
+        if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+            return Err(ArtifactError::Magic { origin });
+        }
+        let mut reader = Reader {
+            bytes,
+            at: MAGIC.len(),
+            origin: &origin,
+        };
+        let version = u32::from_le_bytes(reader.take(4, "the version")?.try_into().unwrap());
+        if version != FORMAT_VERSION {
+            return Err(ArtifactError::Version {
+                origin,
+                found: version,
+            });
+        }
+        let manifest = reader.section("the manifest")?;
+        let weights = reader.section("the weights")?;
+        let body_end = reader.at;
+        let checksum = reader.take(CHECKSUM_BYTES, "the checksum")?;
+        if body_end + CHECKSUM_BYTES != bytes.len()
+            || Sha256::digest(&bytes[..body_end])[..] != *checksum
+        {
+            return Err(ArtifactError::Checksum { origin });
+        }
+        let manifest = serde_json::from_slice(manifest).map_err(|e| ArtifactError::Manifest {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            manifest,
+            weights: weights.to_vec(),
+        })
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    origin: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ArtifactError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| ArtifactError::Truncated {
+            origin: self.origin.to_owned(),
+            what,
+        })?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    /// A u64 length, then that many bytes.
+    fn section(&mut self, what: &'static str) -> Result<&'a [u8], ArtifactError> {
+        let len = u64::from_le_bytes(self.take(8, what)?.try_into().unwrap());
+        self.take(usize::try_from(len).unwrap_or(usize::MAX), what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Artifact {
+        Artifact {
+            manifest: Manifest {
+                model: ModelInfo {
+                    name: "m".into(),
+                    architecture: "BertModel".into(),
+                    config_json: "{}".into(),
+                    output: OutputKind::Classification,
+                    labels: vec!["a".into(), "b".into()],
+                    pad_token_id: 0,
+                    positions: PositionScheme::FromZero,
+                    max_tokens: 8,
+                },
+                tokenizer_json: "{}".into(),
+                buckets: vec![],
+            },
+            weights: vec![1, 2, 3, 4, 5],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let bytes = sample().to_bytes();
+        let back = Artifact::from_bytes("m.xltc", &bytes).unwrap();
+        assert_eq!(back.manifest, sample().manifest);
+        assert_eq!(back.weights, sample().weights);
+    }
+
+    #[test]
+    fn refuses_wrong_magic_newer_version_bad_checksum_and_truncation() {
+        let bytes = sample().to_bytes();
+        let error = |b: &[u8]| Artifact::from_bytes("m.xltc", b).err().unwrap().to_string();
+
+        let mut wrong_magic = bytes.clone();
+        wrong_magic[0] = b'Y';
+        assert!(error(&wrong_magic).contains("wrong magic"));
+
+        let mut newer = bytes.clone();
+        newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        assert!(error(&newer).contains(&format!("version {}", FORMAT_VERSION + 1)));
+
+        let mut flipped = bytes.clone();
+        let last_weight = bytes.len() - CHECKSUM_BYTES - 1;
+        flipped[last_weight] ^= 1;
+        assert!(error(&flipped).contains("checksum mismatch"));
+
+        for cut in [10, 20, bytes.len() - CHECKSUM_BYTES - 2, bytes.len() - 1] {
+            let message = error(&bytes[..cut]);
+            assert!(
+                message.contains("truncated") || message.contains("checksum"),
+                "{cut}: {message}"
+            );
+        }
+        assert!(error(&bytes[..bytes.len() - 10]).contains("truncated"));
+        assert!(error(&bytes[..4]).contains("wrong magic"));
+    }
+}

@@ -1,0 +1,186 @@
+//! `xltc compile`, `xltc inspect` and `xltc run model.xltc` as a user runs
+//! them: the artifact's predictions (GPU, and the CPU reference on the same
+//! artifact) equal the Hugging Face outputs; a damaged artifact is refused
+//! with a clear error; a failed compile leaves no file behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{model_dir, Golden};
+
+fn xltc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xltc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn compile(model: &str, out: &Path) {
+    let model = model_dir(model);
+    let args = [
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--max-seq",
+        "100",
+        "--batch",
+        "4",
+    ];
+    ok(&xltc(&args));
+}
+
+fn softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+    logits.iter().map(|l| (l - max).exp() / sum).collect()
+}
+
+/// Runs the fixture's pairs through the artifact and checks every probability.
+fn check_predictions(artifact: &Path, name: &str, extra: &[&str]) {
+    let golden = Golden::read(name);
+    let texts = golden.texts("pairs.texts").unwrap();
+    let pairs = golden.texts("pairs.pairs").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pairs.tsv");
+    let lines: Vec<String> = texts
+        .iter()
+        .zip(&pairs)
+        .map(|(t, p)| format!("{t}\t{p}"))
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let args = [
+        "run",
+        artifact.to_str().unwrap(),
+        "--json",
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    let stdout = ok(&xltc(&[&args[..], extra].concat()));
+    let logits = golden.array("pairs.output");
+    let labels = logits.shape[1];
+    assert_eq!(stdout.lines().count(), texts.len());
+    for (line, expected) in stdout.lines().zip(logits.data.chunks(labels)) {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let probs = record["probabilities"].as_array().unwrap();
+        for (p, e) in probs.iter().zip(softmax(expected)) {
+            assert!(
+                (p.as_f64().unwrap() - e).abs() < 1e-4,
+                "{name} {extra:?}: {probs:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn compiled_artifacts_predict_like_hugging_face_on_gpu_and_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["tiny-bert", "tiny-xlmr"] {
+        let artifact = dir.path().join(format!("{name}.xltc"));
+        compile(name, &artifact);
+        // 6 pairs through batch buckets of 1 and 4: a full bucket and a padded one.
+        check_predictions(&artifact, name, &[]);
+        check_predictions(&artifact, name, &["--cpu"]);
+    }
+}
+
+#[test]
+fn inspect_shows_buckets_kernels_memory_and_flops() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("tiny-bert.xltc");
+    compile("tiny-bert", &artifact);
+    let out = ok(&xltc(&[
+        "inspect",
+        artifact.to_str().unwrap(),
+        "--kernels",
+        "--buffers",
+    ]));
+    for needle in [
+        "BertForSequenceClassification",
+        "labels entailment, neutral, contradiction",
+        "bucket batch 1 x seq 16",
+        "bucket batch 4 x seq 100",
+        "peak memory",
+        "MFLOP per sequence",
+        "matmul[",
+        "activations #0",
+        "bert.embeddings.word_embeddings.weight",
+    ] {
+        assert!(out.contains(needle), "inspect lacks {needle:?}:\n{out}");
+    }
+}
+
+#[test]
+fn a_damaged_artifact_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("tiny-xlmr.xltc");
+    compile("tiny-xlmr", &artifact);
+    let bytes = std::fs::read(&artifact).unwrap();
+    let damaged = dir.path().join("damaged.xltc");
+    let cases: [(&str, Vec<u8>); 4] = [
+        (
+            "wrong magic",
+            [b"NOTXLTC!".as_slice(), &bytes[8..]].concat(),
+        ),
+        (
+            "version 99",
+            [&bytes[..8], &99u32.to_le_bytes(), &bytes[12..]].concat(),
+        ),
+        ("checksum mismatch", {
+            let mut b = bytes.clone();
+            let i = b.len() - 100;
+            b[i] ^= 0x40;
+            b
+        }),
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+    ];
+    for (needle, content) in cases {
+        std::fs::write(&damaged, content).unwrap();
+        for command in ["run", "inspect"] {
+            let mut args = vec![command, damaged.to_str().unwrap()];
+            if command == "run" {
+                args.extend(["--cpu", "--text", "Hallo"]);
+            }
+            let output = xltc(&args);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                !output.status.success() && output.stdout.is_empty(),
+                "{needle}: {stderr}"
+            );
+            assert!(
+                stderr.contains("damaged.xltc") && stderr.contains(needle),
+                "{needle}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_compile_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.xltc");
+    let model = model_dir("tiny-bert");
+    let output = xltc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--max-seq",
+        "100000",
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--max-seq 100000"));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
