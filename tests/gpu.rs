@@ -318,17 +318,28 @@ fn all_minilm_l6_v2_on_the_gpu_matches_hugging_face() {
 }
 
 /// A table past the binding limit is split by rows over several bindings;
-/// here a limit of 1000 bytes splits a 29 x 13 table in two.
+/// here a limit of 400 bytes splits a 29 x 13 table into 5 parts of 7 rows.
 #[test]
 fn gather_from_a_table_split_over_bindings() {
     let options = CodegenOptions {
-        max_binding_bytes: 1000,
+        max_binding_bytes: 400,
     };
-    check_op_with("gather from a split table", 5, 7, &options, |g, r| {
+    let build = |g: &mut Graph, r: &mut Random| {
         let table = weight(g, r, "table", &[29, 13]);
         let ids = g.input(Input::InputIds);
         g.op("e", Op::Gather { table, ids })
-    });
+    };
+    check_op_with("gather from a split table", 1, 7, &options, build);
+    let mut g = Graph::new(1, 7);
+    let out = build(&mut g, &mut Random::fresh());
+    g.mark_output("out", out);
+    let program = lower(&g, &options).unwrap().program;
+    let parts = program
+        .buffers
+        .iter()
+        .filter(|b| b.name.starts_with("table[rows"))
+        .count();
+    assert_eq!(parts, 5);
 }
 
 /// Only gather tables may be split: any other value past the limit is an
@@ -388,4 +399,33 @@ fn the_executor_refuses_a_buffer_past_the_adapter_limit() {
 #[test]
 fn multilingual_e5_small_on_the_gpu_matches_hugging_face() {
     check_model("multilingual-e5-small");
+}
+
+/// Ids past a table are refused before the GPU runs, naming the table.
+#[test]
+fn ids_past_the_table_are_refused() {
+    let mut g = Graph::new(1, 3);
+    let table = g.weight(
+        "embeddings.word_embeddings.weight",
+        vec![5, 2],
+        vec![0.0; 10].into(),
+    );
+    let ids = g.input(Input::InputIds);
+    let out = g.op("e", Op::Gather { table, ids });
+    g.mark_output("out", out);
+    let compiled = lower(&g, &CodegenOptions::default()).unwrap();
+    let executor = pollster::block_on(Executor::load(gpu(), compiled.program.clone(), |n| {
+        compiled.weight(n)
+    }))
+    .unwrap();
+    let mut inputs = inputs_for(&g, &mut Random::fresh(), 5);
+    inputs.input_ids[2] = 5;
+    let message = pollster::block_on(executor.run(gpu(), &inputs))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("id 5 is past the 5 rows of embeddings.word_embeddings.weight"),
+        "{message}"
+    );
 }

@@ -119,6 +119,22 @@ impl Executor {
                 ),
             });
         }
+        for bound in &self.program.id_bounds {
+            let ids = match bound.input.as_str() {
+                "input_ids" => &inputs.input_ids,
+                "token_type_ids" => &inputs.token_type_ids,
+                _ => &inputs.position_ids,
+            };
+            if let Some(&id) = ids.iter().find(|&&id| id >= bound.rows) {
+                return Err(GpuError::Input {
+                    name: bound.input.clone(),
+                    message: format!(
+                        "id {id} is past the {} rows of {}; does the tokenizer belong to this model?",
+                        bound.rows, bound.table
+                    ),
+                });
+            }
+        }
         for (spec, buffer) in self.program.buffers.iter().zip(&self.buffers) {
             let BufferRole::Input(name) = &spec.role else {
                 continue;

@@ -59,6 +59,14 @@ pub struct OutputSpec {
     pub shape: Vec<usize>,
 }
 
+/// An id input that indexes a table: every id must be below `rows`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdBound {
+    pub input: String,
+    pub table: String,
+    pub rows: u32,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Program {
     pub batch: usize,
@@ -67,4 +75,6 @@ pub struct Program {
     pub kernels: Vec<KernelSpec>,
     pub dispatches: Vec<Dispatch>,
     pub outputs: Vec<OutputSpec>,
+    /// Checked by the runtime before every run: a GPU gather cannot fail.
+    pub id_bounds: Vec<IdBound>,
 }

@@ -10,7 +10,9 @@ mod validate;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use xltc_runtime::program::{Binding, BufferRole, BufferSpec, Dispatch, KernelSpec, OutputSpec};
+use xltc_runtime::program::{
+    Binding, BufferRole, BufferSpec, Dispatch, IdBound, KernelSpec, OutputSpec,
+};
 use xltc_runtime::Program;
 
 use crate::ir::{Graph, Input, Source};
@@ -123,6 +125,7 @@ pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, Codege
             workgroups: instance.workgroups,
         });
     }
+    program.id_bounds = id_bounds(graph);
     for (name, id) in graph.outputs() {
         program.outputs.push(OutputSpec {
             name: name.clone(),
@@ -230,6 +233,25 @@ fn weight_parts(
         push_buffer(program, label, (part_rows * width * 4) as u64, role)
     });
     Ok(buffers.collect())
+}
+
+/// Every id input a gather reads, with the rows of its table.
+fn id_bounds(graph: &Graph) -> Vec<IdBound> {
+    let mut bounds = Vec::new();
+    for (_, value) in graph.values() {
+        let Source::Op(crate::ir::Op::Gather { table, ids }) = &value.source else {
+            continue;
+        };
+        if let Source::Input(input) = graph.value(*ids).source {
+            let table = graph.value(*table);
+            bounds.push(IdBound {
+                input: input_name(input).to_owned(),
+                table: table.name.clone(),
+                rows: table.shape[0] as u32,
+            });
+        }
+    }
+    bounds
 }
 
 /// Weights read only as the table of a gather: the ones that may be split.
