@@ -2,7 +2,8 @@
 // Inputs:  x [M, K] f32, w [N, K] f32 (PyTorch Linear layout: out, in)
 // Output:  out [M, N] f32
 // A workgroup of 16 x 16 threads computes a TILE_M x TILE_N block of out;
-// each thread a THREAD_M x THREAD_N block held in registers. Tiles of x and w
+// each thread THREAD_M rows of THREAD_N = 4 adjacent columns, held in vec4
+// registers. Tiles of x and w
 // TILE_K wide pass through workgroup memory. Any M, N, K: loads past the edge
 // read zeros and stores past it are skipped.
 const M: u32 = {{M}}u;
@@ -31,7 +32,9 @@ fn main(
 ) {
     let row0 = group.y * TILE_M;
     let col0 = group.x * TILE_N;
-    var acc: array<array<f32, THREAD_N>, THREAD_M>;
+    // Thread (x, y) owns rows y + 16 i and the THREAD_N = 4 adjacent columns
+    // from 4 x, accumulated as one vec4 a row.
+    var acc: array<vec4<f32>, THREAD_M>;
     for (var k0 = 0u; k0 < K; k0 += TILE_K) {
         for (var i = thread; i < TILE_M * TILE_K; i += THREADS) {
             let r = row0 + i / TILE_K;
@@ -52,19 +55,16 @@ fn main(
             w_tile[i] = v;
         }
         workgroupBarrier();
+        let c = local.x * THREAD_N;
         for (var k = 0u; k < TILE_K; k++) {
-            var a: array<f32, THREAD_M>;
-            var b: array<f32, THREAD_N>;
+            let b = vec4<f32>(
+                w_tile[c * TILE_K + k],
+                w_tile[(c + 1u) * TILE_K + k],
+                w_tile[(c + 2u) * TILE_K + k],
+                w_tile[(c + 3u) * TILE_K + k],
+            );
             for (var i = 0u; i < THREAD_M; i++) {
-                a[i] = x_tile[(local.y + i * THREADS_SIDE) * TILE_K + k];
-            }
-            for (var j = 0u; j < THREAD_N; j++) {
-                b[j] = w_tile[(local.x + j * THREADS_SIDE) * TILE_K + k];
-            }
-            for (var i = 0u; i < THREAD_M; i++) {
-                for (var j = 0u; j < THREAD_N; j++) {
-                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
-                }
+                acc[i] = fma(vec4<f32>(x_tile[(local.y + i * THREADS_SIDE) * TILE_K + k]), b, acc[i]);
             }
         }
         workgroupBarrier();
@@ -72,7 +72,7 @@ fn main(
     for (var i = 0u; i < THREAD_M; i++) {
         let r = row0 + local.y + i * THREADS_SIDE;
         for (var j = 0u; j < THREAD_N; j++) {
-            let c = col0 + local.x + j * THREADS_SIDE;
+            let c = col0 + local.x * THREAD_N + j;
             if (r < M && c < N) {
                 out[r * N + c] = acc[i][j];
             }

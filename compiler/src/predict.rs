@@ -3,13 +3,9 @@
 //! sentence pair is two sentences to compare (each embedded on its own, as a
 //! bi-encoder is used), not one joint input.
 
-use std::cell::RefCell;
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-
-use xltc_runtime::artifact::Bucket;
 use xltc_runtime::{
-    Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, TextTokenizer, TokenizerError,
+    Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, Session, SessionError, TextTokenizer,
+    TokenizerError,
 };
 
 use crate::codegen::{self, CodegenError, CodegenOptions};
@@ -22,30 +18,15 @@ pub enum Engine {
     Cpu,
     /// Kernels lowered for each batch's exact shape, on a wgpu device.
     Gpu(Gpu),
-    /// The programs of a compiled artifact, each batch padded to the smallest
-    /// bucket that holds it; executors are made once a bucket, on first use.
-    Compiled {
-        gpu: Gpu,
-        buckets: Vec<Bucket>,
-        executors: RefCell<HashMap<usize, Executor>>,
-    },
+    /// The programs of a compiled artifact, run by a runtime session.
+    Compiled { gpu: Gpu, session: Session },
 }
 
 impl Engine {
-    pub fn compiled(gpu: Gpu, buckets: Vec<Bucket>) -> Self {
-        Engine::Compiled {
-            gpu,
-            buckets,
-            executors: RefCell::new(HashMap::new()),
-        }
-    }
-
     /// Sequences a run takes at most.
     fn batch_limit(&self, requested: usize) -> usize {
         match self {
-            Engine::Compiled { buckets, .. } => {
-                buckets.iter().map(|b| b.program.batch).max().unwrap_or(1)
-            }
+            Engine::Compiled { session, .. } => session.max_batch(),
             _ => requested.max(1),
         }
     }
@@ -116,11 +97,8 @@ pub enum PredictError {
     Codegen(#[from] CodegenError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
-    #[error(
-        "a batch of {batch} sequences of up to {seq} tokens fits no compiled bucket; \
-         recompile with a larger --max-seq or --batch"
-    )]
-    NoBucket { batch: usize, seq: usize },
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 /// Predicts every request, `batch_size` sequences per graph run; `progress`
@@ -205,35 +183,10 @@ fn run_batch(
                 .map(|o| o.data);
             (inputs.batch, data)
         }
-        Engine::Compiled {
-            gpu,
-            buckets,
-            executors,
-        } => {
-            let longest = sequences.iter().map(|s| s.ids.len()).max().unwrap_or(0);
-            let no_bucket = || PredictError::NoBucket {
-                batch: sequences.len(),
-                seq: longest,
-            };
-            let (index, bucket) = buckets
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.program.batch >= sequences.len() && b.program.seq >= longest)
-                .min_by_key(|(_, b)| b.program.batch * b.program.seq)
-                .ok_or_else(no_bucket)?;
-            let (batch, seq) = (bucket.program.batch, bucket.program.seq);
-            let inputs = ModelInputs::pad_to_bucket(sequences, batch, seq, pad_id, positions);
-            let mut executors = executors.borrow_mut();
-            let executor = match executors.entry(index) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => {
-                    let program = bucket.program.clone();
-                    let load = Executor::load(gpu, program, |n| model.weight(n));
-                    entry.insert(pollster::block_on(load)?)
-                }
-            };
-            let outputs = pollster::block_on(executor.run(gpu, &inputs))?;
-            (batch, outputs.get(name).map(|o| o.data.clone()))
+        Engine::Compiled { gpu, session } => {
+            let info = model.info();
+            let run = session.run(gpu, &info, sequences, name, |n| model.weight(n));
+            return Ok(pollster::block_on(run)?);
         }
     };
     let data = data.expect("the graph marks its output");

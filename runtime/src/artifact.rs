@@ -9,6 +9,9 @@
 //! checksum    32 bytes  SHA-256 of every byte before it
 //! ```
 
+use std::collections::BTreeMap;
+
+use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -55,24 +58,6 @@ pub struct Manifest {
     pub buckets: Vec<Bucket>,
 }
 
-impl Manifest {
-    /// The smallest bucket that holds `batch` sequences of `seq` tokens.
-    pub fn bucket_for(&self, batch: usize, seq: usize) -> Option<&Bucket> {
-        self.buckets
-            .iter()
-            .filter(|b| b.program.batch >= batch && b.program.seq >= seq)
-            .min_by_key(|b| b.program.batch * b.program.seq)
-    }
-
-    pub fn max_batch(&self) -> usize {
-        self.buckets
-            .iter()
-            .map(|b| b.program.batch)
-            .max()
-            .unwrap_or(0)
-    }
-}
-
 pub struct Artifact {
     pub manifest: Manifest,
     /// The weights as a safetensors file.
@@ -94,6 +79,8 @@ pub enum ArtifactError {
     Checksum { origin: String },
     #[error("{origin}: bad manifest: {message}")]
     Manifest { origin: String, message: String },
+    #[error("{origin}: bad weights: {message}")]
+    Weights { origin: String, message: String },
 }
 
 impl Artifact {
@@ -109,6 +96,27 @@ impl Artifact {
         let checksum = Sha256::digest(&bytes);
         bytes.extend_from_slice(&checksum);
         bytes
+    }
+
+    /// The weights as f32 arrays by name (every weight an artifact holds is F32).
+    pub fn weights_f32(&self, origin: &str) -> Result<BTreeMap<String, Vec<f32>>, ArtifactError> {
+        let error = |message: String| ArtifactError::Weights {
+            origin: origin.to_owned(),
+            message,
+        };
+        let file = SafeTensors::deserialize(&self.weights).map_err(|e| error(e.to_string()))?;
+        let mut weights = BTreeMap::new();
+        for (name, view) in file.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(error(format!("{name} is {:?}, not F32", view.dtype())));
+            }
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()));
+            weights.insert(name, data.collect());
+        }
+        Ok(weights)
     }
 
     /// Parses an artifact; `origin` names it in errors (a path or a URL).

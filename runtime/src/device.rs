@@ -41,7 +41,16 @@ pub struct AdapterReport {
 
 impl fmt::Display for AdapterReport {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} ({}, {})", self.name, self.backend, self.driver)?;
+        let name = if self.name.is_empty() {
+            "an unnamed adapter"
+        } else {
+            &self.name
+        };
+        write!(f, "{name} ({}", self.backend)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {}", self.driver)?;
+        }
+        write!(f, ")")?;
         if self.software {
             write!(f, " — a software adapter on the CPU, not a GPU")?;
         }

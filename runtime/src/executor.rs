@@ -156,6 +156,8 @@ impl Executor {
         Ok(())
     }
 
+    // The browser has no blocking poll: there the map callback fires from its event loop.
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     async fn read_back(&self, gpu: &Gpu) -> Result<BTreeMap<String, Output>, GpuError> {
         let (sender, receiver) = futures_channel::oneshot::channel();
         self.staging

@@ -6,6 +6,7 @@ pub mod device;
 pub mod executor;
 pub mod inputs;
 pub mod program;
+pub mod session;
 pub mod tokenizer;
 
 pub use artifact::{Artifact, ArtifactError, Manifest};
@@ -13,4 +14,5 @@ pub use device::{AdapterReport, Gpu, GpuError};
 pub use executor::{Executor, Output};
 pub use inputs::{ModelInputs, PositionScheme};
 pub use program::Program;
+pub use session::{Session, SessionError};
 pub use tokenizer::{Encoding, Overflow, TextTokenizer, TokenizerError};

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use xltc::frontend::{Model, ModelOutput};
 use xltc::predict::{predict, Engine, Prediction, Request};
-use xltc_runtime::{Gpu, Overflow, TextTokenizer};
+use xltc_runtime::{Gpu, Overflow, Session, TextTokenizer};
 
 use crate::RunArgs;
 
@@ -28,9 +28,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let (model, engine) = load(&args)?;
     let mut max_len = args.max_len;
-    if let Engine::Compiled { buckets, .. } = &engine {
-        let largest = buckets.iter().map(|b| b.program.seq).max().unwrap_or(0);
-        max_len = max_len.min(largest);
+    if let Engine::Compiled { session, .. } = &engine {
+        max_len = max_len.min(session.max_seq());
     }
     if max_len > model.max_tokens() {
         bail!(
@@ -201,7 +200,10 @@ fn load(args: &RunArgs) -> Result<(Model, Engine)> {
     let gpu = Gpu::new_blocking()?;
     eprintln!("xltc: adapter {}", gpu.adapter);
     let engine = match artifact {
-        Some(artifact) => Engine::compiled(gpu, artifact.manifest.buckets),
+        Some(artifact) => Engine::Compiled {
+            gpu,
+            session: Session::new(artifact.manifest.buckets),
+        },
         None => Engine::Gpu(gpu),
     };
     Ok((model, engine))

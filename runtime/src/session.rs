@@ -1,0 +1,106 @@
+//! Runs a compiled artifact's programs: each batch goes to the smallest
+//! bucket that holds it, padded to the bucket's shape; an executor is made
+//! once a bucket, on first use. Shared by the native command and the browser.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::artifact::{Bucket, ModelInfo};
+use crate::device::{Gpu, GpuError};
+use crate::executor::Executor;
+use crate::inputs::ModelInputs;
+use crate::tokenizer::Encoding;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(
+        "a batch of {batch} sequences of up to {seq} tokens fits no compiled bucket; \
+         recompile with a larger --max-seq or --batch"
+    )]
+    NoBucket { batch: usize, seq: usize },
+    #[error("the program has no output {0}")]
+    NoOutput(String),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+pub struct Session {
+    buckets: Vec<Bucket>,
+    /// Shared out by `Rc` so that no borrow of the map lives across an await
+    /// (the page may run two predictions at once).
+    executors: RefCell<HashMap<usize, Rc<Executor>>>,
+}
+
+impl Session {
+    pub fn new(buckets: Vec<Bucket>) -> Self {
+        Self {
+            buckets,
+            executors: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The most sequences one run takes.
+    pub fn max_batch(&self) -> usize {
+        self.buckets
+            .iter()
+            .map(|b| b.program.batch)
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// The longest sequence any bucket takes.
+    pub fn max_seq(&self) -> usize {
+        self.buckets
+            .iter()
+            .map(|b| b.program.seq)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Output `name`, one row a sequence, for at most [`Session::max_batch`]
+    /// sequences; `weight(name)` gives the data of a weight.
+    pub async fn run<'w>(
+        &self,
+        gpu: &Gpu,
+        model: &ModelInfo,
+        sequences: &[Encoding],
+        name: &str,
+        weight: impl Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<Vec<Vec<f32>>, SessionError> {
+        let longest = sequences.iter().map(|s| s.ids.len()).max().unwrap_or(0);
+        let (index, bucket) = self
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.program.batch >= sequences.len() && b.program.seq >= longest)
+            .min_by_key(|(_, b)| b.program.batch * b.program.seq)
+            .ok_or(SessionError::NoBucket {
+                batch: sequences.len(),
+                seq: longest,
+            })?;
+        let (batch, seq) = (bucket.program.batch, bucket.program.seq);
+        let inputs =
+            ModelInputs::pad_to_bucket(sequences, batch, seq, model.pad_token_id, model.positions);
+        let cached = self.executors.borrow().get(&index).cloned();
+        let executor = match cached {
+            Some(executor) => executor,
+            None => {
+                let executor = Rc::new(Executor::load(gpu, bucket.program.clone(), weight).await?);
+                self.executors.borrow_mut().insert(index, executor.clone());
+                executor
+            }
+        };
+        let outputs = executor.run(gpu, &inputs).await?;
+        let output = outputs
+            .get(name)
+            .ok_or_else(|| SessionError::NoOutput(name.into()))?;
+        let width = output.data.len() / batch.max(1);
+        Ok(output
+            .data
+            .chunks(width.max(1))
+            .take(sequences.len())
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}
