@@ -1,5 +1,8 @@
-// matmul: out = x times w transposed, tiled and register-blocked.
-// Inputs:  x [M, K] f32, w [N, K] f32 (PyTorch Linear layout: out, in)
+// matmul: out = x times w transposed, tiled and register-blocked; with
+// HAS_BIAS, plus bias on every row; with ACTIVATION 1, then GELU (the fused
+// Linear of GEMM + bias + GELU).
+// Inputs:  x [M, K] f32, w [N, K] f32 (PyTorch Linear layout: out, in),
+//          bias [N] f32 (when HAS_BIAS is 0 any buffer is bound, never read)
 // Output:  out [M, N] f32
 // A workgroup of 16 x 16 threads computes a TILE_M x TILE_N block of out;
 // each thread THREAD_M rows of THREAD_N = 4 adjacent columns, held in vec4
@@ -12,6 +15,8 @@ const K: u32 = {{K}}u;
 const TILE_K: u32 = {{TILE_K}}u;
 const THREAD_M: u32 = {{THREAD_M}}u;
 const THREAD_N: u32 = {{THREAD_N}}u;
+const HAS_BIAS: u32 = {{HAS_BIAS}}u;
+const ACTIVATION: u32 = {{ACTIVATION}}u;
 const THREADS_SIDE: u32 = 16u;
 const TILE_M: u32 = THREADS_SIDE * THREAD_M;
 const TILE_N: u32 = THREADS_SIDE * THREAD_N;
@@ -19,7 +24,8 @@ const THREADS: u32 = THREADS_SIDE * THREADS_SIDE;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 var<workgroup> x_tile: array<f32, TILE_M * TILE_K>;
 var<workgroup> w_tile: array<f32, TILE_N * TILE_K>;
@@ -74,7 +80,14 @@ fn main(
         for (var j = 0u; j < THREAD_N; j++) {
             let c = col0 + local.x * THREAD_N + j;
             if (r < M && c < N) {
-                out[r * N + c] = acc[i][j];
+                var v = acc[i][j];
+                if (HAS_BIAS == 1u) {
+                    v += bias[c];
+                }
+                if (ACTIVATION == 1u) {
+                    v = gelu(v);
+                }
+                out[r * N + c] = v;
             }
         }
     }

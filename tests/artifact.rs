@@ -27,6 +27,10 @@ fn ok(output: &Output) -> String {
 }
 
 fn compile(model: &str, out: &Path) {
+    compile_with(model, out, &[]);
+}
+
+fn compile_with(model: &str, out: &Path, extra: &[&str]) {
     let model = model_dir(model);
     let args = [
         "compile",
@@ -38,7 +42,7 @@ fn compile(model: &str, out: &Path) {
         "--batch",
         "4",
     ];
-    ok(&xltc(&args));
+    ok(&xltc(&[&args[..], extra].concat()));
 }
 
 fn softmax(logits: &[f64]) -> Vec<f64> {
@@ -183,4 +187,26 @@ fn a_failed_compile_writes_nothing() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--max-seq 100000"));
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// `--no-fuse` emits one kernel an op; the default fuses GEMM + bias (+ GELU)
+/// and attention. Both predict what Hugging Face predicts.
+#[test]
+fn fused_and_unfused_artifacts_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let fused = dir.path().join("fused.xltc");
+    let unfused = dir.path().join("unfused.xltc");
+    compile("tiny-bert", &fused);
+    compile_with("tiny-bert", &unfused, &["--no-fuse"]);
+    let kernels = |path: &Path| ok(&xltc(&["inspect", path.to_str().unwrap(), "--kernels"]));
+    let (with, without) = (kernels(&fused), kernels(&unfused));
+    assert!(
+        with.contains("attention[") && !with.contains("attention_scores["),
+        "{with}"
+    );
+    assert!(
+        without.contains("attention_scores[") && without.contains("masked_softmax["),
+        "{without}"
+    );
+    check_predictions(&unfused, "tiny-bert", &[]);
 }

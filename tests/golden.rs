@@ -169,3 +169,27 @@ fn bare_xlmr_encoder_without_prefix_gives_the_classifiers_hidden_states() {
         "bare encoder hidden state off by {hidden:e}"
     );
 }
+
+/// The fusion passes change the graph, not its results: every model's fused
+/// graph gives, on the CPU reference, the un-fused graph's outputs.
+#[test]
+fn fused_graphs_give_the_unfused_results() {
+    for name in ["tiny-bert", "tiny-xlmr", "all-minilm-l6-v2"] {
+        let golden = Golden::read(name);
+        let model = Model::load(&model_dir(name)).unwrap();
+        let seq = golden.array("pairs.input_ids").shape[1];
+        let inputs = inputs_from_texts(&model, &golden, "pairs", seq);
+        let graph = model.graph(inputs.batch, seq);
+        let fused = xltc::passes::fuse(&graph);
+        let count = |g: &xltc::ir::Graph| g.values().count();
+        assert!(count(&fused) < count(&graph), "{name}: nothing was fused");
+        let plain = reference::run(&graph, &inputs).unwrap();
+        let merged = reference::run(&fused, &inputs).unwrap();
+        for (output, expected) in &plain {
+            let a: Vec<f64> = merged[output].data.iter().map(|&v| v as f64).collect();
+            let e: Vec<f64> = expected.data.iter().map(|&v| v as f64).collect();
+            let error = relative_error(&a, &e);
+            assert!(error < 1e-6, "{name} {output}: fused differs by {error:e}");
+        }
+    }
+}

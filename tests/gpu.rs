@@ -13,6 +13,7 @@ use common::{model_dir, relative_error, Golden};
 use xltc::codegen::{lower, CodegenError, CodegenOptions};
 use xltc::frontend::{Model, ModelOutput};
 use xltc::ir::{Graph, Input, Op, ValueId};
+use xltc::passes::fuse;
 use xltc::reference;
 use xltc_runtime::{Executor, Gpu, ModelInputs};
 
@@ -181,6 +182,60 @@ fn gather_add_bias_and_activations() {
 }
 
 #[test]
+fn fused_linear_with_and_without_gelu() {
+    for (m, n, k, gelu) in [
+        (70, 37, 45, false),
+        (33, 130, 17, true),
+        (5, 1536, 384, true),
+    ] {
+        check_op(&format!("linear {m}x{n}x{k} gelu {gelu}"), 1, 1, |g, r| {
+            let x = weight(g, r, "x", &[m, k]);
+            let w = weight(g, r, "w", &[n, k]);
+            let bias = weight(g, r, "bias", &[n]);
+            g.op(
+                "y",
+                Op::Linear {
+                    x,
+                    weight: w,
+                    bias,
+                    gelu,
+                },
+            )
+        });
+    }
+}
+
+#[test]
+fn fused_attention_with_padding() {
+    for (batch, seq, heads, head_dim) in
+        [(3, 7, 3, 5), (2, 33, 2, 12), (1, 1, 1, 3), (2, 130, 2, 64)]
+    {
+        let width = heads * head_dim;
+        check_op(
+            &format!("fused attention b{batch} s{seq} h{heads} d{head_dim}"),
+            batch,
+            seq,
+            |g, r| {
+                let query = weight(g, r, "q", &[batch * seq, width]);
+                let key = weight(g, r, "k", &[batch * seq, width]);
+                let value = weight(g, r, "v", &[batch * seq, width]);
+                let mask = g.input(Input::AttentionMask);
+                g.op(
+                    "c",
+                    Op::Attention {
+                        query,
+                        key,
+                        value,
+                        mask,
+                        heads,
+                    },
+                )
+            },
+        );
+    }
+}
+
+#[test]
 fn layer_norm_on_narrow_and_wide_rows() {
     for (rows, width) in [(13, 37), (5, 384), (2, 1001)] {
         check_op(&format!("layer_norm {rows}x{width}"), 1, 1, |g, r| {
@@ -247,8 +302,13 @@ fn pooling_and_row_normalisation() {
     });
 }
 
-/// A whole model on the GPU against the Hugging Face fixture.
+/// A whole model on the GPU against the Hugging Face fixture, fused (as
+/// `xltc compile` emits it) or one kernel an op.
 fn check_model(name: &str) {
+    check_model_graph(name, true);
+}
+
+fn check_model_graph(name: &str, fused: bool) {
     let golden = Golden::read(name);
     let model = Model::load(&model_dir(name)).unwrap();
     let output = match model.output {
@@ -284,7 +344,10 @@ fn check_model(name: &str) {
             model.config.pad_token_id,
             model.position_scheme(),
         );
-        let graph = model.graph(rows, seq);
+        let mut graph = model.graph(rows, seq);
+        if fused {
+            graph = fuse(&graph);
+        }
         let compiled = lower(&graph, &CodegenOptions::default()).unwrap();
         let gpu = gpu();
         let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
@@ -294,7 +357,7 @@ fn check_model(name: &str) {
         let outputs = pollster::block_on(executor.run(gpu, &inputs)).unwrap();
         let ours: Vec<f64> = outputs[output].data.iter().map(|&v| v as f64).collect();
         let error = relative_error(&ours, &golden.array(&format!("{batch}.output")).data);
-        eprintln!("gpu {name} {batch}: relative error of {output} {error:.2e}");
+        eprintln!("gpu {name} {batch} (fused {fused}): relative error of {output} {error:.2e}");
         assert!(
             error < TOLERANCE,
             "{name} {batch}: {output} off by {error:e}"
@@ -310,6 +373,12 @@ fn tiny_bert_on_the_gpu_matches_hugging_face() {
 #[test]
 fn tiny_xlmr_on_the_gpu_matches_hugging_face() {
     check_model("tiny-xlmr");
+}
+
+#[test]
+fn unfused_tiny_models_on_the_gpu_match_hugging_face() {
+    check_model_graph("tiny-bert", false);
+    check_model_graph("tiny-xlmr", false);
 }
 
 #[test]

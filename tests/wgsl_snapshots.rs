@@ -1,6 +1,7 @@
 //! Snapshots of the WGSL that codegen emits for the tiny BERT classifier
-//! (batch 2, sequence 5): every kernel instance, in dispatch order of first
-//! use, compared with tests/fixtures/wgsl/tiny-bert/. After a deliberate
+//! (batch 2, sequence 5), fused (as `xltc compile` emits it) and one kernel
+//! an op: every kernel instance, in dispatch order of first use, compared with
+//! tests/fixtures/wgsl/tiny-bert/ and tiny-bert-unfused/. After a deliberate
 //! change to a template or to codegen, rewrite them with
 //! `XLTC_BLESS=1 cargo test --release --test wgsl_snapshots` and read the diff.
 
@@ -13,10 +14,14 @@ use xltc::frontend::Model;
 #[test]
 fn emitted_wgsl_matches_the_snapshots() {
     let model = Model::load(&model_dir("tiny-bert")).unwrap();
-    let program = lower(&model.graph(2, 5), &CodegenOptions::default())
-        .unwrap()
-        .program;
-    let folder = fixtures().join("wgsl").join("tiny-bert");
+    let graph = model.graph(2, 5);
+    check_snapshots(&xltc::passes::fuse(&graph), "tiny-bert");
+    check_snapshots(&graph, "tiny-bert-unfused");
+}
+
+fn check_snapshots(graph: &xltc::ir::Graph, snapshot: &str) {
+    let program = lower(graph, &CodegenOptions::default()).unwrap().program;
+    let folder = fixtures().join("wgsl").join(snapshot);
     let bless = std::env::var_os("XLTC_BLESS").is_some();
     if bless {
         let _ = std::fs::remove_dir_all(&folder);

@@ -5,6 +5,7 @@ use xltc_runtime::artifact::{Artifact, Bucket, Manifest};
 
 use crate::codegen::{lower, CodegenError, CodegenOptions};
 use crate::frontend::Model;
+use crate::passes::fuse;
 
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
@@ -12,6 +13,8 @@ pub struct CompileOptions {
     pub max_seq: usize,
     /// The most sequences a run; the largest batch bucket.
     pub max_batch: usize,
+    /// Apply the fusion passes (the default); off gives one kernel an IR op.
+    pub fuse: bool,
     pub codegen: CodegenOptions,
 }
 
@@ -48,7 +51,10 @@ pub fn compile(
         .collect();
     let mut buckets = Vec::with_capacity(shapes.len());
     for (done, &(batch, seq)) in shapes.iter().enumerate() {
-        let graph = model.graph(batch, seq);
+        let mut graph = model.graph(batch, seq);
+        if options.fuse {
+            graph = fuse(&graph);
+        }
         let program = lower(&graph, &options.codegen)?.program;
         buckets.push(Bucket {
             program,

@@ -95,6 +95,24 @@ pub enum Op {
     L2Normalize { x: ValueId },
     /// Softmax over the last axis: [m, n].
     Softmax { x: ValueId },
+    /// Fused: `x` [m, k] times `weight` [n, k] transposed, plus `bias` [n],
+    /// then the exact GELU when `gelu`: [m, n]. (MatMul, AddBias, Gelu.)
+    Linear {
+        x: ValueId,
+        weight: ValueId,
+        bias: ValueId,
+        gelu: bool,
+    },
+    /// Fused: scaled scores, padding mask, softmax and weighted sum in one:
+    /// [batch * seq, heads * head_dim]. (AttentionScores, MaskedSoftmax,
+    /// AttentionContext.)
+    Attention {
+        query: ValueId,
+        key: ValueId,
+        value: ValueId,
+        mask: ValueId,
+        heads: usize,
+    },
 }
 
 impl Op {
@@ -112,7 +130,69 @@ impl Op {
             Op::MaskedSoftmax { scores, mask } => vec![scores, mask],
             Op::AttentionContext { probs, value, .. } => vec![probs, value],
             Op::MeanPool { x, mask } => vec![x, mask],
+            Op::Linear {
+                x, weight, bias, ..
+            } => vec![x, weight, bias],
+            Op::Attention {
+                query,
+                key,
+                value,
+                mask,
+                ..
+            } => vec![query, key, value, mask],
         }
+    }
+
+    /// The same op reading `map(operand)` in place of each operand.
+    pub fn map_operands(&self, map: impl Fn(ValueId) -> ValueId) -> Op {
+        let mut op = self.clone();
+        match &mut op {
+            Op::Gather { table: a, ids: b }
+            | Op::Add { a, b }
+            | Op::MatMul { x: a, weight: b }
+            | Op::AddBias { x: a, bias: b }
+            | Op::AttentionScores {
+                query: a, key: b, ..
+            }
+            | Op::MaskedSoftmax { scores: a, mask: b }
+            | Op::AttentionContext {
+                probs: a, value: b, ..
+            }
+            | Op::MeanPool { x: a, mask: b } => {
+                *a = map(*a);
+                *b = map(*b);
+            }
+            Op::Gelu { x }
+            | Op::Tanh { x }
+            | Op::FirstToken { x }
+            | Op::L2Normalize { x }
+            | Op::Softmax { x } => *x = map(*x),
+            Op::LayerNorm { x, gamma, beta, .. } => {
+                *x = map(*x);
+                *gamma = map(*gamma);
+                *beta = map(*beta);
+            }
+            Op::Linear {
+                x, weight, bias, ..
+            } => {
+                *x = map(*x);
+                *weight = map(*weight);
+                *bias = map(*bias);
+            }
+            Op::Attention {
+                query,
+                key,
+                value,
+                mask,
+                ..
+            } => {
+                *query = map(*query);
+                *key = map(*key);
+                *value = map(*value);
+                *mask = map(*mask);
+            }
+        }
+        op
     }
 }
 
@@ -191,7 +271,10 @@ impl Graph {
         ops.map(|(op, out)| {
             let elements = out.elements() as u64;
             match *op {
-                Op::MatMul { x, .. } => 2 * elements * *self.value(x).shape.last().unwrap() as u64,
+                Op::MatMul { x, .. } | Op::Linear { x, .. } => {
+                    2 * elements * *self.value(x).shape.last().unwrap() as u64
+                }
+                Op::Attention { .. } => 4 * elements * self.seq as u64,
                 Op::AttentionScores { query, heads, .. } => {
                     2 * elements * (self.value(query).shape[1] / heads) as u64
                 }
@@ -266,7 +349,7 @@ impl Graph {
                 }
                 self.shape(a).to_vec()
             }
-            Op::MatMul { x, weight } => {
+            Op::MatMul { x, weight } | Op::Linear { x, weight, .. } => {
                 let ((m, k), (n, k2)) = (rows_cols(x), rows_cols(weight));
                 if k != k2 {
                     fail("inner dimensions differ");
@@ -289,7 +372,9 @@ impl Graph {
                 vec![self.batch, heads, self.seq, self.seq]
             }
             Op::MaskedSoftmax { scores, .. } => self.shape(scores).to_vec(),
-            Op::AttentionContext { value, .. } => self.shape(value).to_vec(),
+            Op::AttentionContext { value, .. } | Op::Attention { value, .. } => {
+                self.shape(value).to_vec()
+            }
             Op::FirstToken { x } | Op::MeanPool { x, .. } => vec![self.batch, rows_cols(x).1],
         }
     }

@@ -5,5 +5,6 @@ pub mod codegen;
 pub mod compile;
 pub mod frontend;
 pub mod ir;
+pub mod passes;
 pub mod predict;
 pub mod reference;

@@ -86,6 +86,10 @@ pub struct CompileArgs {
     /// 134217728 (128 MiB), which every browser allows.
     #[arg(long, default_value_t = xltc::codegen::WEBGPU_MAX_BINDING_BYTES)]
     pub max_binding_bytes: u64,
+    /// Skip the fusion passes: one kernel an IR op (GEMM, bias, GELU and the
+    /// attention steps each on their own).
+    #[arg(long)]
+    pub no_fuse: bool,
 }
 
 #[derive(Args)]

@@ -10,6 +10,7 @@ use xltc_runtime::{
 
 use crate::codegen::{self, CodegenError, CodegenOptions};
 use crate::frontend::{Model, ModelOutput};
+use crate::passes;
 use crate::reference::{self, ReferenceError};
 
 /// Where a graph runs.
@@ -173,7 +174,7 @@ fn run_batch(
         }
         Engine::Gpu(gpu) => {
             let inputs = ModelInputs::pad(sequences, 0, pad_id, positions);
-            let graph = model.graph(inputs.batch, inputs.seq);
+            let graph = passes::fuse(&model.graph(inputs.batch, inputs.seq));
             let compiled = codegen::lower(&graph, &CodegenOptions::default())?;
             let program = compiled.program.clone();
             let executor =

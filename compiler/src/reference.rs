@@ -175,6 +175,34 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
         Op::MeanPool { x, mask } => mean_pool_forward(get(x).f32(), get(mask).f32(), seq),
         Op::L2Normalize { x } => l2_normalize_forward(get(x).f32(), width(x)),
         Op::Softmax { x } => softmax_forward(get(x).f32(), width(x)),
+        Op::Linear {
+            x,
+            weight,
+            bias,
+            gelu,
+        } => linear_forward(
+            get(x).f32(),
+            get(weight).f32(),
+            get(bias).f32(),
+            width(x),
+            gelu,
+        ),
+        Op::Attention {
+            query,
+            key,
+            value,
+            mask,
+            heads,
+        } => {
+            let shape = AttentionShape::new(batch, seq, heads, width(query));
+            let (q, k, v, m) = (
+                get(query).f32(),
+                get(key).f32(),
+                get(value).f32(),
+                get(mask).f32(),
+            );
+            attention_forward(q, k, v, m, shape)
+        }
     })
 }
 
@@ -199,6 +227,30 @@ pub fn gather_forward(
         out.extend_from_slice(&table[row * width..(row + 1) * width]);
     }
     Ok(out)
+}
+
+/// The fused Linear: matmul, bias, then GELU when asked; the reference is the
+/// composition of the un-fused references.
+pub fn linear_forward(x: &[f32], weight: &[f32], bias: &[f32], k: usize, gelu: bool) -> Vec<f32> {
+    let out = add_bias_forward(&matmul_forward(x, weight, k), bias);
+    if gelu {
+        gelu_forward(&out)
+    } else {
+        out
+    }
+}
+
+/// The fused attention: the composition of the three un-fused references.
+pub fn attention_forward(
+    query: &[f32],
+    key: &[f32],
+    value: &[f32],
+    mask: &[f32],
+    s: AttentionShape,
+) -> Vec<f32> {
+    let scores = attention_scores_forward(query, key, s);
+    let probs = masked_softmax_forward(&scores, mask, s.seq);
+    attention_context_forward(&probs, value, s)
 }
 
 pub fn add_forward(a: &[f32], b: &[f32]) -> Vec<f32> {

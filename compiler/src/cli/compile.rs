@@ -24,6 +24,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
     let options = CompileOptions {
         max_seq: args.max_seq,
         max_batch: args.batch,
+        fuse: !args.no_fuse,
         codegen: CodegenOptions {
             max_binding_bytes: args.max_binding_bytes,
         },

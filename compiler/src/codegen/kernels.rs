@@ -10,8 +10,8 @@ use super::templates::Template;
 const ELEMENT_WORKGROUP: u32 = 256;
 /// Threads a workgroup for one-thread-a-row kernels and the LayerNorm reduction.
 const ROW_WORKGROUP: u32 = 64;
-/// Register block of the GEMM: each thread computes THREAD_M x THREAD_N outputs,
-/// a 16 x 16 workgroup a (16 THREAD_M) x (16 THREAD_N) tile.
+/// Register block of the GEMM: each thread computes THREAD_M x THREAD_N outputs
+/// (THREAD_N is 4: one vec4), a 16 x 16 workgroup a (16 THREAD_M) x (16 THREAD_N) tile.
 const MATMUL_THREAD_M: u32 = 4;
 const MATMUL_THREAD_N: u32 = 4;
 const MATMUL_TILE_K: u32 = 16;
@@ -98,20 +98,30 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
                 workgroups,
             )
         }
-        Op::MatMul { x, weight } => {
-            let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
-            let tile_m = (MATMUL_THREADS_SIDE * MATMUL_THREAD_M) as usize;
-            let tile_n = (MATMUL_THREADS_SIDE * MATMUL_THREAD_N) as usize;
-            let workgroups = [n.div_ceil(tile_n) as u32, m.div_ceil(tile_m) as u32, 1];
-            let c = vec![
-                ("M", m.to_string()),
-                ("N", n.to_string()),
-                ("K", k.to_string()),
-                ("TILE_K", MATMUL_TILE_K.to_string()),
-                ("THREAD_M", MATMUL_THREAD_M.to_string()),
-                ("THREAD_N", MATMUL_THREAD_N.to_string()),
-            ];
-            (Template::Matmul, c, vec![x, weight], workgroups)
+        Op::MatMul { x, weight } => matmul(&shape, x, weight, None, false),
+        Op::Linear {
+            x,
+            weight,
+            bias,
+            gelu,
+        } => matmul(&shape, x, weight, Some(bias), gelu),
+        Op::Attention {
+            query,
+            key,
+            value,
+            mask,
+            heads,
+        } => {
+            let (workgroups, groups_x) = grid(batch * heads * seq);
+            let mut c = attention_constants(batch, seq, heads, last(query));
+            c.push(("WORKGROUP", ROW_WORKGROUP.to_string()));
+            c.push(("GROUPS_X", groups_x.to_string()));
+            (
+                Template::Attention,
+                c,
+                vec![query, key, value, mask],
+                workgroups,
+            )
         }
         Op::LayerNorm {
             x,
@@ -217,6 +227,44 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
         reads,
         workgroups,
     }
+}
+
+type Parts = (
+    Template,
+    Vec<(&'static str, String)>,
+    Vec<ValueId>,
+    [u32; 3],
+);
+
+/// The GEMM, plain or with the Linear epilogue (bias, then GELU when asked).
+/// Without a bias, `x` is bound in its place and never read.
+fn matmul(
+    shape: &impl Fn(ValueId) -> Vec<usize>,
+    x: ValueId,
+    weight: ValueId,
+    bias: Option<ValueId>,
+    gelu: bool,
+) -> Parts {
+    let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
+    let tile_m = (MATMUL_THREADS_SIDE * MATMUL_THREAD_M) as usize;
+    let tile_n = (MATMUL_THREADS_SIDE * MATMUL_THREAD_N) as usize;
+    let workgroups = [n.div_ceil(tile_n) as u32, m.div_ceil(tile_m) as u32, 1];
+    let c = vec![
+        ("M", m.to_string()),
+        ("N", n.to_string()),
+        ("K", k.to_string()),
+        ("TILE_K", MATMUL_TILE_K.to_string()),
+        ("THREAD_M", MATMUL_THREAD_M.to_string()),
+        ("THREAD_N", MATMUL_THREAD_N.to_string()),
+        ("HAS_BIAS", u32::from(bias.is_some()).to_string()),
+        ("ACTIVATION", u32::from(gelu).to_string()),
+    ];
+    (
+        Template::Matmul,
+        c,
+        vec![x, weight, bias.unwrap_or(x)],
+        workgroups,
+    )
 }
 
 fn dims2(shape: &[usize]) -> [usize; 2] {

@@ -16,6 +16,7 @@ pub enum Template {
     FirstToken,
     MeanPool,
     RowNormalize,
+    Attention,
 }
 
 impl Template {
@@ -32,6 +33,7 @@ impl Template {
             Template::FirstToken => "first_token",
             Template::MeanPool => "mean_pool",
             Template::RowNormalize => "row_normalize",
+            Template::Attention => "attention",
         }
     }
 
@@ -39,8 +41,14 @@ impl Template {
         match self {
             Template::Gather => include_str!("../../../shaders/gather.wgsl"),
             Template::Binary => include_str!("../../../shaders/binary.wgsl"),
-            Template::Activation => include_str!("../../../shaders/activation.wgsl"),
-            Template::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Template::Activation => concat!(
+                include_str!("../../../shaders/activation.wgsl"),
+                include_str!("../../../shaders/gelu.wgsl")
+            ),
+            Template::Matmul => concat!(
+                include_str!("../../../shaders/matmul.wgsl"),
+                include_str!("../../../shaders/gelu.wgsl")
+            ),
             Template::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl"),
             Template::AttentionScores => include_str!("../../../shaders/attention_scores.wgsl"),
             Template::MaskedSoftmax => include_str!("../../../shaders/masked_softmax.wgsl"),
@@ -48,6 +56,7 @@ impl Template {
             Template::FirstToken => include_str!("../../../shaders/first_token.wgsl"),
             Template::MeanPool => include_str!("../../../shaders/mean_pool.wgsl"),
             Template::RowNormalize => include_str!("../../../shaders/row_normalize.wgsl"),
+            Template::Attention => include_str!("../../../shaders/attention.wgsl"),
         }
     }
 
