@@ -23,21 +23,6 @@ const WIDTH: u32 = HEADS * HEAD_DIM;
 var<workgroup> row_scores: array<f32, SEQ>;
 var<workgroup> partial: array<f32, WORKGROUP>;
 
-fn workgroup_reduce(thread: u32, value: f32, take_max: bool) -> f32 {
-    partial[thread] = value;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if (thread < stride) {
-            let other = partial[thread + stride];
-            partial[thread] = select(partial[thread] + other, max(partial[thread], other), take_max);
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
-
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) thread: u32) {
     let row = group.y * GROUPS_X + group.x;

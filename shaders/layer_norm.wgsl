@@ -16,20 +16,6 @@ const GROUPS_X: u32 = {{GROUPS_X}}u;
 
 var<workgroup> partial: array<f32, WORKGROUP>;
 
-fn workgroup_sum(thread: u32, value: f32) -> f32 {
-    partial[thread] = value;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if (thread < stride) {
-            partial[thread] += partial[thread + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
-
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) thread: u32) {
     let row = group.y * GROUPS_X + group.x;
@@ -41,13 +27,13 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     for (var i = thread; i < WIDTH; i += WORKGROUP) {
         sum += x[base + i];
     }
-    let mean = workgroup_sum(thread, sum) / f32(WIDTH);
+    let mean = workgroup_reduce(thread, sum, false) / f32(WIDTH);
     var squares = 0.0;
     for (var i = thread; i < WIDTH; i += WORKGROUP) {
         let d = x[base + i] - mean;
         squares += d * d;
     }
-    let inv_std = inverseSqrt(workgroup_sum(thread, squares) / f32(WIDTH) + EPS);
+    let inv_std = inverseSqrt(workgroup_reduce(thread, squares, false) / f32(WIDTH) + EPS);
     for (var i = thread; i < WIDTH; i += WORKGROUP) {
         out[base + i] = (x[base + i] - mean) * inv_std * gamma[i] + beta[i];
     }

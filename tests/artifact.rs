@@ -45,25 +45,13 @@ fn compile_with(model: &str, out: &Path, extra: &[&str]) {
     ok(&xltc(&[&args[..], extra].concat()));
 }
 
-fn softmax(logits: &[f64]) -> Vec<f64> {
-    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-    logits.iter().map(|l| (l - max).exp() / sum).collect()
-}
-
 /// Runs the fixture's pairs through the artifact and checks every probability.
 fn check_predictions(artifact: &Path, name: &str, extra: &[&str]) {
     let golden = Golden::read(name);
     let texts = golden.texts("pairs.texts").unwrap();
     let pairs = golden.texts("pairs.pairs").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pairs.tsv");
-    let lines: Vec<String> = texts
-        .iter()
-        .zip(&pairs)
-        .map(|(t, p)| format!("{t}\t{p}"))
-        .collect();
-    std::fs::write(&file, lines.join("\n")).unwrap();
+    let file = common::write_pairs_tsv(dir.path(), &texts, &pairs);
     let args = [
         "run",
         artifact.to_str().unwrap(),
@@ -78,7 +66,7 @@ fn check_predictions(artifact: &Path, name: &str, extra: &[&str]) {
     for (line, expected) in stdout.lines().zip(logits.data.chunks(labels)) {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
         let probs = record["probabilities"].as_array().unwrap();
-        for (p, e) in probs.iter().zip(softmax(expected)) {
+        for (p, e) in probs.iter().zip(common::softmax(expected)) {
             assert!(
                 (p.as_f64().unwrap() - e).abs() < 1e-4,
                 "{name} {extra:?}: {probs:?}"

@@ -151,13 +151,7 @@ fn the_browser_demo_predicts_what_the_native_runtime_predicts() {
     .unwrap();
 
     // Native probabilities on the same artifact.
-    let tsv = site.path().join("pairs.tsv");
-    let lines: Vec<String> = texts
-        .iter()
-        .zip(&pairs)
-        .map(|(t, p)| format!("{t}\t{p}"))
-        .collect();
-    std::fs::write(&tsv, lines.join("\n")).unwrap();
+    let tsv = common::write_pairs_tsv(site.path(), &texts, &pairs);
     let native: Vec<Vec<f64>> = xltc(&[
         "run",
         artifact.to_str().unwrap(),

@@ -14,12 +14,6 @@ fn xltc(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn softmax(logits: &[f64]) -> Vec<f64> {
-    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-    logits.iter().map(|l| (l - max).exp() / sum).collect()
-}
-
 #[test]
 fn every_subcommand_has_help() {
     for args in [&["--help"][..], &["run", "--help"]] {
@@ -75,13 +69,7 @@ fn classifier_probabilities_from_a_file_match_hugging_face() {
         let texts = golden.texts("pairs.texts").unwrap();
         let pairs = golden.texts("pairs.pairs").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pairs.tsv");
-        let lines: Vec<String> = texts
-            .iter()
-            .zip(&pairs)
-            .map(|(t, p)| format!("{t}\t{p}"))
-            .collect();
-        std::fs::write(&file, lines.join("\n")).unwrap();
+        let file = common::write_pairs_tsv(dir.path(), &texts, &pairs);
         let model = model_dir(name);
         let args = [
             "run",
@@ -103,7 +91,7 @@ fn classifier_probabilities_from_a_file_match_hugging_face() {
         assert_eq!(stdout.lines().count(), texts.len());
         for (line, expected_logits) in stdout.lines().zip(logits.data.chunks(labels)) {
             let record: serde_json::Value = serde_json::from_str(line).unwrap();
-            let expected = softmax(expected_logits);
+            let expected = common::softmax(expected_logits);
             let probs: Vec<f64> = record["probabilities"]
                 .as_array()
                 .unwrap()

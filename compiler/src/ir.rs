@@ -261,6 +261,24 @@ impl Graph {
         self.batch * self.seq
     }
 
+    /// For each value (by index), the index of the last value whose op reads
+    /// it; its own index when nothing reads it; usize::MAX for graph outputs,
+    /// which live to the end.
+    pub fn last_uses(&self) -> Vec<usize> {
+        let mut last: Vec<usize> = (0..self.values.len()).collect();
+        for (id, value) in self.values() {
+            if let Source::Op(op) = &value.source {
+                for operand in op.operands() {
+                    last[operand.index()] = id.index();
+                }
+            }
+        }
+        for (_, id) in self.outputs() {
+            last[id.index()] = usize::MAX;
+        }
+        last
+    }
+
     /// Floating-point operations of one run: a multiply-add counts two;
     /// element-wise work counts one an output element.
     pub fn flops(&self) -> u64 {

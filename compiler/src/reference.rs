@@ -78,7 +78,7 @@ pub fn run(
             graph_seq: graph.seq,
         });
     }
-    let last_use = last_uses(graph);
+    let last_use = graph.last_uses();
     let mut slots: Vec<Option<Data>> = Vec::new();
     for (id, value) in graph.values() {
         let data = match &value.source {
@@ -105,22 +105,6 @@ pub fn run(
         (name.clone(), Tensor { shape, data })
     });
     Ok(outputs.collect())
-}
-
-/// For each value, the last value whose op reads it (outputs: never freed).
-fn last_uses(graph: &Graph) -> Vec<usize> {
-    let mut last: Vec<usize> = graph.values().map(|(id, _)| id.index()).collect();
-    for (id, value) in graph.values() {
-        if let Source::Op(op) = &value.source {
-            for operand in op.operands() {
-                last[operand.index()] = id.index();
-            }
-        }
-    }
-    for (_, id) in graph.outputs() {
-        last[id.index()] = usize::MAX;
-    }
-    last
 }
 
 fn input_data(inputs: &ModelInputs, input: Input) -> Data<'_> {

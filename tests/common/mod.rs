@@ -184,3 +184,22 @@ pub fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     edit(&mut config);
     std::fs::write(path, config.to_string()).unwrap();
 }
+
+/// Softmax of logits, in f64.
+pub fn softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+    logits.iter().map(|l| (l - max).exp() / sum).collect()
+}
+
+/// Writes `text<TAB>pair` lines to dir/pairs.tsv, the input file of `xltc run --file`.
+pub fn write_pairs_tsv(dir: &Path, texts: &[String], pairs: &[String]) -> PathBuf {
+    let path = dir.join("pairs.tsv");
+    let lines: Vec<String> = texts
+        .iter()
+        .zip(pairs)
+        .map(|(t, p)| format!("{t}\t{p}"))
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}

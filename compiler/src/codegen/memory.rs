@@ -27,17 +27,7 @@ pub struct ActivationPlan {
 
 pub fn plan_activations(graph: &Graph) -> ActivationPlan {
     let count = graph.values().count();
-    let mut last_use: Vec<usize> = (0..count).collect();
-    for (id, value) in graph.values() {
-        if let Source::Op(op) = &value.source {
-            for operand in op.operands() {
-                last_use[operand.index()] = id.index();
-            }
-        }
-    }
-    for (_, id) in graph.outputs() {
-        last_use[id.index()] = usize::MAX;
-    }
+    let last_use = graph.last_uses();
     let mut plan = ActivationPlan {
         slot_of: vec![None; count],
         slot_bytes: Vec::new(),

@@ -49,14 +49,20 @@ impl Template {
                 include_str!("../../../shaders/matmul.wgsl"),
                 include_str!("../../../shaders/gelu.wgsl")
             ),
-            Template::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl"),
+            Template::LayerNorm => concat!(
+                include_str!("../../../shaders/layer_norm.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
             Template::AttentionScores => include_str!("../../../shaders/attention_scores.wgsl"),
             Template::MaskedSoftmax => include_str!("../../../shaders/masked_softmax.wgsl"),
             Template::AttentionContext => include_str!("../../../shaders/attention_context.wgsl"),
             Template::FirstToken => include_str!("../../../shaders/first_token.wgsl"),
             Template::MeanPool => include_str!("../../../shaders/mean_pool.wgsl"),
             Template::RowNormalize => include_str!("../../../shaders/row_normalize.wgsl"),
-            Template::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Template::Attention => concat!(
+                include_str!("../../../shaders/attention.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
         }
     }
 
