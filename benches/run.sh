@@ -25,7 +25,7 @@ out=$(mktemp)
 } > "$out"
 results=benches/RESULTS.md
 if [ -f "$results" ]; then cat "$results" "$out" > "$out.all"; else
-  { echo "# Benchmark results"; echo; echo "Every table says which adapter it ran on: lavapipe and SwiftShader are CPUs, not GPUs."; echo; cat "$out"; } > "$out.all"
+  { echo "# Benchmark results"; echo; echo "Every table says which adapter it ran on: lavapipe and SwiftShader are CPUs, not GPUs."; echo "Ratios are peer time over xltc time: above 1, xltc on the adapter is faster."; echo; cat "$out"; } > "$out.all"
 fi
 mv "$out.all" "$results"
 rm -f "$out"
