@@ -185,8 +185,7 @@ fn run_batch(
             (inputs.batch, data)
         }
         Engine::Compiled { gpu, session } => {
-            let info = model.info();
-            let run = session.run(gpu, &info, sequences, name, |n| model.weight(n));
+            let run = session.run(gpu, sequences, name, |n| model.weight(n));
             return Ok(pollster::block_on(run)?);
         }
     };

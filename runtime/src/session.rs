@@ -10,6 +10,7 @@ use crate::artifact::{Bucket, ModelInfo};
 use crate::device::{Gpu, GpuError};
 use crate::executor::Executor;
 use crate::inputs::ModelInputs;
+use crate::inputs::PositionScheme;
 use crate::tokenizer::Encoding;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,15 +28,20 @@ pub enum SessionError {
 
 pub struct Session {
     buckets: Vec<Bucket>,
+    pad_id: u32,
+    positions: PositionScheme,
     /// Shared out by `Rc` so that no borrow of the map lives across an await
     /// (the page may run two predictions at once).
     executors: RefCell<HashMap<usize, Rc<Executor>>>,
 }
 
 impl Session {
-    pub fn new(buckets: Vec<Bucket>) -> Self {
+    /// A session for `model`'s compiled `buckets`.
+    pub fn new(buckets: Vec<Bucket>, model: &ModelInfo) -> Self {
         Self {
             buckets,
+            pad_id: model.pad_token_id,
+            positions: model.positions,
             executors: RefCell::new(HashMap::new()),
         }
     }
@@ -63,7 +69,6 @@ impl Session {
     pub async fn run<'w>(
         &self,
         gpu: &Gpu,
-        model: &ModelInfo,
         sequences: &[Encoding],
         name: &str,
         weight: impl Fn(&str) -> Option<&'w [f32]>,
@@ -80,8 +85,7 @@ impl Session {
                 seq: longest,
             })?;
         let (batch, seq) = (bucket.program.batch, bucket.program.seq);
-        let inputs =
-            ModelInputs::pad_to_bucket(sequences, batch, seq, model.pad_token_id, model.positions);
+        let inputs = ModelInputs::pad_to_bucket(sequences, batch, seq, self.pad_id, self.positions);
         let cached = self.executors.borrow().get(&index).cloned();
         let executor = match cached {
             Some(executor) => executor,

@@ -45,7 +45,7 @@ pub async fn load(url: String) -> Result<Demo, JsValue> {
     let weights = artifact.weights_f32(&url).map_err(js_error)?;
     let gpu = Gpu::new().await.map_err(js_error)?;
     let manifest = artifact.manifest;
-    let session = Session::new(manifest.buckets);
+    let session = Session::new(manifest.buckets, &manifest.model);
     let tokenizer =
         TextTokenizer::from_json(&manifest.tokenizer_json, Path::new(&url), session.max_seq())
             .map_err(js_error)?;
@@ -85,7 +85,7 @@ impl Demo {
                 let sequence = encode(&text, pair.as_deref())?;
                 let rows = self
                     .session
-                    .run(&self.gpu, &self.model, &[sequence], "probabilities", weight)
+                    .run(&self.gpu, &[sequence], "probabilities", weight)
                     .await
                     .map_err(js_error)?;
                 Ok(
@@ -100,13 +100,7 @@ impl Demo {
                 }
                 let rows = self
                     .session
-                    .run(
-                        &self.gpu,
-                        &self.model,
-                        &sequences,
-                        "sentence_embedding",
-                        weight,
-                    )
+                    .run(&self.gpu, &sequences, "sentence_embedding", weight)
                     .await
                     .map_err(js_error)?;
                 let cosine = rows.get(1).map(|b| cosine(&rows[0], b));

@@ -202,7 +202,7 @@ fn load(args: &RunArgs) -> Result<(Model, Engine)> {
     let engine = match artifact {
         Some(artifact) => Engine::Compiled {
             gpu,
-            session: Session::new(artifact.manifest.buckets),
+            session: Session::new(artifact.manifest.buckets, &artifact.manifest.model),
         },
         None => Engine::Gpu(gpu),
     };
