@@ -2,7 +2,7 @@
 //   0: the exact GELU, 0.5 x (1 + erf(x / sqrt 2));  1: tanh.
 // Inputs:  x [COUNT] f32
 // Output:  out [COUNT] f32
-// gelu() comes from gelu.wgsl, which codegen appends.
+// gelu() and tanh_saturating() come from fragments codegen appends.
 const COUNT: u32 = {{COUNT}}u;
 const FUNCTION: u32 = {{FUNCTION}}u;
 const WORKGROUP: u32 = {{WORKGROUP}}u;
@@ -21,6 +21,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (FUNCTION == 0u) {
         out[index] = gelu(v);
     } else {
-        out[index] = tanh(v);
+        out[index] = tanh_saturating(v);
     }
 }

@@ -1,7 +1,11 @@
 // attention: scaled dot-product attention of one head in one kernel: scores,
 // padding mask, softmax and the weighted sum of values (the fused form of
 // attention_scores, masked_softmax and attention_context).
-// Inputs:  query, key, value [BATCH * SEQ, HEADS * HEAD_DIM] f32,
+// Inputs:  query, key, value [BATCH * SEQ, STRIDE] f32, each head's slice of
+//          a row from column Q_OFFSET, K_OFFSET or V_OFFSET: three buffers
+//          with STRIDE = HEADS * HEAD_DIM and offsets 0, or one buffer bound
+//          three times holding Q, K and V side by side (the fused
+//          projection's output: STRIDE = 3 HEADS HEAD_DIM);
 //          mask [BATCH * SEQ] f32 (1 real token, 0 padding)
 // Output:  context [BATCH * SEQ, HEADS * HEAD_DIM] f32
 // A workgroup a query row (b, h, i): the row's SEQ scores live in workgroup
@@ -13,6 +17,10 @@ const HEAD_DIM: u32 = {{HEAD_DIM}}u;
 const WORKGROUP: u32 = {{WORKGROUP}}u;
 const GROUPS_X: u32 = {{GROUPS_X}}u;
 const WIDTH: u32 = HEADS * HEAD_DIM;
+const STRIDE: u32 = {{STRIDE}}u;
+const Q_OFFSET: u32 = {{Q_OFFSET}}u;
+const K_OFFSET: u32 = {{K_OFFSET}}u;
+const V_OFFSET: u32 = {{V_OFFSET}}u;
 
 @group(0) @binding(0) var<storage, read> query: array<f32>;
 @group(0) @binding(1) var<storage, read> key: array<f32>;
@@ -32,13 +40,13 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     let i = row % SEQ;
     let h = (row / SEQ) % HEADS;
     let b = row / (SEQ * HEADS);
-    let q = (b * SEQ + i) * WIDTH + h * HEAD_DIM;
+    let q = (b * SEQ + i) * STRIDE + Q_OFFSET + h * HEAD_DIM;
     let scale = inverseSqrt(f32(HEAD_DIM));
     var local_max = -3.4e38;
     for (var j = thread; j < SEQ; j += WORKGROUP) {
         var score = -3.4e38;
         if (mask[b * SEQ + j] > 0.0) {
-            let k = (b * SEQ + j) * WIDTH + h * HEAD_DIM;
+            let k = (b * SEQ + j) * STRIDE + K_OFFSET + h * HEAD_DIM;
             var dot = 0.0;
             for (var d = 0u; d < HEAD_DIM; d++) {
                 dot = fma(query[q + d], key[k + d], dot);
@@ -62,8 +70,8 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     for (var d = thread; d < HEAD_DIM; d += WORKGROUP) {
         var sum = 0.0;
         for (var j = 0u; j < SEQ; j++) {
-            sum = fma(row_scores[j], value[(b * SEQ + j) * WIDTH + h * HEAD_DIM + d], sum);
+            sum = fma(row_scores[j], value[(b * SEQ + j) * STRIDE + V_OFFSET + h * HEAD_DIM + d], sum);
         }
-        context[q + d] = sum / total;
+        context[(b * SEQ + i) * WIDTH + h * HEAD_DIM + d] = sum / total;
     }
 }

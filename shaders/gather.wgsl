@@ -5,7 +5,8 @@
 //          ids [ROWS] u32
 // Output:  out [ROWS, WIDTH] f32
 // One thread an output element. An id past the table reads zeros; the runtime
-// refuses such ids before it dispatches.
+// refuses such ids before it dispatches. table_value() comes from
+// table_parts.wgsl, which codegen appends.
 const ROWS: u32 = {{ROWS}}u;
 const WIDTH: u32 = {{WIDTH}}u;
 const TABLE_ROWS: u32 = {{TABLE_ROWS}}u;
@@ -21,18 +22,6 @@ const GROUPS_X: u32 = {{GROUPS_X}}u;
 @group(0) @binding(5) var<storage, read> table5: array<f32>;
 @group(0) @binding(6) var<storage, read> ids: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
-
-fn table_value(id: u32, column: u32) -> f32 {
-    let at = (id % ROWS_PER_PART) * WIDTH + column;
-    switch (id / ROWS_PER_PART) {
-        case 0u: { return table0[at]; }
-        case 1u: { return table1[at]; }
-        case 2u: { return table2[at]; }
-        case 3u: { return table3[at]; }
-        case 4u: { return table4[at]; }
-        default: { return table5[at]; }
-    }
-}
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

@@ -106,8 +106,12 @@ fn inspect_shows_buckets_kernels_memory_and_flops() {
         "peak memory",
         "MFLOP per sequence",
         "matmul[",
+        "embeddings[",
+        "linear_norm[",
+        "head[",
         "activations #0",
-        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.word_embeddings.weight + bert.embeddings.token_type_embeddings",
+        "input_ids + token_type_ids + position_ids",
     ] {
         assert!(out.contains(needle), "inspect lacks {needle:?}:\n{out}");
     }

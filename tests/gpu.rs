@@ -72,7 +72,7 @@ fn inputs_for(graph: &Graph, random: &mut Random, vocab: u32) -> ModelInputs {
         batch: graph.batch,
         seq: graph.seq,
         input_ids: (0..tokens).map(|_| random.below(vocab)).collect(),
-        token_type_ids: vec![0; tokens],
+        token_type_ids: (0..tokens as u32).map(|t| t % 2).collect(),
         position_ids: (0..tokens as u32).collect(),
         attention_mask: mask,
     }
@@ -179,6 +179,15 @@ fn gather_add_bias_and_activations() {
         let x = weight(g, r, "x", &[3, 301]);
         g.op("y", Op::Tanh { x })
     });
+    // Far out, where tanh as (e^2x - 1) / (e^2x + 1) would overflow to NaN.
+    check_op("tanh far out", 1, 1, |g, _| {
+        let x = g.weight(
+            "x",
+            vec![1, 6],
+            vec![-1e4, -90.0, -9.5, 9.5, 90.0, 1e4].into(),
+        );
+        g.op("y", Op::Tanh { x })
+    });
 }
 
 #[test]
@@ -228,8 +237,153 @@ fn fused_attention_with_padding() {
                         value,
                         mask,
                         heads,
+                        packed: false,
                     },
                 )
+            },
+        );
+    }
+}
+
+/// Q, K and V in one buffer, as the fused projection leaves them.
+#[test]
+fn packed_attention_after_one_qkv_gemm() {
+    for (batch, seq, heads, head_dim) in [(3, 7, 3, 5), (2, 33, 2, 12)] {
+        let width = heads * head_dim;
+        check_op(
+            &format!("qkv gemm + packed attention b{batch} s{seq} h{heads} d{head_dim}"),
+            batch,
+            seq,
+            |g, r| {
+                let x = weight(g, r, "x", &[batch * seq, 19]);
+                let parts = ["q", "k", "v"].map(|p| weight(g, r, &format!("{p}.w"), &[width, 19]));
+                let biases = ["q", "k", "v"].map(|p| weight(g, r, &format!("{p}.b"), &[width]));
+                let w = g.concat("qkv.w", parts.to_vec(), vec![3 * width, 19]);
+                let bias = g.concat("qkv.b", biases.to_vec(), vec![3 * width]);
+                let qkv = g.op(
+                    "qkv",
+                    Op::Linear {
+                        x,
+                        weight: w,
+                        bias,
+                        gelu: false,
+                    },
+                );
+                let mask = g.input(Input::AttentionMask);
+                g.op(
+                    "c",
+                    Op::Attention {
+                        query: qkv,
+                        key: qkv,
+                        value: qkv,
+                        mask,
+                        heads,
+                        packed: true,
+                    },
+                )
+            },
+        );
+    }
+}
+
+/// The fused embedding layer reading tables, gamma and beta packed into one
+/// table and the three kinds of ids packed into one buffer.
+fn fused_embeddings(g: &mut Graph, r: &mut Random, width: usize) -> ValueId {
+    let tokens = g.tokens();
+    let words = weight(g, r, "words", &[29, width]);
+    let types = weight(g, r, "types", &[2, width]);
+    let positions = weight(g, r, "positions", &[tokens, width]);
+    let gamma = weight(g, r, "gamma", &[width]);
+    let beta = weight(g, r, "beta", &[width]);
+    let rows = 29 + 2 + tokens + 2;
+    let tables = vec![words, types, positions, gamma, beta];
+    let table = g.concat("tables", tables, vec![rows, width]);
+    let kinds = [Input::InputIds, Input::TokenTypeIds, Input::PositionIds];
+    let ids = kinds.map(|kind| g.input(kind)).to_vec();
+    let ids = g.concat("ids", ids, vec![3 * tokens]);
+    let op = Op::Embeddings {
+        table,
+        ids,
+        words: 29,
+        types: 2,
+        eps: 1e-12,
+    };
+    g.op("e", op)
+}
+
+#[test]
+fn fused_embeddings_whole_and_split_over_bindings() {
+    for (batch, seq, width) in [(2, 7, 13), (3, 5, 384), (1, 3, 1001)] {
+        check_op(
+            &format!("embeddings b{batch} s{seq} w{width}"),
+            batch,
+            seq,
+            |g, r| fused_embeddings(g, r, width),
+        );
+    }
+    // 54 rows of 52 bytes under a 1200-byte limit: 3 parts of 23 rows.
+    let options = CodegenOptions {
+        max_binding_bytes: 1200,
+    };
+    let build = |g: &mut Graph, r: &mut Random| fused_embeddings(g, r, 13);
+    check_op_with("embeddings from a split table", 3, 7, &options, build);
+    let mut g = Graph::new(3, 7);
+    let out = build(&mut g, &mut Random::fresh());
+    g.mark_output("out", out);
+    let program = lower(&g, &options).unwrap().program;
+    let parts = program
+        .buffers
+        .iter()
+        .filter(|b| b.name.starts_with("tables[rows"))
+        .count();
+    assert_eq!(parts, 3);
+}
+
+#[test]
+fn fused_linear_residual_and_layer_norm() {
+    for (m, n, k) in [(13, 37, 45), (9, 384, 70), (17, 200, 33), (3, 1001, 19)] {
+        check_op(&format!("linear_norm {m}x{n}x{k}"), 1, 1, |g, r| {
+            let x = weight(g, r, "x", &[m, k]);
+            let w = weight(g, r, "w", &[n, k]);
+            let bias = weight(g, r, "bias", &[n]);
+            let residual = weight(g, r, "residual", &[m, n]);
+            let gamma = weight(g, r, "gamma", &[n]);
+            let beta = weight(g, r, "beta", &[n]);
+            let op = Op::LinearNorm {
+                x,
+                weight: w,
+                bias,
+                residual,
+                gamma,
+                beta,
+                eps: 1e-5,
+            };
+            g.op("y", op)
+        });
+    }
+}
+
+#[test]
+fn fused_classification_head() {
+    for (batch, seq, width, labels) in [(3, 5, 37, 3), (2, 9, 300, 2), (1, 1, 1, 1)] {
+        check_op(
+            &format!("head b{batch} s{seq} w{width} labels {labels}"),
+            batch,
+            seq,
+            |g, r| {
+                let x = weight(g, r, "x", &[batch * seq, width]);
+                let dense_weight = weight(g, r, "dense.w", &[width, width]);
+                let dense_bias = weight(g, r, "dense.b", &[width]);
+                let out_weight = weight(g, r, "out.w", &[labels, width]);
+                let out_bias = weight(g, r, "out.b", &[labels]);
+                let op = Op::Head {
+                    x,
+                    dense_weight,
+                    dense_bias,
+                    out_weight,
+                    out_bias,
+                };
+                g.op("logits", op)
             },
         );
     }

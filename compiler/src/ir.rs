@@ -105,48 +105,85 @@ pub enum Op {
     },
     /// Fused: scaled scores, padding mask, softmax and weighted sum in one:
     /// [batch * seq, heads * head_dim]. (AttentionScores, MaskedSoftmax,
-    /// AttentionContext.)
+    /// AttentionContext.) When `packed`, `query`, `key` and `value` are one
+    /// value [batch * seq, 3 * heads * head_dim] holding Q, K and V side by
+    /// side in each row (the output of the fused Q/K/V projection).
     Attention {
         query: ValueId,
         key: ValueId,
         value: ValueId,
         mask: ValueId,
         heads: usize,
+        packed: bool,
     },
+    /// Fused embeddings: rows picked from three tables, summed as
+    /// (word + token type) + position, then LayerNorm. `table` [rows, width]
+    /// holds `words` word rows, `types` token-type rows, the position rows,
+    /// then gamma and beta as one row each; `ids` [3 * tokens] holds the
+    /// input ids, token type ids and position ids one after another.
+    /// (Gather three times, Add twice, LayerNorm.)
+    Embeddings {
+        table: ValueId,
+        ids: ValueId,
+        words: usize,
+        types: usize,
+        eps: f32,
+    },
+    /// Fused: LayerNorm of (`x` [m, k] times `weight` [n, k] transposed, plus
+    /// `bias` [n], plus `residual` [m, n]) with `gamma`, `beta` [n]: [m, n].
+    /// (Linear, Add, LayerNorm: a sublayer's output, residual and norm.)
+    LinearNorm {
+        x: ValueId,
+        weight: ValueId,
+        bias: ValueId,
+        residual: ValueId,
+        gamma: ValueId,
+        beta: ValueId,
+        eps: f32,
+    },
+    /// Fused classification head: the first token of every sequence of `x`
+    /// [batch * seq, width], times `dense_weight` [width, width] transposed
+    /// plus `dense_bias`, tanh, then times `out_weight` [labels, width]
+    /// transposed plus `out_bias`: logits [batch, labels]. (FirstToken,
+    /// Linear, Tanh, Linear: BERT's pooler and classifier, or XLM-R's
+    /// classification head.)
+    Head {
+        x: ValueId,
+        dense_weight: ValueId,
+        dense_bias: ValueId,
+        out_weight: ValueId,
+        out_bias: ValueId,
+    },
+}
+
+impl Op {
+    /// In an Embeddings table of `rows`, the rows of positions.
+    pub fn position_rows(rows: usize, words: usize, types: usize) -> usize {
+        rows - words - types - 2
+    }
 }
 
 impl Op {
     /// The values this op reads, in order.
     pub fn operands(&self) -> Vec<ValueId> {
-        match *self {
-            Op::Gather { table, ids } => vec![table, ids],
-            Op::Add { a, b } => vec![a, b],
-            Op::MatMul { x, weight } => vec![x, weight],
-            Op::AddBias { x, bias } => vec![x, bias],
-            Op::Gelu { x } | Op::Tanh { x } | Op::FirstToken { x } => vec![x],
-            Op::L2Normalize { x } | Op::Softmax { x } => vec![x],
-            Op::LayerNorm { x, gamma, beta, .. } => vec![x, gamma, beta],
-            Op::AttentionScores { query, key, .. } => vec![query, key],
-            Op::MaskedSoftmax { scores, mask } => vec![scores, mask],
-            Op::AttentionContext { probs, value, .. } => vec![probs, value],
-            Op::MeanPool { x, mask } => vec![x, mask],
-            Op::Linear {
-                x, weight, bias, ..
-            } => vec![x, weight, bias],
-            Op::Attention {
-                query,
-                key,
-                value,
-                mask,
-                ..
-            } => vec![query, key, value, mask],
-        }
+        self.clone()
+            .operands_mut()
+            .into_iter()
+            .map(|id| *id)
+            .collect()
     }
 
     /// The same op reading `map(operand)` in place of each operand.
     pub fn map_operands(&self, map: impl Fn(ValueId) -> ValueId) -> Op {
         let mut op = self.clone();
-        match &mut op {
+        for id in op.operands_mut() {
+            *id = map(*id);
+        }
+        op
+    }
+
+    fn operands_mut(&mut self) -> Vec<&mut ValueId> {
+        match self {
             Op::Gather { table: a, ids: b }
             | Op::Add { a, b }
             | Op::MatMul { x: a, weight: b }
@@ -158,41 +195,43 @@ impl Op {
             | Op::AttentionContext {
                 probs: a, value: b, ..
             }
-            | Op::MeanPool { x: a, mask: b } => {
-                *a = map(*a);
-                *b = map(*b);
-            }
+            | Op::MeanPool { x: a, mask: b }
+            | Op::Embeddings {
+                table: a, ids: b, ..
+            } => vec![a, b],
             Op::Gelu { x }
             | Op::Tanh { x }
             | Op::FirstToken { x }
             | Op::L2Normalize { x }
-            | Op::Softmax { x } => *x = map(*x),
-            Op::LayerNorm { x, gamma, beta, .. } => {
-                *x = map(*x);
-                *gamma = map(*gamma);
-                *beta = map(*beta);
-            }
+            | Op::Softmax { x } => vec![x],
+            Op::LayerNorm { x, gamma, beta, .. } => vec![x, gamma, beta],
             Op::Linear {
                 x, weight, bias, ..
-            } => {
-                *x = map(*x);
-                *weight = map(*weight);
-                *bias = map(*bias);
-            }
+            } => vec![x, weight, bias],
             Op::Attention {
                 query,
                 key,
                 value,
                 mask,
                 ..
-            } => {
-                *query = map(*query);
-                *key = map(*key);
-                *value = map(*value);
-                *mask = map(*mask);
-            }
+            } => vec![query, key, value, mask],
+            Op::LinearNorm {
+                x,
+                weight,
+                bias,
+                residual,
+                gamma,
+                beta,
+                ..
+            } => vec![x, weight, bias, residual, gamma, beta],
+            Op::Head {
+                x,
+                dense_weight,
+                dense_bias,
+                out_weight,
+                out_bias,
+            } => vec![x, dense_weight, dense_bias, out_weight, out_bias],
         }
-        op
     }
 }
 
@@ -202,7 +241,23 @@ pub enum Source {
     Input(Input),
     /// A weight, with its checkpoint tensor name as the value's name.
     Weight(Arc<[f32]>),
+    /// Weights, or inputs, flattened and laid end to end in one buffer: the
+    /// packed operand of a fused kernel that would otherwise bind them one
+    /// by one (Q, K and V's weights; the embedding tables; the three kinds
+    /// of ids).
+    Concat(Vec<ValueId>),
     Op(Op),
+}
+
+impl Source {
+    /// The values this one is computed from.
+    pub fn operands(&self) -> Vec<ValueId> {
+        match self {
+            Source::Op(op) => op.operands(),
+            Source::Concat(pieces) => pieces.clone(),
+            Source::Input(_) | Source::Weight(_) => Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -267,16 +322,29 @@ impl Graph {
     pub fn last_uses(&self) -> Vec<usize> {
         let mut last: Vec<usize> = (0..self.values.len()).collect();
         for (id, value) in self.values() {
-            if let Source::Op(op) = &value.source {
-                for operand in op.operands() {
-                    last[operand.index()] = id.index();
-                }
+            for operand in value.source.operands() {
+                last[operand.index()] = id.index();
             }
         }
         for (_, id) in self.outputs() {
             last[id.index()] = usize::MAX;
         }
         last
+    }
+
+    /// How many values are computed from each value; graph outputs count as
+    /// a reader.
+    pub fn readers(&self) -> Vec<usize> {
+        let mut count = vec![0; self.values.len()];
+        for (_, value) in self.values() {
+            for operand in value.source.operands() {
+                count[operand.index()] += 1;
+            }
+        }
+        for (_, id) in self.outputs() {
+            count[id.index()] += 1;
+        }
+        count
     }
 
     /// Floating-point operations of one run: a multiply-add counts two;
@@ -289,8 +357,17 @@ impl Graph {
         ops.map(|(op, out)| {
             let elements = out.elements() as u64;
             match *op {
-                Op::MatMul { x, .. } | Op::Linear { x, .. } => {
+                Op::MatMul { x, .. } | Op::Linear { x, .. } | Op::LinearNorm { x, .. } => {
                     2 * elements * *self.value(x).shape.last().unwrap() as u64
+                }
+                Op::Head {
+                    dense_weight,
+                    out_weight,
+                    ..
+                } => {
+                    let dense = self.value(dense_weight).elements() as u64;
+                    let out = self.value(out_weight).elements() as u64;
+                    2 * self.batch as u64 * (dense + out)
                 }
                 Op::Attention { .. } => 4 * elements * self.seq as u64,
                 Op::AttentionScores { query, heads, .. } => {
@@ -333,6 +410,34 @@ impl Graph {
         let name = name.into();
         let shape = self.infer_shape(&name, &op);
         self.push(name, shape, DType::F32, Source::Op(op))
+    }
+
+    /// `pieces`, all weights or all inputs of one dtype, laid end to end
+    /// as one value of `shape`.
+    pub fn concat(&mut self, name: &str, pieces: Vec<ValueId>, shape: Vec<usize>) -> ValueId {
+        let dtype = self.value(pieces[0]).dtype;
+        let weights = matches!(self.value(pieces[0]).source, Source::Weight(_));
+        let mut elements = 0;
+        for &piece in &pieces {
+            let value = self.value(piece);
+            let same_kind = match value.source {
+                Source::Weight(_) => weights,
+                Source::Input(_) => !weights,
+                _ => false,
+            };
+            assert!(
+                same_kind && value.dtype == dtype,
+                "graph builder bug at {name}: concat of {} with unlike pieces",
+                value.name
+            );
+            elements += value.elements();
+        }
+        assert_eq!(
+            elements,
+            shape.iter().product::<usize>(),
+            "graph builder bug at {name}: concat of {elements} elements as {shape:?}"
+        );
+        self.push(name.to_owned(), shape, dtype, Source::Concat(pieces))
     }
 
     pub fn mark_output(&mut self, name: &str, id: ValueId) {
@@ -390,10 +495,54 @@ impl Graph {
                 vec![self.batch, heads, self.seq, self.seq]
             }
             Op::MaskedSoftmax { scores, .. } => self.shape(scores).to_vec(),
-            Op::AttentionContext { value, .. } | Op::Attention { value, .. } => {
-                self.shape(value).to_vec()
+            Op::AttentionContext { value, .. } => self.shape(value).to_vec(),
+            Op::Attention { value, packed, .. } => {
+                let (tokens, width) = rows_cols(value);
+                if packed && width % 3 != 0 {
+                    fail("packed Q, K and V are not three equal parts");
+                }
+                vec![tokens, if packed { width / 3 } else { width }]
             }
             Op::FirstToken { x } | Op::MeanPool { x, .. } => vec![self.batch, rows_cols(x).1],
+            Op::Embeddings {
+                table,
+                ids,
+                words,
+                types,
+                ..
+            } => {
+                let (rows, width) = rows_cols(table);
+                if rows < words + types + 2 || self.value(ids).elements() != 3 * self.tokens() {
+                    fail("table or ids do not hold what Embeddings reads");
+                }
+                vec![self.tokens(), width]
+            }
+            Op::LinearNorm {
+                x,
+                weight,
+                residual,
+                gamma,
+                ..
+            } => {
+                let ((m, k), (n, k2)) = (rows_cols(x), rows_cols(weight));
+                if k != k2 || self.shape(residual) != [m, n] || self.shape(gamma) != [n] {
+                    fail("operands do not fit one another");
+                }
+                vec![m, n]
+            }
+            Op::Head {
+                x,
+                dense_weight,
+                out_weight,
+                ..
+            } => {
+                let width = rows_cols(x).1;
+                let (labels, out_in) = rows_cols(out_weight);
+                if self.shape(dense_weight) != [width, width] || out_in != width {
+                    fail("head weights do not fit the hidden width");
+                }
+                vec![self.batch, labels]
+            }
         }
     }
 }

@@ -46,7 +46,7 @@ pub enum ReferenceError {
 /// A value while the graph runs: weights and inputs are borrowed, not copied.
 enum Data<'a> {
     F32(Cow<'a, [f32]>),
-    U32(&'a [u32]),
+    U32(Cow<'a, [u32]>),
 }
 
 impl Data<'_> {
@@ -84,14 +84,17 @@ pub fn run(
         let data = match &value.source {
             Source::Input(input) => input_data(inputs, *input),
             Source::Weight(w) => Data::F32(Cow::Borrowed(w)),
+            Source::Concat(pieces) => concat(
+                pieces
+                    .iter()
+                    .map(|p| slots[p.index()].as_ref().expect("piece computed and alive")),
+            ),
             Source::Op(op) => Data::F32(Cow::Owned(execute(graph, op, &slots)?)),
         };
         slots.push(Some(data));
-        if let Source::Op(op) = &value.source {
-            for operand in op.operands() {
-                if last_use[operand.index()] == id.index() {
-                    slots[operand.index()] = None;
-                }
+        for operand in value.source.operands() {
+            if last_use[operand.index()] == id.index() {
+                slots[operand.index()] = None;
             }
         }
     }
@@ -109,10 +112,23 @@ pub fn run(
 
 fn input_data(inputs: &ModelInputs, input: Input) -> Data<'_> {
     match input {
-        Input::InputIds => Data::U32(&inputs.input_ids),
-        Input::TokenTypeIds => Data::U32(&inputs.token_type_ids),
-        Input::PositionIds => Data::U32(&inputs.position_ids),
+        Input::InputIds => Data::U32(Cow::Borrowed(&inputs.input_ids)),
+        Input::TokenTypeIds => Data::U32(Cow::Borrowed(&inputs.token_type_ids)),
+        Input::PositionIds => Data::U32(Cow::Borrowed(&inputs.position_ids)),
         Input::AttentionMask => Data::F32(Cow::Borrowed(&inputs.attention_mask)),
+    }
+}
+
+/// Pieces of one kind laid end to end.
+fn concat<'a, 'b: 'a>(pieces: impl Iterator<Item = &'a Data<'b>>) -> Data<'b> {
+    let pieces: Vec<&Data> = pieces.collect();
+    match pieces[0] {
+        Data::F32(_) => Data::F32(Cow::Owned(
+            pieces.iter().flat_map(|p| p.f32()).copied().collect(),
+        )),
+        Data::U32(_) => Data::U32(Cow::Owned(
+            pieces.iter().flat_map(|p| p.u32()).copied().collect(),
+        )),
     }
 }
 
@@ -177,17 +193,102 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             value,
             mask,
             heads,
+            packed,
         } => {
-            let shape = AttentionShape::new(batch, seq, heads, width(query));
-            let (q, k, v, m) = (
-                get(query).f32(),
-                get(key).f32(),
-                get(value).f32(),
-                get(mask).f32(),
+            let m = get(mask).f32();
+            if packed {
+                let shape = AttentionShape::new(batch, seq, heads, width(query) / 3);
+                let [q, k, v] = split_columns(get(query).f32(), width(query), 3)
+                    .try_into()
+                    .expect("three parts");
+                attention_forward(&q, &k, &v, m, shape)
+            } else {
+                let shape = AttentionShape::new(batch, seq, heads, width(query));
+                let (q, k, v) = (get(query).f32(), get(key).f32(), get(value).f32());
+                attention_forward(q, k, v, m, shape)
+            }
+        }
+        Op::Embeddings {
+            table,
+            ids,
+            words,
+            types,
+            eps,
+        } => {
+            let w = width(table);
+            let rows = graph.value(table).shape[0];
+            let positions = Op::position_rows(rows, words, types);
+            let (t, all_ids) = (get(table).f32(), get(ids).u32());
+            let mut parts = Vec::new();
+            let mut first = 0;
+            for count in [words, types, positions, 1, 1] {
+                parts.push(&t[first * w..(first + count) * w]);
+                first += count;
+            }
+            let tokens = all_ids.len() / 3;
+            let mut sum: Option<Vec<f32>> = None;
+            for (kind, ids) in all_ids.chunks_exact(tokens).enumerate() {
+                let name = piece_name(graph, table, kind);
+                let rows = gather_forward(parts[kind], w, ids, name)?;
+                sum = Some(match sum {
+                    None => rows,
+                    Some(s) => add_forward(&s, &rows),
+                });
+            }
+            layer_norm_forward(&sum.expect("three kinds of ids"), parts[3], parts[4], eps)
+        }
+        Op::LinearNorm {
+            x,
+            weight,
+            bias,
+            residual,
+            gamma,
+            beta,
+            eps,
+        } => {
+            let (x, w, b) = (get(x).f32(), get(weight).f32(), get(bias).f32());
+            let sum = add_forward(
+                &linear_forward(x, w, b, width(weight), false),
+                get(residual).f32(),
             );
-            attention_forward(q, k, v, m, shape)
+            layer_norm_forward(&sum, get(gamma).f32(), get(beta).f32(), eps)
+        }
+        Op::Head {
+            x,
+            dense_weight,
+            dense_bias,
+            out_weight,
+            out_bias,
+        } => {
+            let first = first_token_forward(get(x).f32(), seq, width(x));
+            let (dw, db) = (get(dense_weight).f32(), get(dense_bias).f32());
+            let pooled = tanh_forward(&linear_forward(&first, dw, db, width(x), false));
+            let (ow, ob) = (get(out_weight).f32(), get(out_bias).f32());
+            linear_forward(&pooled, ow, ob, width(x), false)
         }
     })
+}
+
+/// The name of piece `i` of `id` when it is a concatenation; its own name
+/// otherwise.
+fn piece_name(graph: &Graph, id: ValueId, i: usize) -> &str {
+    match &graph.value(id).source {
+        Source::Concat(pieces) => &graph.value(pieces[i]).name,
+        _ => &graph.value(id).name,
+    }
+}
+
+/// Rows of `width` cut into `parts` equal column blocks, each a matrix.
+pub fn split_columns(x: &[f32], width: usize, parts: usize) -> Vec<Vec<f32>> {
+    let part = width / parts;
+    (0..parts)
+        .map(|p| {
+            x.chunks_exact(width)
+                .flat_map(|row| &row[p * part..(p + 1) * part])
+                .copied()
+                .collect()
+        })
+        .collect()
 }
 
 /// Rows of `table` (rows of `width`) picked by `ids`.

@@ -19,7 +19,7 @@ use crate::inputs::PositionScheme;
 use crate::program::Program;
 
 pub const MAGIC: [u8; 8] = *b"XLTC\r\n\x1a\n";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const CHECKSUM_BYTES: usize = 32;
 
 /// What a model gives besides its hidden states.

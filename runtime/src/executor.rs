@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::device::{Gpu, GpuError};
 use crate::inputs::ModelInputs;
-use crate::program::{BufferRole, Dispatch, Program};
+use crate::program::{BufferRole, Dispatch, Program, WeightSlice};
 
 /// An output read back from the GPU.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,22 +136,26 @@ impl Executor {
             }
         }
         for (spec, buffer) in self.program.buffers.iter().zip(&self.buffers) {
-            let BufferRole::Input(name) = &spec.role else {
+            let BufferRole::Input(names) = &spec.role else {
                 continue;
             };
-            let bytes: &[u8] = match name.as_str() {
-                "input_ids" => bytemuck::cast_slice(&inputs.input_ids),
-                "token_type_ids" => bytemuck::cast_slice(&inputs.token_type_ids),
-                "position_ids" => bytemuck::cast_slice(&inputs.position_ids),
-                "attention_mask" => bytemuck::cast_slice(&inputs.attention_mask),
-                other => {
-                    return Err(GpuError::Input {
-                        name: other.into(),
-                        message: "the runtime has no such input".into(),
-                    })
-                }
-            };
-            gpu.queue.write_buffer(buffer, 0, bytes);
+            let mut offset = 0;
+            for name in names {
+                let bytes: &[u8] = match name.as_str() {
+                    "input_ids" => bytemuck::cast_slice(&inputs.input_ids),
+                    "token_type_ids" => bytemuck::cast_slice(&inputs.token_type_ids),
+                    "position_ids" => bytemuck::cast_slice(&inputs.position_ids),
+                    "attention_mask" => bytemuck::cast_slice(&inputs.attention_mask),
+                    other => {
+                        return Err(GpuError::Input {
+                            name: other.into(),
+                            message: "the runtime has no such input".into(),
+                        })
+                    }
+                };
+                gpu.queue.write_buffer(buffer, offset, bytes);
+                offset += bytes.len() as u64;
+            }
         }
         Ok(())
     }
@@ -222,18 +226,22 @@ fn create_buffers<'w>(
             usage,
             mapped_at_creation: false,
         });
-        if let BufferRole::Weight { name, first, count } = &spec.role {
-            let data = weight(name)
-                .and_then(|w| w.get(*first..first + count))
-                .ok_or_else(|| GpuError::Input {
-                    name: name.clone(),
-                    message: format!(
-                        "the program needs elements {first}..{} of this weight",
-                        first + count
-                    ),
-                })?;
-            gpu.queue
-                .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        if let BufferRole::Weight(slices) = &spec.role {
+            let mut offset = 0;
+            for WeightSlice { name, first, count } in slices {
+                let data = weight(name)
+                    .and_then(|w| w.get(*first..first + count))
+                    .ok_or_else(|| GpuError::Input {
+                        name: name.clone(),
+                        message: format!(
+                            "the program needs elements {first}..{} of this weight",
+                            first + count
+                        ),
+                    })?;
+                gpu.queue
+                    .write_buffer(&buffer, offset, bytemuck::cast_slice(data));
+                offset += (count * 4) as u64;
+            }
         }
         buffers.push(buffer);
     }

@@ -9,19 +9,26 @@ pub type BufferId = usize;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BufferRole {
-    /// Filled from the model inputs before every run, by name
-    /// ("input_ids", "token_type_ids", "position_ids", "attention_mask").
-    Input(String),
-    /// Filled once at load with `count` elements of the weight of checkpoint
-    /// name `name`, from element `first` (a part of a table split by rows, or
-    /// the whole weight).
-    Weight {
-        name: String,
-        first: usize,
-        count: usize,
-    },
+    /// Filled from the model inputs before every run: the named inputs
+    /// ("input_ids", "token_type_ids", "position_ids", "attention_mask")
+    /// laid end to end; most buffers hold one, fused embeddings read the
+    /// three kinds of ids from one.
+    Input(Vec<String>),
+    /// Filled once at load with slices of checkpoint weights laid end to
+    /// end: the whole of one weight, a part of a table split by rows, or
+    /// weights packed for a fused kernel (Q, K and V; embedding tables).
+    Weight(Vec<WeightSlice>),
     /// Written and read by kernels only.
     Activation,
+}
+
+/// `count` elements of the weight of checkpoint name `name`, from element
+/// `first`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightSlice {
+    pub name: String,
+    pub first: usize,
+    pub count: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

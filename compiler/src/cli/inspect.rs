@@ -76,13 +76,28 @@ fn print_bucket(bucket: &Bucket, args: &InspectArgs) {
     }
     if args.buffers {
         for (index, buffer) in p.buffers.iter().enumerate() {
-            let role = match &buffer.role {
-                BufferRole::Input(name) => format!("input {name}"),
-                BufferRole::Weight { .. } => "weight".to_owned(),
-                BufferRole::Activation => "activation".to_owned(),
+            let (role, packed) = match &buffer.role {
+                BufferRole::Input(names) if names.len() > 1 => {
+                    ("inputs".to_owned(), names.join(" + "))
+                }
+                BufferRole::Input(_) => ("input".to_owned(), String::new()),
+                BufferRole::Weight(slices) if slices.len() > 1 => {
+                    let names: Vec<&str> = slices.iter().map(|s| s.name.as_str()).collect();
+                    (
+                        format!("weight ({} packed)", slices.len()),
+                        names.join(" + "),
+                    )
+                }
+                BufferRole::Weight(_) => ("weight".to_owned(), String::new()),
+                BufferRole::Activation => ("activation".to_owned(), String::new()),
+            };
+            let packed = if packed.is_empty() {
+                packed
+            } else {
+                format!(": {packed}")
             };
             println!(
-                "    buffer {index:>3} {:>10}  {role:<20} {}",
+                "    buffer {index:>3} {:>10}  {role:<18} {}{packed}",
                 human_bytes(buffer.bytes),
                 buffer.name
             );

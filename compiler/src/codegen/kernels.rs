@@ -16,6 +16,12 @@ const MATMUL_THREAD_M: u32 = 4;
 const MATMUL_THREAD_N: u32 = 4;
 const MATMUL_TILE_K: u32 = 16;
 const MATMUL_THREADS_SIDE: u32 = 16;
+/// Rows and threads a workgroup of the fused GEMM + bias + residual +
+/// LayerNorm, which owns whole rows.
+const LINEAR_NORM_ROWS: usize = 8;
+const LINEAR_NORM_WORKGROUP: usize = 128;
+/// WebGPU's default maxComputeWorkgroupStorageSize, in f32 words.
+const WORKGROUP_WORDS: usize = 16384 / 4;
 /// WebGPU's default maxComputeWorkgroupsPerDimension.
 const MAX_GROUPS_PER_DIMENSION: u32 = 65_535;
 
@@ -111,17 +117,93 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
             value,
             mask,
             heads,
+            packed,
         } => {
             let (workgroups, groups_x) = grid(batch * heads * seq);
-            let mut c = attention_constants(batch, seq, heads, last(query));
-            c.push(("WORKGROUP", ROW_WORKGROUP.to_string()));
-            c.push(("GROUPS_X", groups_x.to_string()));
+            let stride = last(query);
+            let width = if packed { stride / 3 } else { stride };
+            let offsets = if packed { [0, 1, 2] } else { [0, 0, 0] }.map(|i| i * width);
+            let mut c = attention_constants(batch, seq, heads, width);
+            c.extend([
+                ("STRIDE", stride.to_string()),
+                ("Q_OFFSET", offsets[0].to_string()),
+                ("K_OFFSET", offsets[1].to_string()),
+                ("V_OFFSET", offsets[2].to_string()),
+                ("WORKGROUP", ROW_WORKGROUP.to_string()),
+                ("GROUPS_X", groups_x.to_string()),
+            ]);
             (
                 Template::Attention,
                 c,
                 vec![query, key, value, mask],
                 workgroups,
             )
+        }
+        Op::Embeddings {
+            table,
+            ids,
+            words,
+            types,
+            eps,
+        } => {
+            let [rows, width] = dims2(&shape(table));
+            let (rows_per_part, _) = table_parts(rows, width, max_binding_bytes);
+            let tokens = batch * seq;
+            let (workgroups, groups_x) = grid(tokens);
+            let c = vec![
+                ("TOKENS", tokens.to_string()),
+                ("WIDTH", width.to_string()),
+                ("TABLE_ROWS", rows.to_string()),
+                ("ROWS_PER_PART", rows_per_part.to_string()),
+                ("WORDS", words.to_string()),
+                ("TYPES", types.to_string()),
+                ("EPS", format!("{eps:e}")),
+                ("WORKGROUP", ROW_WORKGROUP.to_string()),
+                ("GROUPS_X", groups_x.to_string()),
+            ];
+            (Template::Embeddings, c, vec![table, ids], workgroups)
+        }
+        Op::LinearNorm {
+            x,
+            weight,
+            bias,
+            residual,
+            gamma,
+            beta,
+            eps,
+        } => {
+            let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
+            let (workgroups, groups_x) = grid(m.div_ceil(LINEAR_NORM_ROWS));
+            let c = vec![
+                ("M", m.to_string()),
+                ("N", n.to_string()),
+                ("K", k.to_string()),
+                ("ROWS", LINEAR_NORM_ROWS.to_string()),
+                ("TILE_K", linear_norm_tile_k(n).to_string()),
+                ("COLS", n.div_ceil(LINEAR_NORM_WORKGROUP).to_string()),
+                ("EPS", format!("{eps:e}")),
+                ("WORKGROUP", LINEAR_NORM_WORKGROUP.to_string()),
+                ("GROUPS_X", groups_x.to_string()),
+            ];
+            let reads = vec![x, weight, bias, residual, gamma, beta];
+            (Template::LinearNorm, c, reads, workgroups)
+        }
+        Op::Head {
+            x,
+            dense_weight,
+            dense_bias,
+            out_weight,
+            out_bias,
+        } => {
+            let c = vec![
+                ("BATCH", batch.to_string()),
+                ("SEQ", seq.to_string()),
+                ("WIDTH", last(x).to_string()),
+                ("LABELS", shape(out_weight)[0].to_string()),
+                ("WORKGROUP", ROW_WORKGROUP.to_string()),
+            ];
+            let reads = vec![x, dense_weight, dense_bias, out_weight, out_bias];
+            (Template::Head, c, reads, [batch as u32, 1, 1])
         }
         Op::LayerNorm {
             x,
@@ -265,6 +347,18 @@ fn matmul(
         vec![x, weight, bias.unwrap_or(x)],
         workgroups,
     )
+}
+
+/// The deepest k tile (a power of two, at most 16) for which linear_norm's
+/// tiles of x and w and its reduction fit in workgroup memory.
+fn linear_norm_tile_k(n: usize) -> usize {
+    let room = WORKGROUP_WORDS - LINEAR_NORM_WORKGROUP;
+    let deepest = room / (LINEAR_NORM_ROWS + n);
+    assert!(
+        deepest >= 1,
+        "rows of {n} are too wide for linear_norm: the fusion pass must not emit it"
+    );
+    1 << deepest.min(16).ilog2()
 }
 
 fn dims2(shape: &[usize]) -> [usize; 2] {

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use xltc_runtime::program::{
-    Binding, BufferRole, BufferSpec, Dispatch, IdBound, KernelSpec, OutputSpec,
+    Binding, BufferRole, BufferSpec, Dispatch, IdBound, KernelSpec, OutputSpec, WeightSlice,
 };
 use xltc_runtime::Program;
 
-use crate::ir::{Graph, Input, Source};
+use crate::ir::{Graph, Input, Op, Source, ValueId};
 
 pub use templates::Template;
 pub use validate::validate_wgsl;
@@ -102,7 +102,8 @@ pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, Codege
         let mut bindings = Vec::new();
         for (position, read) in instance.reads.iter().enumerate() {
             let parts = &value_buffers[read.index()];
-            let slots = if instance.template == Template::Gather && position == 0 {
+            let table = matches!(instance.template, Template::Gather | Template::Embeddings);
+            let slots = if table && position == 0 {
                 memory::TABLE_PARTS
             } else {
                 1
@@ -136,9 +137,10 @@ pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, Codege
     Ok(Compiled { program, weights })
 }
 
-/// Buffers for every value: one per input, one per weight (or one per part of
-/// a split table), and the planned activation buffers. Returns each value's
-/// buffers.
+/// Buffers for every value a kernel binds: one per input (or packed
+/// inputs), one per weight (or packed weights, or one per part of a split
+/// table), and the planned activation buffers. Returns each value's buffers;
+/// none for a value only read as a piece of a packed one.
 fn allocate_buffers(
     graph: &Graph,
     options: &CodegenOptions,
@@ -155,40 +157,71 @@ fn allocate_buffers(
             role: BufferRole::Activation,
         });
     }
-    let gather_tables = gather_tables(graph);
+    let bound = bound_values(graph);
+    let tables = tables(graph);
     let mut value_buffers = Vec::new();
     for (id, value) in graph.values() {
+        if let Source::Weight(data) = &value.source {
+            weights.insert(value.name.clone(), data.clone());
+        }
         let bytes = value.elements() as u64 * 4;
-        let buffers = match &value.source {
+        let too_large = || CodegenError::TooLarge {
+            value: value.name.clone(),
+            bytes,
+            limit,
+        };
+        if !bound[id.index()] {
+            value_buffers.push(Vec::new());
+            continue;
+        }
+        if bytes > limit && !tables.contains(&id) {
+            return Err(too_large());
+        }
+        let pieces = match &value.source {
+            Source::Concat(pieces) => pieces.clone(),
+            _ => vec![id],
+        };
+        let buffers = match &graph.value(pieces[0]).source {
             Source::Op(_) => {
-                if bytes > limit {
-                    return Err(CodegenError::TooLarge {
-                        value: value.name.clone(),
-                        bytes,
-                        limit,
-                    });
-                }
-                vec![first_slot + plan.slot_of[id.index()].expect("every op value is planned")]
+                let slot = plan.slot_of[id.index()].expect("every op value is planned");
+                vec![first_slot + slot]
             }
-            Source::Input(input) => {
-                let role = BufferRole::Input(input_name(*input).to_owned());
+            Source::Input(_) => {
+                let names = pieces.iter().map(|&p| match graph.value(p).source {
+                    Source::Input(input) => input_name(input).to_owned(),
+                    _ => unreachable!("concat of inputs and others"),
+                });
+                let role = BufferRole::Input(names.collect());
                 vec![push_buffer(program, value.name.clone(), bytes, role)]
             }
-            Source::Weight(data) => {
-                weights.insert(value.name.clone(), data.clone());
-                if bytes > limit && !gather_tables.contains(&id) {
-                    return Err(CodegenError::TooLarge {
-                        value: value.name.clone(),
-                        bytes,
-                        limit,
-                    });
-                }
-                weight_parts(program, &value.name, &value.shape, limit)?
+            _ => {
+                let pieces: Vec<(&str, usize)> = pieces
+                    .iter()
+                    .map(|&p| (graph.value(p).name.as_str(), graph.value(p).elements()))
+                    .collect();
+                weight_parts(program, &value.name, &value.shape, &pieces, limit)
+                    .ok_or_else(too_large)?
             }
         };
         value_buffers.push(buffers);
     }
     Ok(value_buffers)
+}
+
+/// Which values a kernel binds: those an op reads, and the graph outputs.
+fn bound_values(graph: &Graph) -> Vec<bool> {
+    let mut bound = vec![false; graph.values().count()];
+    for (_, value) in graph.values() {
+        if let Source::Op(op) = &value.source {
+            for operand in op.operands() {
+                bound[operand.index()] = true;
+            }
+        }
+    }
+    for (_, id) in graph.outputs() {
+        bound[id.index()] = true;
+    }
+    bound
 }
 
 fn push_buffer(program: &mut Program, name: String, bytes: u64, role: BufferRole) -> usize {
@@ -197,25 +230,22 @@ fn push_buffer(program: &mut Program, name: String, bytes: u64, role: BufferRole
 }
 
 /// A weight's buffers: the whole weight, or row parts of a table that does
-/// not fit one binding.
+/// not fit one binding; each filled from `pieces` (checkpoint weights by
+/// name and length, laid end to end). None when it takes too many parts.
 fn weight_parts(
     program: &mut Program,
     name: &str,
     shape: &[usize],
+    pieces: &[(&str, usize)],
     limit: u64,
-) -> Result<Vec<usize>, CodegenError> {
+) -> Option<Vec<usize>> {
     let (rows, width) = match *shape {
         [rows, width] => (rows, width),
         _ => (1, shape.iter().product()),
     };
     let (rows_per_part, parts) = memory::table_parts(rows, width, limit);
     if parts > memory::TABLE_PARTS {
-        let bytes = (rows * width * 4) as u64;
-        return Err(CodegenError::TooLarge {
-            value: name.to_owned(),
-            bytes,
-            limit,
-        });
+        return None;
     }
     let buffers = (0..parts).map(|part| {
         let first_row = part * rows_per_part;
@@ -225,46 +255,87 @@ fn weight_parts(
         } else {
             format!("{name}[rows {first_row}..{}]", first_row + part_rows)
         };
-        let role = BufferRole::Weight {
-            name: name.to_owned(),
-            first: first_row * width,
-            count: part_rows * width,
-        };
+        let role = BufferRole::Weight(slices(pieces, first_row * width, part_rows * width));
         push_buffer(program, label, (part_rows * width * 4) as u64, role)
     });
-    Ok(buffers.collect())
+    Some(buffers.collect())
 }
 
-/// Every id input a gather reads, with the rows of its table.
+/// Elements `first..first + count` of `pieces` laid end to end, as slices
+/// of the pieces.
+fn slices(pieces: &[(&str, usize)], first: usize, count: usize) -> Vec<WeightSlice> {
+    let end = first + count;
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &(name, len) in pieces {
+        let (from, to) = (first.max(start), end.min(start + len));
+        if from < to {
+            out.push(WeightSlice {
+                name: name.to_owned(),
+                first: from - start,
+                count: to - from,
+            });
+        }
+        start += len;
+    }
+    out
+}
+
+/// Every id input that indexes a table, with the rows of its table: the ids
+/// of gathers, and the three kinds of ids of fused embeddings.
 fn id_bounds(graph: &Graph) -> Vec<IdBound> {
     let mut bounds = Vec::new();
-    for (_, value) in graph.values() {
-        let Source::Op(crate::ir::Op::Gather { table, ids }) = &value.source else {
-            continue;
-        };
-        if let Source::Input(input) = graph.value(*ids).source {
-            let table = graph.value(*table);
+    let mut bound = |ids: ValueId, table: &str, rows: usize| {
+        if let Source::Input(input) = graph.value(ids).source {
             bounds.push(IdBound {
                 input: input_name(input).to_owned(),
-                table: table.name.clone(),
-                rows: table.shape[0] as u32,
+                table: table.to_owned(),
+                rows: rows as u32,
             });
+        }
+    };
+    for (_, value) in graph.values() {
+        match value.source {
+            Source::Op(Op::Gather { table, ids }) => {
+                let table = graph.value(table);
+                bound(ids, &table.name, table.shape[0]);
+            }
+            Source::Op(Op::Embeddings {
+                table,
+                ids,
+                words,
+                types,
+                ..
+            }) => {
+                let (Source::Concat(tables), Source::Concat(ids)) =
+                    (&graph.value(table).source, &graph.value(ids).source)
+                else {
+                    panic!("fused embeddings read packed tables and ids");
+                };
+                let positions = Op::position_rows(graph.value(table).shape[0], words, types);
+                for (kind, rows) in [words, types, positions].into_iter().enumerate() {
+                    bound(ids[kind], &graph.value(tables[kind]).name, rows);
+                }
+            }
+            _ => {}
         }
     }
     bounds
 }
 
-/// Weights read only as the table of a gather: the ones that may be split.
-fn gather_tables(graph: &Graph) -> Vec<crate::ir::ValueId> {
+/// Weights read only as tables by gathers or fused embeddings: the ones
+/// that may be split by rows over several bindings.
+fn tables(graph: &Graph) -> Vec<ValueId> {
     let mut tables = Vec::new();
     let mut other_reads = Vec::new();
     for (_, value) in graph.values() {
         if let Source::Op(op) = &value.source {
-            if let crate::ir::Op::Gather { table, ids } = *op {
-                tables.push(table);
-                other_reads.push(ids);
-            } else {
-                other_reads.extend(op.operands());
+            match *op {
+                Op::Gather { table, ids } | Op::Embeddings { table, ids, .. } => {
+                    tables.push(table);
+                    other_reads.push(ids);
+                }
+                _ => other_reads.extend(op.operands()),
             }
         }
     }

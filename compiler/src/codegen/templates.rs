@@ -17,6 +17,9 @@ pub enum Template {
     MeanPool,
     RowNormalize,
     Attention,
+    Embeddings,
+    LinearNorm,
+    Head,
 }
 
 impl Template {
@@ -34,16 +37,23 @@ impl Template {
             Template::MeanPool => "mean_pool",
             Template::RowNormalize => "row_normalize",
             Template::Attention => "attention",
+            Template::Embeddings => "embeddings",
+            Template::LinearNorm => "linear_norm",
+            Template::Head => "head",
         }
     }
 
     pub fn source(self) -> &'static str {
         match self {
-            Template::Gather => include_str!("../../../shaders/gather.wgsl"),
+            Template::Gather => concat!(
+                include_str!("../../../shaders/gather.wgsl"),
+                include_str!("../../../shaders/table_parts.wgsl")
+            ),
             Template::Binary => include_str!("../../../shaders/binary.wgsl"),
             Template::Activation => concat!(
                 include_str!("../../../shaders/activation.wgsl"),
-                include_str!("../../../shaders/gelu.wgsl")
+                include_str!("../../../shaders/gelu.wgsl"),
+                include_str!("../../../shaders/tanh.wgsl")
             ),
             Template::Matmul => concat!(
                 include_str!("../../../shaders/matmul.wgsl"),
@@ -61,6 +71,20 @@ impl Template {
             Template::RowNormalize => include_str!("../../../shaders/row_normalize.wgsl"),
             Template::Attention => concat!(
                 include_str!("../../../shaders/attention.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
+            Template::Embeddings => concat!(
+                include_str!("../../../shaders/embeddings.wgsl"),
+                include_str!("../../../shaders/table_parts.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
+            Template::LinearNorm => concat!(
+                include_str!("../../../shaders/linear_norm.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
+            Template::Head => concat!(
+                include_str!("../../../shaders/head.wgsl"),
+                include_str!("../../../shaders/tanh.wgsl"),
                 include_str!("../../../shaders/workgroup_reduce.wgsl")
             ),
         }

@@ -4,10 +4,10 @@
 
 use crate::ir::{Graph, Op, Source};
 
-use super::rewrite::{apply, op_of, readers, Rewrite};
+use super::rewrite::{apply, op_of, Rewrite};
 
 pub fn fuse_attention(graph: &Graph) -> Graph {
-    let readers = readers(graph);
+    let readers = graph.readers();
     let mut rewrite = Rewrite::default();
     for (id, value) in graph.values() {
         let Source::Op(Op::AttentionContext {
@@ -35,9 +35,37 @@ pub fn fuse_attention(graph: &Graph) -> Graph {
                 value,
                 mask,
                 heads,
+                packed: false,
             },
         );
         rewrite.absorbed.extend([probs, scores]);
     }
     apply(graph, &rewrite)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::passes::testing::{count_ops, same_outputs, tiny_graph};
+
+    #[test]
+    fn scores_softmax_and_context_become_one_op_with_the_same_result() {
+        for model in ["tiny-bert", "tiny-xlmr"] {
+            let graph = tiny_graph(model);
+            let fused = fuse_attention(&graph);
+            let layers = count_ops(&graph, |op| matches!(op, Op::AttentionContext { .. }));
+            let unfused = |op: &Op| {
+                matches!(
+                    op,
+                    Op::AttentionScores { .. }
+                        | Op::MaskedSoftmax { .. }
+                        | Op::AttentionContext { .. }
+                )
+            };
+            assert_eq!(count_ops(&fused, unfused), 0);
+            let attention = count_ops(&fused, |op| matches!(op, Op::Attention { .. }));
+            assert_eq!(attention, layers);
+            same_outputs(&graph, &fused, 0.0);
+        }
+    }
 }

@@ -4,10 +4,10 @@
 
 use crate::ir::{Graph, Op, Source, ValueId};
 
-use super::rewrite::{apply, op_of, readers, Rewrite};
+use super::rewrite::{apply, op_of, Rewrite};
 
 pub fn fuse_linear(graph: &Graph) -> Graph {
-    let readers = readers(graph);
+    let readers = graph.readers();
     let mut rewrite = Rewrite::default();
     // The MatMul + AddBias below `id`, when `id` is an AddBias that qualifies.
     let matmul_bias = |id: ValueId| -> Option<(ValueId, ValueId, ValueId, ValueId)> {

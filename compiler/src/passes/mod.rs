@@ -2,16 +2,117 @@
 //! `fuse` runs the fusions `xltc compile` applies unless asked not to.
 
 mod fuse_attention;
+mod fuse_embeddings;
+mod fuse_head;
 mod fuse_linear;
+mod fuse_linear_norm;
+mod fuse_qkv;
 mod rewrite;
 
 pub use fuse_attention::fuse_attention;
+pub use fuse_embeddings::fuse_embeddings;
+pub use fuse_head::fuse_head;
 pub use fuse_linear::fuse_linear;
+pub use fuse_linear_norm::fuse_linear_norm;
+pub use fuse_qkv::fuse_qkv;
 
 use crate::ir::Graph;
 
-/// Every fusion: GEMM + bias (+ GELU) as one Linear, and attention (scores,
-/// mask, softmax, weighted sum) as one kernel.
+/// The widest rows the fused kernels that hold whole rows in workgroup
+/// memory take (GEMM + residual + LayerNorm, the classification head); the
+/// passes leave wider ones un-fused. Every encoder xltc knows is at most
+/// 1024 wide.
+pub const MAX_ROW_WIDTH: usize = 2048;
+
+/// Every fusion, in an order where each finds the ops it expects: GEMM +
+/// bias (+ GELU) as one Linear; attention as one kernel; Q, K and V as one
+/// GEMM; GEMM + bias + residual + LayerNorm; the embedding layer; the
+/// classification head.
 pub fn fuse(graph: &Graph) -> Graph {
-    fuse_attention(&fuse_linear(graph))
+    let graph = fuse_attention(&fuse_linear(graph));
+    let graph = fuse_linear_norm(&fuse_qkv(&graph));
+    fuse_head(&fuse_embeddings(&graph))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+
+    use xltc_runtime::ModelInputs;
+
+    use crate::frontend::Model;
+    use crate::ir::{Graph, Input, Op, Source};
+    use crate::reference;
+
+    /// The forward graph of a tiny test model (tests/fixtures/models) for 3
+    /// sequences of 7 tokens.
+    pub fn tiny_graph(name: &str) -> Graph {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models");
+        Model::load(&dir.join(name)).unwrap().graph(3, 7)
+    }
+
+    pub fn count_ops(graph: &Graph, which: impl Fn(&Op) -> bool) -> usize {
+        let ops = graph.values().filter_map(|(_, v)| match &v.source {
+            Source::Op(op) => Some(op),
+            _ => None,
+        });
+        ops.filter(|op| which(op)).count()
+    }
+
+    /// Inputs every table of `graph`'s gathers can take: ids spread over
+    /// each table's rows; sequence b has b padding tokens at its end.
+    fn inputs(graph: &Graph) -> ModelInputs {
+        let tokens = graph.tokens();
+        let mut inputs = ModelInputs {
+            batch: graph.batch,
+            seq: graph.seq,
+            input_ids: vec![0; tokens],
+            token_type_ids: vec![0; tokens],
+            position_ids: vec![0; tokens],
+            attention_mask: (0..tokens)
+                .map(|t| f32::from(t % graph.seq < graph.seq - t / graph.seq))
+                .collect(),
+        };
+        for (_, value) in graph.values() {
+            let Source::Op(Op::Gather { table, ids }) = value.source else {
+                continue;
+            };
+            let rows = graph.value(table).shape[0] as u32;
+            let Source::Input(input) = graph.value(ids).source else {
+                continue;
+            };
+            let target = match input {
+                Input::InputIds => &mut inputs.input_ids,
+                Input::TokenTypeIds => &mut inputs.token_type_ids,
+                _ => &mut inputs.position_ids,
+            };
+            for (t, id) in target.iter_mut().enumerate() {
+                *id = (t as u32 * 7 + 3) % rows;
+            }
+        }
+        inputs
+    }
+
+    /// Both graphs give the same outputs on the CPU reference, within
+    /// `tolerance` of the largest magnitude (0: bit for bit); inputs come
+    /// from the first graph's gathers.
+    pub fn same_outputs(a: &Graph, b: &Graph, tolerance: f32) {
+        let inputs = inputs(a);
+        let (ra, rb) = (
+            reference::run(a, &inputs).unwrap(),
+            reference::run(b, &inputs).unwrap(),
+        );
+        assert_eq!(ra.keys().collect::<Vec<_>>(), rb.keys().collect::<Vec<_>>());
+        for (name, ta) in &ra {
+            let tb = &rb[name];
+            assert_eq!(ta.shape, tb.shape, "{name}");
+            let scale = ta.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = ta
+                .data
+                .iter()
+                .zip(&tb.data)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst <= tolerance * scale, "{name}: off by {worst}");
+        }
+    }
 }

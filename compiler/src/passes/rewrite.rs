@@ -1,31 +1,22 @@
-//! What fusion passes share: counting a value's readers, and rebuilding a
-//! graph with some ops replaced and the values they absorbed left out.
+//! What fusion passes share: rebuilding a graph with some values computed
+//! another way and the values they absorbed left out.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::ir::{Graph, Op, Source, ValueId};
 
-/// How many ops read each value; graph outputs count as a reader.
-pub fn readers(graph: &Graph) -> Vec<usize> {
-    let mut count = vec![0; graph.values().count()];
-    for (_, value) in graph.values() {
-        if let Source::Op(op) = &value.source {
-            for operand in op.operands() {
-                count[operand.index()] += 1;
-            }
-        }
-    }
-    for (_, id) in graph.outputs() {
-        count[id.index()] += 1;
-    }
-    count
-}
+/// Adds to the new graph what stands for an old value (packed weights, then
+/// the fused op, say), given the map from old ids to new ones; returns the
+/// new id.
+pub type Build = Box<dyn Fn(&mut Graph, &dyn Fn(ValueId) -> ValueId) -> ValueId>;
 
-/// Ops to put in place of values (written over the old graph's ids), and the
-/// values that are no longer needed once they are.
+/// Ops to put in place of values (written over the old graph's ids), builders
+/// for replacements that need new values too, and the values that are no
+/// longer needed once they are.
 #[derive(Default)]
 pub struct Rewrite {
     pub replace: HashMap<ValueId, Op>,
+    pub build: HashMap<ValueId, Build>,
     pub absorbed: HashSet<ValueId>,
 }
 
@@ -36,12 +27,22 @@ pub fn apply(graph: &Graph, rewrite: &Rewrite) -> Graph {
         if rewrite.absorbed.contains(&id) {
             continue;
         }
-        let fresh = match &value.source {
-            Source::Input(input) => out.input(*input),
-            Source::Weight(data) => out.weight(&value.name, value.shape.clone(), data.clone()),
-            Source::Op(op) => {
-                let op = rewrite.replace.get(&id).unwrap_or(op);
-                out.op(value.name.clone(), op.map_operands(|o| new_id[&o]))
+        let map = |old: ValueId| new_id[&old];
+        let fresh = if let Some(build) = rewrite.build.get(&id) {
+            build(&mut out, &map)
+        } else {
+            match &value.source {
+                Source::Input(input) => out.input(*input),
+                Source::Weight(data) => out.weight(&value.name, value.shape.clone(), data.clone()),
+                Source::Concat(pieces) => out.concat(
+                    &value.name,
+                    pieces.iter().map(|&p| map(p)).collect(),
+                    value.shape.clone(),
+                ),
+                Source::Op(op) => {
+                    let op = rewrite.replace.get(&id).unwrap_or(op);
+                    out.op(value.name.clone(), op.map_operands(map))
+                }
             }
         };
         new_id.insert(id, fresh);
