@@ -1,7 +1,8 @@
 //! A BERT-base-shaped encoder (random weights, 12 layers, hidden 768, 12
 //! heads, sequence 128) at batch 8 and 32: latency and sequences per second
-//! of xltc on the GPU adapter, of the xltc CPU reference, and of PyTorch on
-//! the CPU where it is installed, all in the same run. Prints a markdown table.
+//! of xltc on the GPU adapter (the fused graph `xltc compile` emits, and the
+//! un-fused one), of the xltc CPU reference, and of PyTorch on the CPU where
+//! it is installed, all in the same run. Prints a markdown table.
 //!
 //!     cargo bench -p xltc --bench encoder
 //!
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use xltc::codegen::{lower, CodegenOptions};
 use xltc::frontend::Model;
+use xltc::passes::fuse;
 use xltc::reference;
 use xltc_runtime::{Encoding, Executor, ModelInputs};
 
@@ -49,8 +51,12 @@ fn gpu_time(
     batch: usize,
     seq: usize,
     runs: usize,
+    fused: bool,
 ) -> Duration {
-    let graph = model.graph(batch, seq);
+    let mut graph = model.graph(batch, seq);
+    if fused {
+        graph = fuse(&graph);
+    }
     let compiled = lower(&graph, &CodegenOptions::default()).unwrap();
     let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
         compiled.weight(n)
@@ -111,10 +117,11 @@ fn main() {
     println!("cpu threads: {}", rayon::current_num_threads());
     println!("encoder: hidden 768, 12 heads, FFN 3072, {layers} layers (BERT-base has 12), random weights");
     println!();
-    println!("| batch x seq | xltc GPU s | seq/s | xltc CPU reference s | seq/s | PyTorch CPU s | seq/s | GPU vs CPU reference | GPU vs PyTorch |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| batch x seq | xltc GPU s | seq/s | un-fused GPU s | xltc CPU reference s | seq/s | PyTorch CPU s | seq/s | GPU vs CPU reference | GPU vs PyTorch | fused vs un-fused |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for batch in env_list("XLTC_BENCH_BATCHES", &[8, 32]) {
-        let on_gpu = gpu_time(&gpu, &model, batch, seq, runs).as_secs_f64();
+        let on_gpu = gpu_time(&gpu, &model, batch, seq, runs, true).as_secs_f64();
+        let unfused = gpu_time(&gpu, &model, batch, seq, runs, false).as_secs_f64();
         let on_cpu = cpu_time(&model, batch, seq).as_secs_f64();
         let torch = torch_time(batch, seq, layers, runs).map(|t| t.as_secs_f64());
         let per_second = |t: f64| batch as f64 / t;
@@ -127,10 +134,11 @@ fn main() {
             None => ("not installed".into(), "-".into(), "-".into()),
         };
         println!(
-            "| {batch} x {seq} | {on_gpu:.3} | {:.1} | {on_cpu:.3} | {:.1} | {torch_s} | {torch_rate} | {:.2}x | {torch_ratio} |",
+            "| {batch} x {seq} | {on_gpu:.3} | {:.1} | {unfused:.3} | {on_cpu:.3} | {:.1} | {torch_s} | {torch_rate} | {:.2}x | {torch_ratio} | {:.2}x |",
             per_second(on_gpu),
             per_second(on_cpu),
             on_cpu / on_gpu,
+            unfused / on_gpu,
         );
     }
 }

@@ -14,12 +14,6 @@ const ROWS_PER_PART: u32 = {{ROWS_PER_PART}}u;
 const WORKGROUP: u32 = {{WORKGROUP}}u;
 const GROUPS_X: u32 = {{GROUPS_X}}u;
 
-@group(0) @binding(0) var<storage, read> table0: array<f32>;
-@group(0) @binding(1) var<storage, read> table1: array<f32>;
-@group(0) @binding(2) var<storage, read> table2: array<f32>;
-@group(0) @binding(3) var<storage, read> table3: array<f32>;
-@group(0) @binding(4) var<storage, read> table4: array<f32>;
-@group(0) @binding(5) var<storage, read> table5: array<f32>;
 @group(0) @binding(6) var<storage, read> ids: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 

@@ -144,6 +144,8 @@ fn matmul_on_shapes_off_the_tiles() {
         (64, 64, 16),
         (1, 1, 1),
         (129, 65, 385),
+        (12, 9, 100),
+        (20, 70, 33),
     ] {
         check_op(&format!("matmul {m}x{n}x{k}"), 1, 1, |g, r| {
             let x = weight(g, r, "x", &[m, k]);
@@ -326,17 +328,31 @@ fn fused_embeddings_whole_and_split_over_bindings() {
         max_binding_bytes: 1200,
     };
     let build = |g: &mut Graph, r: &mut Random| fused_embeddings(g, r, 13);
-    check_op_with("embeddings from a split table", 3, 7, &options, build);
-    let mut g = Graph::new(3, 7);
+    let parts = check_split_table("embeddings from a split table", 3, 7, &options, build);
+    assert_eq!(parts["tables"], 3);
+}
+
+/// Checks a graph whose table is split under `options`' binding limit;
+/// returns the number of row parts of each split value, by name.
+fn check_split_table(
+    label: &str,
+    batch: usize,
+    seq: usize,
+    options: &CodegenOptions,
+    build: impl Fn(&mut Graph, &mut Random) -> ValueId,
+) -> std::collections::HashMap<String, usize> {
+    check_op_with(label, batch, seq, options, &build);
+    let mut g = Graph::new(batch, seq);
     let out = build(&mut g, &mut Random::fresh());
     g.mark_output("out", out);
-    let program = lower(&g, &options).unwrap().program;
-    let parts = program
-        .buffers
-        .iter()
-        .filter(|b| b.name.starts_with("tables[rows"))
-        .count();
-    assert_eq!(parts, 3);
+    let program = lower(&g, options).unwrap().program;
+    let mut parts = std::collections::HashMap::new();
+    for buffer in &program.buffers {
+        if let Some((name, _)) = buffer.name.split_once("[rows ") {
+            *parts.entry(name.to_owned()).or_default() += 1;
+        }
+    }
+    parts
 }
 
 #[test]
@@ -552,17 +568,8 @@ fn gather_from_a_table_split_over_bindings() {
         let ids = g.input(Input::InputIds);
         g.op("e", Op::Gather { table, ids })
     };
-    check_op_with("gather from a split table", 1, 7, &options, build);
-    let mut g = Graph::new(1, 7);
-    let out = build(&mut g, &mut Random::fresh());
-    g.mark_output("out", out);
-    let program = lower(&g, &options).unwrap().program;
-    let parts = program
-        .buffers
-        .iter()
-        .filter(|b| b.name.starts_with("table[rows"))
-        .count();
-    assert_eq!(parts, 5);
+    let parts = check_split_table("gather from a split table", 1, 7, &options, build);
+    assert_eq!(parts["table"], 5);
 }
 
 /// Only gather tables may be split: any other value past the limit is an

@@ -28,9 +28,15 @@ pub fn seq_buckets(max_seq: usize) -> Vec<usize> {
     buckets
 }
 
-/// Batch buckets: a single sequence (interactive use) and `max_batch`.
+/// Batch buckets: powers of two from a single sequence (interactive use) up
+/// to `max_batch`, and `max_batch` itself, so that a short last batch pads to
+/// at most twice its size. Programs are small; the weights are stored once.
 pub fn batch_buckets(max_batch: usize) -> Vec<usize> {
-    let mut buckets = vec![1, max_batch.max(1)];
+    let mut buckets: Vec<usize> = (0..)
+        .map(|p| 1usize << p)
+        .take_while(|&b| b < max_batch)
+        .collect();
+    buckets.push(max_batch.max(1));
     buckets.dedup();
     buckets
 }
@@ -81,7 +87,8 @@ mod tests {
         assert_eq!(seq_buckets(128), vec![16, 32, 64, 128]);
         assert_eq!(seq_buckets(100), vec![16, 32, 64, 100]);
         assert_eq!(seq_buckets(8), vec![8]);
-        assert_eq!(batch_buckets(32), vec![1, 32]);
+        assert_eq!(batch_buckets(32), vec![1, 2, 4, 8, 16, 32]);
+        assert_eq!(batch_buckets(12), vec![1, 2, 4, 8, 12]);
         assert_eq!(batch_buckets(1), vec![1]);
     }
 }

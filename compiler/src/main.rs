@@ -105,6 +105,12 @@ pub struct InspectArgs {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like ends quietly when the reader
+    // stops, as Unix tools do, instead of panicking on the closed pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run::run(args),

@@ -114,10 +114,19 @@ pub fn predict(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Prediction>, PredictError> {
     let sequences = tokenize_all(model, tokenizer, requests, overflow)?;
-    let mut outputs = Vec::with_capacity(sequences.len());
-    for chunk in sequences.chunks(engine.batch_limit(batch_size)) {
-        outputs.extend(run_batch(engine, model, chunk)?);
-        progress(outputs.len(), sequences.len());
+    // Batches of sequences of like length pad least (and fit the smallest
+    // buckets); outputs go back in the requests' order.
+    let mut by_length: Vec<usize> = (0..sequences.len()).collect();
+    by_length.sort_by_key(|&i| sequences[i].ids.len());
+    let mut outputs = vec![Vec::new(); sequences.len()];
+    let mut done = 0;
+    for chunk in by_length.chunks(engine.batch_limit(batch_size)) {
+        let batch: Vec<Encoding> = chunk.iter().map(|&i| sequences[i].clone()).collect();
+        for (&i, row) in chunk.iter().zip(run_batch(engine, model, &batch)?) {
+            outputs[i] = row;
+        }
+        done += chunk.len();
+        progress(done, sequences.len());
     }
     Ok(assemble(model.output, requests, outputs))
 }

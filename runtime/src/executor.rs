@@ -3,7 +3,8 @@
 //! command encoder and one compute pass, copies the outputs to one staging
 //! buffer, submits once, and reads back asynchronously.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::device::{Gpu, GpuError};
 use crate::inputs::ModelInputs;
@@ -26,6 +27,11 @@ pub struct Executor {
     staging_offsets: Vec<u64>,
 }
 
+/// Weight buffers by what they hold, shared by the executors of one model's
+/// programs: every bucket binds the same weights, uploaded once.
+#[derive(Default)]
+pub struct WeightBuffers(RefCell<HashMap<Vec<WeightSlice>, wgpu::Buffer>>);
+
 impl Executor {
     /// Creates every GPU object the program needs; `weight(name)` gives the
     /// f32 data of a weight buffer.
@@ -34,8 +40,19 @@ impl Executor {
         program: Program,
         weight: impl Fn(&str) -> Option<&'w [f32]>,
     ) -> Result<Self, GpuError> {
+        Self::load_sharing(gpu, program, &WeightBuffers::default(), weight).await
+    }
+
+    /// As [`Executor::load`], taking weight buffers from `shared` where an
+    /// earlier program made them, and leaving its own there.
+    pub async fn load_sharing<'w>(
+        gpu: &Gpu,
+        program: Program,
+        shared: &WeightBuffers,
+        weight: impl Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<Self, GpuError> {
         let device = &gpu.device;
-        let buffers = create_buffers(gpu, &program, weight)?;
+        let buffers = create_buffers(gpu, &program, shared, weight)?;
         let mut pipelines = Vec::with_capacity(program.kernels.len());
         for (index, kernel) in program.kernels.iter().enumerate() {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -206,6 +223,7 @@ impl Executor {
 fn create_buffers<'w>(
     gpu: &Gpu,
     program: &Program,
+    shared: &WeightBuffers,
     weight: impl Fn(&str) -> Option<&'w [f32]>,
 ) -> Result<Vec<wgpu::Buffer>, GpuError> {
     let limit = gpu.adapter.max_storage_binding_bytes;
@@ -220,6 +238,12 @@ fn create_buffers<'w>(
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let mut buffers = Vec::with_capacity(program.buffers.len());
     for spec in &program.buffers {
+        if let BufferRole::Weight(slices) = &spec.role {
+            if let Some(buffer) = shared.0.borrow().get(slices) {
+                buffers.push(buffer.clone());
+                continue;
+            }
+        }
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&spec.name),
             size: spec.bytes.max(4).next_multiple_of(4),
@@ -242,6 +266,7 @@ fn create_buffers<'w>(
                     .write_buffer(&buffer, offset, bytemuck::cast_slice(data));
                 offset += (count * 4) as u64;
             }
+            shared.0.borrow_mut().insert(slices.clone(), buffer.clone());
         }
         buffers.push(buffer);
     }

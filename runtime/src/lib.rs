@@ -11,7 +11,7 @@ pub mod tokenizer;
 
 pub use artifact::{Artifact, ArtifactError, Manifest};
 pub use device::{AdapterReport, Gpu, GpuError};
-pub use executor::{Executor, Output};
+pub use executor::{Executor, Output, WeightBuffers};
 pub use inputs::{ModelInputs, PositionScheme};
 pub use program::Program;
 pub use session::{Session, SessionError};

@@ -24,7 +24,7 @@ pub enum BufferRole {
 
 /// `count` elements of the weight of checkpoint name `name`, from element
 /// `first`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WeightSlice {
     pub name: String,
     pub first: usize,

@@ -1,6 +1,7 @@
 //! Runs a compiled artifact's programs: each batch goes to the smallest
 //! bucket that holds it, padded to the bucket's shape; an executor is made
-//! once a bucket, on first use. Shared by the native command and the browser.
+//! once a bucket, on first use, and all share one set of weight buffers.
+//! Shared by the native command and the browser.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -8,7 +9,7 @@ use std::rc::Rc;
 
 use crate::artifact::{Bucket, ModelInfo};
 use crate::device::{Gpu, GpuError};
-use crate::executor::Executor;
+use crate::executor::{Executor, WeightBuffers};
 use crate::inputs::ModelInputs;
 use crate::inputs::PositionScheme;
 use crate::tokenizer::Encoding;
@@ -33,6 +34,7 @@ pub struct Session {
     /// Shared out by `Rc` so that no borrow of the map lives across an await
     /// (the page may run two predictions at once).
     executors: RefCell<HashMap<usize, Rc<Executor>>>,
+    weights: WeightBuffers,
 }
 
 impl Session {
@@ -43,6 +45,7 @@ impl Session {
             pad_id: model.pad_token_id,
             positions: model.positions,
             executors: RefCell::new(HashMap::new()),
+            weights: WeightBuffers::default(),
         }
     }
 
@@ -90,7 +93,9 @@ impl Session {
         let executor = match cached {
             Some(executor) => executor,
             None => {
-                let executor = Rc::new(Executor::load(gpu, bucket.program.clone(), weight).await?);
+                let program = bucket.program.clone();
+                let executor = Executor::load_sharing(gpu, program, &self.weights, weight).await?;
+                let executor = Rc::new(executor);
                 self.executors.borrow_mut().insert(index, executor.clone());
                 executor
             }

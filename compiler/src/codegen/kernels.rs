@@ -10,12 +10,13 @@ use super::templates::Template;
 const ELEMENT_WORKGROUP: u32 = 256;
 /// Threads a workgroup for one-thread-a-row kernels and the LayerNorm reduction.
 const ROW_WORKGROUP: u32 = 64;
-/// Register block of the GEMM: each thread computes THREAD_M x THREAD_N outputs
-/// (THREAD_N is 4: one vec4), a 16 x 16 workgroup a (16 THREAD_M) x (16 THREAD_N) tile.
-const MATMUL_THREAD_M: u32 = 4;
-const MATMUL_THREAD_N: u32 = 4;
-const MATMUL_TILE_K: u32 = 16;
-const MATMUL_THREADS_SIDE: u32 = 16;
+/// The GEMM's workgroup is MATMUL_THREADS_SIDE x MATMUL_THREADS_SIDE threads,
+/// each computing up to MATMUL_MAX_THREAD_M rows of MATMUL_THREAD_N (two
+/// vec4) columns; k tiles are MATMUL_TILE_K deep.
+const MATMUL_THREADS_SIDE: usize = 8;
+const MATMUL_MAX_THREAD_M: usize = 8;
+const MATMUL_THREAD_N: usize = 8;
+const MATMUL_TILE_K: usize = 16;
 /// Rows and threads a workgroup of the fused GEMM + bias + residual +
 /// LayerNorm, which owns whole rows.
 const LINEAR_NORM_ROWS: usize = 8;
@@ -328,16 +329,21 @@ fn matmul(
     gelu: bool,
 ) -> Parts {
     let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
-    let tile_m = (MATMUL_THREADS_SIDE * MATMUL_THREAD_M) as usize;
-    let tile_n = (MATMUL_THREADS_SIDE * MATMUL_THREAD_N) as usize;
+    // Rows a thread: enough for the workgroup to cover m, at most the maximum.
+    let thread_m = m
+        .div_ceil(MATMUL_THREADS_SIDE)
+        .next_power_of_two()
+        .min(MATMUL_MAX_THREAD_M);
+    let tile_m = MATMUL_THREADS_SIDE * thread_m;
+    let tile_n = MATMUL_THREADS_SIDE * MATMUL_THREAD_N;
     let workgroups = [n.div_ceil(tile_n) as u32, m.div_ceil(tile_m) as u32, 1];
     let c = vec![
         ("M", m.to_string()),
         ("N", n.to_string()),
         ("K", k.to_string()),
         ("TILE_K", MATMUL_TILE_K.to_string()),
-        ("THREAD_M", MATMUL_THREAD_M.to_string()),
-        ("THREAD_N", MATMUL_THREAD_N.to_string()),
+        ("THREADS_SIDE", MATMUL_THREADS_SIDE.to_string()),
+        ("THREAD_M", thread_m.to_string()),
         ("HAS_BIAS", u32::from(bias.is_some()).to_string()),
         ("ACTIVATION", u32::from(gelu).to_string()),
     ];

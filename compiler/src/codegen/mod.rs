@@ -208,18 +208,17 @@ fn allocate_buffers(
     Ok(value_buffers)
 }
 
-/// Which values a kernel binds: those an op reads, and the graph outputs.
+/// Which values a kernel binds: every op's value (its kernel writes it),
+/// and every value an op reads.
 fn bound_values(graph: &Graph) -> Vec<bool> {
     let mut bound = vec![false; graph.values().count()];
-    for (_, value) in graph.values() {
+    for (id, value) in graph.values() {
         if let Source::Op(op) = &value.source {
+            bound[id.index()] = true;
             for operand in op.operands() {
                 bound[operand.index()] = true;
             }
         }
-    }
-    for (_, id) in graph.outputs() {
-        bound[id.index()] = true;
     }
     bound
 }
@@ -352,4 +351,91 @@ fn kernel_name(instance: &kernels::KernelInstance) -> String {
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     format!("{}[{}]", instance.template.name(), constants.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weight(g: &mut Graph, name: &str, shape: Vec<usize>) -> ValueId {
+        let n = shape.iter().product();
+        g.weight(name, shape, vec![0.5; n].into())
+    }
+
+    /// A product nobody reads still has a buffer its kernel writes.
+    #[test]
+    fn every_op_writes_a_buffer_even_one_nobody_reads() {
+        let mut g = Graph::new(1, 1);
+        let x = weight(&mut g, "x", vec![2, 3]);
+        let w = weight(&mut g, "w", vec![4, 3]);
+        g.op("dead", Op::MatMul { x, weight: w });
+        let y = g.op("y", Op::MatMul { x, weight: w });
+        g.mark_output("y", y);
+        let program = lower(&g, &CodegenOptions::default()).unwrap().program;
+        assert_eq!(program.dispatches.len(), 2);
+        for dispatch in &program.dispatches {
+            assert!(dispatch
+                .bindings
+                .iter()
+                .all(|b| b.buffer < program.buffers.len()));
+        }
+    }
+
+    /// Packed weights are one buffer filled from slices of the pieces; the
+    /// pieces get no buffer of their own.
+    #[test]
+    fn packed_weights_are_one_buffer_of_slices() {
+        let mut g = Graph::new(1, 2);
+        let x = weight(&mut g, "x", vec![2, 3]);
+        let pieces: Vec<ValueId> = ["q", "k", "v"]
+            .iter()
+            .map(|p| weight(&mut g, p, vec![4, 3]))
+            .collect();
+        let w = g.concat("qkv", pieces, vec![12, 3]);
+        let y = g.op("y", Op::MatMul { x, weight: w });
+        g.mark_output("y", y);
+        let program = lower(&g, &CodegenOptions::default()).unwrap().program;
+        let weights: Vec<&BufferRole> = program
+            .buffers
+            .iter()
+            .map(|b| &b.role)
+            .filter(|r| matches!(r, BufferRole::Weight(_)))
+            .collect();
+        let slice = |name: &str, count| WeightSlice {
+            name: name.into(),
+            first: 0,
+            count,
+        };
+        let packed = vec![slice("q", 12), slice("k", 12), slice("v", 12)];
+        assert_eq!(
+            weights,
+            [
+                &BufferRole::Weight(vec![slice("x", 6)]),
+                &BufferRole::Weight(packed)
+            ]
+        );
+    }
+
+    /// A packed table split by rows: each part takes the slices it covers,
+    /// across piece boundaries.
+    #[test]
+    fn a_part_of_a_packed_table_spans_pieces() {
+        let pieces = [("words", 10), ("types", 4), ("gamma", 2)];
+        assert_eq!(
+            slices(&pieces, 8, 4),
+            vec![
+                WeightSlice {
+                    name: "words".into(),
+                    first: 8,
+                    count: 2
+                },
+                WeightSlice {
+                    name: "types".into(),
+                    first: 0,
+                    count: 2
+                },
+            ]
+        );
+        assert_eq!(slices(&pieces, 14, 2)[0].name, "gamma");
+    }
 }
