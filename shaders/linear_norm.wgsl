@@ -6,10 +6,11 @@
 // Output:  out [M, N] f32
 // LayerNorm needs whole rows, so a workgroup owns ROWS whole rows of out:
 // thread t accumulates columns t, t + WORKGROUP, ... (COLS of them) of every
-// one of its rows in registers. Tiles of x (ROWS x TILE_K) and of w
-// (N x TILE_K, stored k-major so that neighbouring threads read neighbouring
-// words) pass through workgroup memory. Then, a row at a time, bias and
-// residual are added and mean and variance reduced over the workgroup.
+// one of its rows in registers. Each column of w is read by one thread only,
+// straight from memory along k; tiles of x (ROWS x TILE_K), which every thread
+// reads, pass through workgroup memory, and each k step loads the ROWS values
+// of x once for all COLS columns. Then, a row at a time, bias and residual are
+// added and mean and variance reduced over the workgroup.
 // Any M, N, K: loads past the edge read zeros, stores past it are skipped.
 // workgroup_reduce() comes from the fragment codegen appends.
 const M: u32 = {{M}}u;
@@ -31,7 +32,6 @@ const GROUPS_X: u32 = {{GROUPS_X}}u;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 var<workgroup> x_tile: array<f32, ROWS * TILE_K>;
-var<workgroup> w_tile: array<f32, TILE_K * N>;
 var<workgroup> partial: array<f32, WORKGROUP>;
 
 @compute @workgroup_size(WORKGROUP)
@@ -48,25 +48,20 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
             }
             x_tile[i] = v;
         }
-        for (var i = thread; i < N * TILE_K; i += WORKGROUP) {
-            let c = i / TILE_K;
-            let kk = i % TILE_K;
-            var v = 0.0;
-            if (k0 + kk < K) {
-                v = w[c * K + k0 + kk];
-            }
-            w_tile[kk * N + c] = v;
-        }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
+        for (var kk = 0u; kk < min(TILE_K, K - k0); kk++) {
+            var a: array<f32, ROWS>;
+            for (var r = 0u; r < ROWS; r++) {
+                a[r] = x_tile[r * TILE_K + kk];
+            }
             for (var j = 0u; j < COLS; j++) {
                 let c = thread + j * WORKGROUP;
                 var b = 0.0;
                 if (c < N) {
-                    b = w_tile[kk * N + c];
+                    b = w[c * K + k0 + kk];
                 }
                 for (var r = 0u; r < ROWS; r++) {
-                    acc[r][j] = fma(x_tile[r * TILE_K + kk], b, acc[r][j]);
+                    acc[r][j] = fma(a[r], b, acc[r][j]);
                 }
             }
         }

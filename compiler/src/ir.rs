@@ -157,13 +157,12 @@ pub enum Op {
 }
 
 impl Op {
-    /// In an Embeddings table of `rows`, the rows of positions.
+    /// In an Embeddings table of `rows`, the rows of positions: what is left
+    /// after the word and token type rows and the gamma and beta rows.
     pub fn position_rows(rows: usize, words: usize, types: usize) -> usize {
         rows - words - types - 2
     }
-}
 
-impl Op {
     /// The values this op reads, in order.
     pub fn operands(&self) -> Vec<ValueId> {
         self.clone()

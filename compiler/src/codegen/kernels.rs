@@ -21,8 +21,7 @@ const MATMUL_TILE_K: usize = 16;
 /// LayerNorm, which owns whole rows.
 const LINEAR_NORM_ROWS: usize = 8;
 const LINEAR_NORM_WORKGROUP: usize = 128;
-/// WebGPU's default maxComputeWorkgroupStorageSize, in f32 words.
-const WORKGROUP_WORDS: usize = 16384 / 4;
+const LINEAR_NORM_TILE_K: usize = 32;
 /// WebGPU's default maxComputeWorkgroupsPerDimension.
 const MAX_GROUPS_PER_DIMENSION: u32 = 65_535;
 
@@ -180,7 +179,7 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
                 ("N", n.to_string()),
                 ("K", k.to_string()),
                 ("ROWS", LINEAR_NORM_ROWS.to_string()),
-                ("TILE_K", linear_norm_tile_k(n).to_string()),
+                ("TILE_K", LINEAR_NORM_TILE_K.to_string()),
                 ("COLS", n.div_ceil(LINEAR_NORM_WORKGROUP).to_string()),
                 ("EPS", format!("{eps:e}")),
                 ("WORKGROUP", LINEAR_NORM_WORKGROUP.to_string()),
@@ -353,18 +352,6 @@ fn matmul(
         vec![x, weight, bias.unwrap_or(x)],
         workgroups,
     )
-}
-
-/// The deepest k tile (a power of two, at most 16) for which linear_norm's
-/// tiles of x and w and its reduction fit in workgroup memory.
-fn linear_norm_tile_k(n: usize) -> usize {
-    let room = WORKGROUP_WORDS - LINEAR_NORM_WORKGROUP;
-    let deepest = room / (LINEAR_NORM_ROWS + n);
-    assert!(
-        deepest >= 1,
-        "rows of {n} are too wide for linear_norm: the fusion pass must not emit it"
-    );
-    1 << deepest.min(16).ilog2()
 }
 
 fn dims2(shape: &[usize]) -> [usize; 2] {

@@ -18,10 +18,10 @@ pub use fuse_qkv::fuse_qkv;
 
 use crate::ir::Graph;
 
-/// The widest rows the fused kernels that hold whole rows in workgroup
-/// memory take (GEMM + residual + LayerNorm, the classification head); the
-/// passes leave wider ones un-fused. Every encoder xltc knows is at most
-/// 1024 wide.
+/// The widest rows the fused kernels that keep whole rows in one workgroup
+/// take (GEMM + residual + LayerNorm holds them in registers, the
+/// classification head in workgroup memory); the passes leave wider ones
+/// un-fused. Every encoder xltc knows is at most 1024 wide.
 pub const MAX_ROW_WIDTH: usize = 2048;
 
 /// Every fusion, in an order where each finds the ops it expects: GEMM +
