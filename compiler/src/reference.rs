@@ -215,27 +215,11 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             types,
             eps,
         } => {
-            let w = width(table);
             let rows = graph.value(table).shape[0];
             let positions = Op::position_rows(rows, words, types);
-            let (t, all_ids) = (get(table).f32(), get(ids).u32());
-            let mut parts = Vec::new();
-            let mut first = 0;
-            for count in [words, types, positions, 1, 1] {
-                parts.push(&t[first * w..(first + count) * w]);
-                first += count;
-            }
-            let tokens = all_ids.len() / 3;
-            let mut sum: Option<Vec<f32>> = None;
-            for (kind, ids) in all_ids.chunks_exact(tokens).enumerate() {
-                let name = piece_name(graph, table, kind);
-                let rows = gather_forward(parts[kind], w, ids, name)?;
-                sum = Some(match sum {
-                    None => rows,
-                    Some(s) => add_forward(&s, &rows),
-                });
-            }
-            layer_norm_forward(&sum.expect("three kinds of ids"), parts[3], parts[4], eps)
+            let names = [0, 1, 2].map(|kind| piece_name(graph, table, kind));
+            let (t, ids) = (get(table).f32(), get(ids).u32());
+            embeddings_forward(t, width(table), ids, [words, types, positions], names, eps)?
         }
         Op::LinearNorm {
             x,
@@ -247,11 +231,8 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             eps,
         } => {
             let (x, w, b) = (get(x).f32(), get(weight).f32(), get(bias).f32());
-            let sum = add_forward(
-                &linear_forward(x, w, b, width(weight), false),
-                get(residual).f32(),
-            );
-            layer_norm_forward(&sum, get(gamma).f32(), get(beta).f32(), eps)
+            let (r, g, bt) = (get(residual).f32(), get(gamma).f32(), get(beta).f32());
+            linear_norm_forward(x, w, b, r, g, bt, eps)
         }
         Op::Head {
             x,
@@ -260,11 +241,9 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             out_weight,
             out_bias,
         } => {
-            let first = first_token_forward(get(x).f32(), seq, width(x));
             let (dw, db) = (get(dense_weight).f32(), get(dense_bias).f32());
-            let pooled = tanh_forward(&linear_forward(&first, dw, db, width(x), false));
             let (ow, ob) = (get(out_weight).f32(), get(out_bias).f32());
-            linear_forward(&pooled, ow, ob, width(x), false)
+            head_forward(get(x).f32(), seq, dw, db, ow, ob)
         }
     })
 }
@@ -279,7 +258,7 @@ fn piece_name(graph: &Graph, id: ValueId, i: usize) -> &str {
 }
 
 /// Rows of `width` cut into `parts` equal column blocks, each a matrix.
-pub fn split_columns(x: &[f32], width: usize, parts: usize) -> Vec<Vec<f32>> {
+fn split_columns(x: &[f32], width: usize, parts: usize) -> Vec<Vec<f32>> {
     let part = width / parts;
     (0..parts)
         .map(|p| {
@@ -323,6 +302,71 @@ pub fn linear_forward(x: &[f32], weight: &[f32], bias: &[f32], k: usize, gelu: b
     } else {
         out
     }
+}
+
+/// The fused embeddings: `table` holds the word, token type and position
+/// rows (`rows` of each) then gamma and beta; `ids` the three kinds of ids one
+/// after another. Gathers summed as (word + type) + position, then LayerNorm:
+/// the composition of the un-fused references. `names` name the three tables
+/// in an error.
+pub fn embeddings_forward(
+    table: &[f32],
+    width: usize,
+    ids: &[u32],
+    rows: [usize; 3],
+    names: [&str; 3],
+    eps: f32,
+) -> Result<Vec<f32>, ReferenceError> {
+    let (blocks, norm) = table.split_at((rows[0] + rows[1] + rows[2]) * width);
+    let (gamma, beta) = norm.split_at(width);
+    let (words, rest) = blocks.split_at(rows[0] * width);
+    let (types, positions) = rest.split_at(rows[1] * width);
+    let tokens = ids.len() / 3;
+    let gather = |kind: usize, table: &[f32]| {
+        let ids = &ids[kind * tokens..(kind + 1) * tokens];
+        gather_forward(table, width, ids, names[kind])
+    };
+    let sum = add_forward(&gather(0, words)?, &gather(1, types)?);
+    let sum = add_forward(&sum, &gather(2, positions)?);
+    Ok(layer_norm_forward(&sum, gamma, beta, eps))
+}
+
+/// The fused GEMM + bias + residual + LayerNorm: the composition of the
+/// un-fused references.
+pub fn linear_norm_forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    residual: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) -> Vec<f32> {
+    let k = weight.len() / bias.len();
+    let sum = add_forward(&linear_forward(x, weight, bias, k, false), residual);
+    layer_norm_forward(&sum, gamma, beta, eps)
+}
+
+/// The fused classification head: first token, dense + tanh, output
+/// projection; the composition of the un-fused references.
+pub fn head_forward(
+    x: &[f32],
+    seq: usize,
+    dense_weight: &[f32],
+    dense_bias: &[f32],
+    out_weight: &[f32],
+    out_bias: &[f32],
+) -> Vec<f32> {
+    let width = dense_bias.len();
+    let first = first_token_forward(x, seq, width);
+    let pooled = tanh_forward(&linear_forward(
+        &first,
+        dense_weight,
+        dense_bias,
+        width,
+        false,
+    ));
+    linear_forward(&pooled, out_weight, out_bias, width, false)
 }
 
 /// The fused attention: the composition of the three un-fused references.

@@ -35,12 +35,7 @@ pub fn fuse_qkv(graph: &Graph) -> Graph {
             continue;
         };
         let projections = [query, key, values];
-        let Some([q, k, v]) = projections
-            .iter()
-            .map(|&p| projection(p))
-            .collect::<Option<Vec<_>>>()
-            .and_then(|found| <[_; 3]>::try_from(found).ok())
-        else {
+        let [Some(q), Some(k), Some(v)] = projections.map(projection) else {
             continue;
         };
         let distinct = query != key && key != values && query != values;
