@@ -162,12 +162,7 @@ fn the_browser_demo_predicts_what_the_native_runtime_predicts() {
     .lines()
     .map(|line| {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        record["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_f64().unwrap())
-            .collect()
+        common::probabilities(&record)
     })
     .collect();
 
@@ -211,9 +206,8 @@ fn the_browser_demo_predicts_what_the_native_runtime_predicts() {
     assert_eq!(results.len(), native.len());
     let mut worst = 0.0f64;
     for (result, expected) in results.iter().zip(&native) {
-        let probs = result["probabilities"].as_array().unwrap();
-        for (p, e) in probs.iter().zip(expected) {
-            worst = worst.max((p.as_f64().unwrap() - e).abs());
+        for (p, e) in common::probabilities(result).iter().zip(expected) {
+            worst = worst.max((p - e).abs());
         }
     }
     eprintln!("browser vs native: largest probability difference {worst:.2e}");

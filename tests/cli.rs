@@ -44,12 +44,7 @@ fn the_gpu_path_agrees_with_the_cpu_reference() {
             String::from_utf8_lossy(&output.stderr)
         );
         let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        let probs: Vec<f64> = record["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_f64().unwrap())
-            .collect();
+        let probs = common::probabilities(&record);
         (probs, String::from_utf8_lossy(&output.stderr).into_owned())
     };
     let (gpu, stderr) = run(&[]);
@@ -92,12 +87,7 @@ fn classifier_probabilities_from_a_file_match_hugging_face() {
         for (line, expected_logits) in stdout.lines().zip(logits.data.chunks(labels)) {
             let record: serde_json::Value = serde_json::from_str(line).unwrap();
             let expected = common::softmax(expected_logits);
-            let probs: Vec<f64> = record["probabilities"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p.as_f64().unwrap())
-                .collect();
+            let probs = common::probabilities(&record);
             for (p, e) in probs.iter().zip(&expected) {
                 assert!((p - e).abs() < 1e-4, "{name}: {probs:?} vs {expected:?}");
             }

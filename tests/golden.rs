@@ -8,8 +8,8 @@ mod common;
 
 use common::{edit_config, edit_tensors, model_copy, model_dir, relative_error, Golden};
 use xltc::frontend::{Model, ModelOutput};
-use xltc::predict::cosine;
 use xltc::reference;
+use xltc_runtime::cosine;
 use xltc_runtime::{Encoding, ModelInputs, Overflow, TextTokenizer};
 
 const TOLERANCE: f64 = 1e-4;

@@ -4,8 +4,8 @@
 //! bi-encoder is used), not one joint input.
 
 use xltc_runtime::{
-    Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, Session, SessionError, TextTokenizer,
-    TokenizerError,
+    cosine, Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, Session, SessionError,
+    TextTokenizer, TokenizerError,
 };
 
 use crate::codegen::{self, CodegenError, CodegenOptions};
@@ -72,16 +72,6 @@ impl Prediction {
             _ => None,
         }
     }
-}
-
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot = |x: &[f32], y: &[f32]| {
-        x.iter()
-            .zip(y)
-            .map(|(&p, &q)| p as f64 * q as f64)
-            .sum::<f64>()
-    };
-    (dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt()).max(1e-12)) as f32
 }
 
 #[derive(Debug, thiserror::Error)]

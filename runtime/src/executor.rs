@@ -136,12 +136,14 @@ impl Executor {
                 ),
             });
         }
+        let no_such_input = |name: &str| GpuError::Input {
+            name: name.into(),
+            message: "the runtime has no such input".into(),
+        };
         for bound in &self.program.id_bounds {
-            let ids = match bound.input.as_str() {
-                "input_ids" => &inputs.input_ids,
-                "token_type_ids" => &inputs.token_type_ids,
-                _ => &inputs.position_ids,
-            };
+            let ids = inputs
+                .ids(&bound.input)
+                .ok_or_else(|| no_such_input(&bound.input))?;
             if let Some(&id) = ids.iter().find(|&&id| id >= bound.rows) {
                 return Err(GpuError::Input {
                     name: bound.input.clone(),
@@ -159,16 +161,8 @@ impl Executor {
             let mut offset = 0;
             for name in names {
                 let bytes: &[u8] = match name.as_str() {
-                    "input_ids" => bytemuck::cast_slice(&inputs.input_ids),
-                    "token_type_ids" => bytemuck::cast_slice(&inputs.token_type_ids),
-                    "position_ids" => bytemuck::cast_slice(&inputs.position_ids),
                     "attention_mask" => bytemuck::cast_slice(&inputs.attention_mask),
-                    other => {
-                        return Err(GpuError::Input {
-                            name: other.into(),
-                            message: "the runtime has no such input".into(),
-                        })
-                    }
+                    ids => bytemuck::cast_slice(inputs.ids(ids).ok_or_else(|| no_such_input(ids))?),
                 };
                 gpu.queue.write_buffer(buffer, offset, bytes);
                 offset += bytes.len() as u64;

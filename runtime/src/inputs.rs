@@ -38,6 +38,17 @@ pub struct ModelInputs {
 }
 
 impl ModelInputs {
+    /// The ids input of program name `name` ("input_ids", "token_type_ids",
+    /// "position_ids"); None for any other name.
+    pub fn ids(&self, name: &str) -> Option<&[u32]> {
+        match name {
+            "input_ids" => Some(&self.input_ids),
+            "token_type_ids" => Some(&self.token_type_ids),
+            "position_ids" => Some(&self.position_ids),
+            _ => None,
+        }
+    }
+
     /// Pads every encoding to `seq` tokens (at least the longest one).
     pub fn pad(encodings: &[Encoding], seq: usize, pad_id: u32, positions: PositionScheme) -> Self {
         let longest = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(0);

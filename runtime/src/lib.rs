@@ -7,6 +7,7 @@ pub mod executor;
 pub mod inputs;
 pub mod program;
 pub mod session;
+pub mod similarity;
 pub mod tokenizer;
 
 pub use artifact::{Artifact, ArtifactError, Manifest};
@@ -15,4 +16,5 @@ pub use executor::{Executor, Output, WeightBuffers};
 pub use inputs::{ModelInputs, PositionScheme};
 pub use program::Program;
 pub use session::{Session, SessionError};
+pub use similarity::cosine;
 pub use tokenizer::{Encoding, Overflow, TextTokenizer, TokenizerError};

@@ -185,6 +185,16 @@ pub fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(path, config.to_string()).unwrap();
 }
 
+/// The "probabilities" of one JSON record of `xltc run --json` (or of the
+/// browser page's report).
+pub fn probabilities(record: &serde_json::Value) -> Vec<f64> {
+    let probs = record["probabilities"].as_array().expect("probabilities");
+    probs
+        .iter()
+        .map(|p| p.as_f64().expect("a number"))
+        .collect()
+}
+
 /// Softmax of logits, in f64.
 pub fn softmax(logits: &[f64]) -> Vec<f64> {
     let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

@@ -9,7 +9,7 @@ use std::path::Path;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use xltc_runtime::artifact::{ModelInfo, OutputKind};
-use xltc_runtime::{Artifact, Gpu, Overflow, Session, TextTokenizer};
+use xltc_runtime::{cosine, Artifact, Gpu, Overflow, Session, TextTokenizer};
 
 /// A loaded model, ready to predict.
 #[wasm_bindgen]
@@ -108,14 +108,4 @@ impl Demo {
             }
         }
     }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot = |x: &[f32], y: &[f32]| {
-        x.iter()
-            .zip(y)
-            .map(|(&p, &q)| p as f64 * q as f64)
-            .sum::<f64>()
-    };
-    dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt()).max(1e-12)
 }
