@@ -12,6 +12,7 @@ written. Re-running is cheap: a model folder that is already complete is kept.
 """
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -120,10 +121,17 @@ def ensure_numpy():
     sys.path.insert(0, target)
     try:
         import numpy  # noqa: F401
+        return
     except ImportError:
-        print("fetch: installing numpy from PyPI into " + target, file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
-                        "numpy"], check=True)
+        pass
+    print("fetch: installing numpy from PyPI into " + target, file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+                    "numpy"], check=True)
+    # The failed import above cached "no finder" for the folder pip has just
+    # created; forget it, or this process would still not see numpy.
+    sys.path_importer_cache.pop(target, None)
+    importlib.invalidate_caches()
+    import numpy  # noqa: F401,F811
 
 
 def build_e5(out):
