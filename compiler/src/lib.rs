@@ -3,6 +3,7 @@
 
 pub mod codegen;
 pub mod compile;
+pub mod evaluate;
 pub mod frontend;
 pub mod ir;
 pub mod passes;

@@ -30,6 +30,10 @@ enum Command {
     /// Show what an artifact holds: buckets, kernels, dispatches, buffers,
     /// peak memory and FLOPs per sequence.
     Inspect(InspectArgs),
+    /// Zero-shot cross-lingual evaluation on a folder of pair files (XTREME
+    /// layout): accuracy per language and language pair, robustness to synonym
+    /// substitution, agreement with English; writes a report with plots.
+    Eval(EvalArgs),
 }
 
 #[derive(Args)]
@@ -93,6 +97,90 @@ pub struct CompileArgs {
 }
 
 #[derive(Args)]
+pub struct EvalArgs {
+    /// A compiled model.xltc, or a model folder (or its model.safetensors).
+    /// A sequence-pair classifier is scored by argmax; an encoder without a
+    /// head by the cosine of the two sentence embeddings against one
+    /// threshold tuned on dev-en.tsv. Leave out with --baseline.
+    #[arg(required_unless_present = "baseline", conflicts_with = "baseline")]
+    pub model: Option<PathBuf>,
+    /// The folder: dev-en.tsv, test-{L}.tsv, test-{A}-{B}.tsv (sentence 1 in
+    /// A, sentence 2 in B); three columns without a header, or PAWS-X's
+    /// `id sentence1 sentence2 label` with it.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The report folder (report.md, report.json, accuracy.svg, matrix.svg);
+    /// default: MODEL.eval beside the model.
+    #[arg(short, long, value_name = "REPORT")]
+    pub output: Option<PathBuf>,
+    /// Only these languages besides English (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub langs: Vec<String>,
+    /// Also the generalized setting: every test-{A}-{B}.tsv.
+    #[arg(long)]
+    pub pairs_matrix: bool,
+    /// At most N pairs a file (those with the smallest example ids, the same
+    /// subset for every model).
+    #[arg(long, value_name = "N")]
+    pub max_pairs: Option<usize>,
+    /// A text put before every sentence ("query: " for e5 models).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Print one JSON object a line (one a file, then the averages).
+    #[arg(long)]
+    pub json: bool,
+    /// Run on the CPU reference implementation instead of the GPU.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Sequences per batch (for an artifact, at most its largest batch bucket).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Maximum tokens per sequence; longer inputs are truncated longest-first,
+    /// as XTREME does.
+    #[arg(long, default_value_t = 128)]
+    pub max_len: usize,
+    /// Also score test-en.tsv with words substituted as RS-DA does.
+    #[arg(long, value_enum)]
+    pub perturb: Option<PerturbKind>,
+    /// Random substitutions per pair.
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub draws: usize,
+    /// Seed of the substitutions (recorded in the report).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Also keep, for each pair, the draw with the highest loss (for a
+    /// similarity, the one furthest across the threshold).
+    #[arg(long, value_enum)]
+    pub attack: Option<AttackKind>,
+    /// Synonym sets (JSON word -> neighbours); default: the paper's
+    /// counter-fitted neighbours, shipped with xltc.
+    #[arg(long, value_name = "JSON")]
+    pub synonyms: Option<PathBuf>,
+    /// Evaluate a baseline instead of a model.
+    #[arg(long, value_enum)]
+    pub baseline: Option<BaselineKind>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PerturbKind {
+    /// Words replaced by a uniform draw from themselves and their synonyms.
+    Synonyms,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum AttackKind {
+    /// The worst of the --draws random substitutions.
+    #[value(name = "worst-of-k", alias = "worst-of-K")]
+    WorstOfK,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BaselineKind {
+    /// Jaccard overlap of the lower-cased word sets, one threshold from dev-en.
+    WordOverlap,
+}
+
+#[derive(Args)]
 pub struct InspectArgs {
     /// A compiled .xltc artifact.
     pub artifact: PathBuf,
@@ -116,6 +204,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Compile(args) => cli::compile::compile(args),
         Command::Inspect(args) => cli::inspect::inspect(args),
+        Command::Eval(args) => cli::eval::eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

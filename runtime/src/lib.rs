@@ -3,18 +3,25 @@
 
 pub mod artifact;
 pub mod device;
+pub mod evaluation;
 pub mod executor;
 pub mod inputs;
+pub mod pairs;
 pub mod program;
+pub mod random;
 pub mod session;
 pub mod similarity;
+pub mod synonyms;
 pub mod tokenizer;
 
 pub use artifact::{Artifact, ArtifactError, Manifest};
 pub use device::{AdapterReport, Gpu, GpuError};
 pub use executor::{Executor, Output, WeightBuffers};
 pub use inputs::{ModelInputs, PositionScheme};
+pub use pairs::{LabelledPair, PairFile, PairFileError};
 pub use program::Program;
+pub use random::SplitMix64;
 pub use session::{Session, SessionError};
 pub use similarity::cosine;
+pub use synonyms::{SynonymError, SynonymSets};
 pub use tokenizer::{Encoding, Overflow, TextTokenizer, TokenizerError};

@@ -1,13 +1,17 @@
 //! One file a subcommand of `xltc`.
 
 pub mod compile;
+pub mod eval;
 pub mod inspect;
+pub mod progress;
 pub mod run;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use xltc_runtime::Artifact;
+use anyhow::{bail, Context, Result};
+use xltc::frontend::Model;
+use xltc::predict::Engine;
+use xltc_runtime::{Artifact, Gpu, Session, TextTokenizer};
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it into
 /// place: a failed or interrupted write leaves no half-written file.
@@ -55,5 +59,66 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// The model, and where it runs: an artifact's programs on the GPU, kernels
+/// lowered on the fly for a model folder, or the CPU reference.
+pub fn load_model(path: &Path, cpu: bool) -> Result<(Model, Engine)> {
+    let artifact = if is_artifact(path) {
+        Some(read_artifact(path)?)
+    } else {
+        None
+    };
+    let model = match &artifact {
+        Some(artifact) => Model::from_artifact(path, artifact)?,
+        None => Model::load(path)?,
+    };
+    if cpu {
+        return Ok((model, Engine::Cpu));
+    }
+    let gpu = Gpu::new_blocking()?;
+    eprintln!("xltc: adapter {}", gpu.adapter);
+    let engine = match artifact {
+        Some(artifact) => Engine::Compiled {
+            gpu,
+            session: Session::new(artifact.manifest.buckets, &artifact.manifest.model),
+        },
+        None => Engine::Gpu(gpu),
+    };
+    Ok((model, engine))
+}
+
+/// The model's tokenizer, cutting at `max_len` tokens (at most what the
+/// artifact's largest bucket and the model's positions allow).
+pub fn text_tokenizer(model: &Model, engine: &Engine, max_len: usize) -> Result<TextTokenizer> {
+    if max_len < 2 {
+        bail!("--max-len must be at least 2 (room for the special tokens)");
+    }
+    let mut max_len = max_len;
+    if let Engine::Compiled { session, .. } = engine {
+        max_len = max_len.min(session.max_seq());
+    }
+    if max_len > model.max_tokens() {
+        bail!(
+            "--max-len {} is more than this model's {} positions allow ({})",
+            max_len,
+            model.config.max_positions,
+            model.max_tokens()
+        );
+    }
+    Ok(TextTokenizer::from_json(
+        &model.tokenizer_json,
+        &model.origin,
+        max_len,
+    )?)
+}
+
+/// Where a computation ran, in words: the CPU reference or the adapter.
+pub fn engine_name(engine: &Engine) -> String {
+    match engine {
+        Engine::Cpu => "the CPU reference".to_owned(),
+        Engine::Gpu(gpu) => gpu.adapter.to_string(),
+        Engine::Compiled { gpu, .. } => format!("{} (compiled artifact)", gpu.adapter),
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use xltc::frontend::{Model, ModelOutput};
 use xltc::predict::{predict, Engine, Prediction, Request};
-use xltc_runtime::{Gpu, Overflow, Session, TextTokenizer};
+use xltc_runtime::Overflow;
 
 use crate::RunArgs;
 
@@ -26,20 +26,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         (None, Some(file)) => read_requests(file)?,
         (None, None) => bail!("give --text or --file"),
     };
-    let (model, engine) = load(&args)?;
-    let mut max_len = args.max_len;
-    if let Engine::Compiled { session, .. } = &engine {
-        max_len = max_len.min(session.max_seq());
-    }
-    if max_len > model.max_tokens() {
-        bail!(
-            "--max-len {} is more than this model's {} positions allow ({})",
-            max_len,
-            model.config.max_positions,
-            model.max_tokens()
-        );
-    }
-    let tokenizer = TextTokenizer::from_json(&model.tokenizer_json, &model.origin, max_len)?;
+    let (model, engine) = super::load_model(&args.model, args.cpu)?;
+    let tokenizer = super::text_tokenizer(&model, &engine, args.max_len)?;
     let overflow = if args.truncate {
         Overflow::Truncate
     } else {
@@ -113,11 +101,7 @@ fn describe(model: &Model, engine: &Engine) -> String {
         ModelOutput::SentenceEmbedding { normalize: true } => "mean pooling, L2-normalised".into(),
         ModelOutput::SentenceEmbedding { normalize: false } => "mean pooling".into(),
     };
-    let on = match engine {
-        Engine::Cpu => "the CPU reference".to_owned(),
-        Engine::Gpu(gpu) => gpu.adapter.to_string(),
-        Engine::Compiled { gpu, .. } => format!("{} (compiled artifact)", gpu.adapter),
-    };
+    let on = super::engine_name(engine);
     format!(
         "{name}: {}, {} layers, hidden {}, {} heads, vocabulary {}; {output}; on {on}",
         c.architecture, c.layers, c.hidden, c.heads, c.vocab
@@ -180,31 +164,4 @@ fn json_line(model: &Model, request: &Request, prediction: &Prediction) -> serde
             "cosine": prediction.cosine(),
         }),
     }
-}
-
-/// The model, and where it runs: an artifact's programs on the GPU, kernels
-/// lowered on the fly for a model folder, or the CPU reference.
-fn load(args: &RunArgs) -> Result<(Model, Engine)> {
-    let artifact = if super::is_artifact(&args.model) {
-        Some(super::read_artifact(&args.model)?)
-    } else {
-        None
-    };
-    let model = match &artifact {
-        Some(artifact) => Model::from_artifact(&args.model, artifact)?,
-        None => Model::load(&args.model)?,
-    };
-    if args.cpu {
-        return Ok((model, Engine::Cpu));
-    }
-    let gpu = Gpu::new_blocking()?;
-    eprintln!("xltc: adapter {}", gpu.adapter);
-    let engine = match artifact {
-        Some(artifact) => Engine::Compiled {
-            gpu,
-            session: Session::new(artifact.manifest.buckets, &artifact.manifest.model),
-        },
-        None => Engine::Gpu(gpu),
-    };
-    Ok((model, engine))
 }

@@ -1,0 +1,706 @@
+//! Zero-shot cross-lingual evaluation: accuracy per language and in the
+//! generalized language-pair matrix, robustness to synonym substitution on
+//! English, and cross-lingual consistency (does a translation get the
+//! prediction its English original gets, and how close are their
+//! representations). Only dev-en ever tunes anything (the threshold of a
+//! similarity score).
+
+pub mod plot;
+pub mod report;
+pub mod scorer;
+pub mod suite;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use xltc_runtime::evaluation::{best_threshold, wilson_interval};
+use xltc_runtime::{cosine, LabelledPair, PairFile, SplitMix64, SynonymSets};
+
+use crate::predict::PredictError;
+use scorer::{PairScore, Scored, Scorer};
+use suite::Suite;
+
+/// Random synonym substitution on the English test file, as RS-DA draws it.
+pub struct Perturbation<'a> {
+    pub synonyms: &'a SynonymSets,
+    /// Where the synonym sets came from, for the report.
+    pub synonyms_origin: String,
+    pub draws: usize,
+    pub seed: u64,
+    /// Also keep, for each pair, the draw with the highest loss.
+    pub worst_of_k: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(
+        "{path} line {line}: label {label:?} is not one of the {what} ({known}); \
+         use the model's labels or their numbers"
+    )]
+    Label {
+        path: PathBuf,
+        line: usize,
+        label: String,
+        what: &'static str,
+        known: String,
+    },
+    #[error(
+        "{0}: missing; a similarity score needs one threshold, and it is tuned on English \
+         development data only (never on a test file)"
+    )]
+    NoDev(PathBuf),
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+}
+
+/// Accuracy on one file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileResult {
+    pub file: String,
+    pub languages: (String, String),
+    pub pairs: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// 95% Wilson interval of the accuracy.
+    pub interval: (f64, f64),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LanguageRow {
+    pub language: String,
+    pub pairs: usize,
+    pub accuracy: f64,
+    pub interval: (f64, f64),
+    /// Accuracy minus English accuracy.
+    pub gap_to_english: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Averages {
+    /// Mean accuracy over the languages' own test files.
+    pub languages: f64,
+    pub languages_without_english: Option<f64>,
+    /// Mean over the matrix cells present, with and without the diagonal.
+    pub matrix: Option<f64>,
+    pub matrix_off_diagonal: Option<f64>,
+}
+
+/// The generalized setting: accuracy[a][b] with sentence 1 in languages[a]
+/// and sentence 2 in languages[b].
+#[derive(Clone, Debug, Serialize)]
+pub struct Matrix {
+    pub languages: Vec<String>,
+    pub accuracy: Vec<Vec<Option<f64>>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Robustness {
+    pub file: String,
+    pub pairs: usize,
+    pub draws: usize,
+    pub seed: u64,
+    pub synonyms: String,
+    pub clean_accuracy: f64,
+    /// Mean accuracy over the random draws.
+    pub perturbed_accuracy: f64,
+    /// Share of pairs whose prediction equals the clean one under every draw.
+    pub unchanged: f64,
+    /// Accuracy when each pair keeps its draw of highest loss.
+    pub worst_of_k_accuracy: Option<f64>,
+    /// Share of words the draws replaced.
+    pub words_replaced: f64,
+}
+
+/// How a language's predictions and representations agree with English's on
+/// the same examples (by id).
+#[derive(Clone, Debug, Serialize)]
+pub struct Consistency {
+    pub language: String,
+    pub shared_pairs: usize,
+    /// Share of examples predicted as their English original is.
+    pub agreement: f64,
+    /// Mean cosine of an English sentence's embedding and its translation's.
+    pub alignment: Option<f64>,
+    /// Examples of the English test's own selection among them, on which the
+    /// substituted English is compared.
+    pub perturbed_pairs: Option<usize>,
+    /// The same against randomly substituted English (mean over draws).
+    pub perturbed_agreement: Option<f64>,
+    pub perturbed_alignment: Option<f64>,
+    /// The same against each pair's worst-of-K English draw.
+    pub attacked_agreement: Option<f64>,
+    pub attacked_alignment: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    /// "argmax over the labels", or the similarity and its threshold.
+    pub decision: String,
+    pub threshold: Option<f32>,
+    pub dev: Option<FileResult>,
+    pub files: Vec<FileResult>,
+    pub languages: Vec<LanguageRow>,
+    pub averages: Averages,
+    pub matrix: Option<Matrix>,
+    pub robustness: Option<Robustness>,
+    pub consistency: Vec<Consistency>,
+    pub notes: Vec<String>,
+    /// Sequences the model ran, and the seconds it took.
+    pub sequences: usize,
+    pub seconds: f64,
+}
+
+/// How a score becomes a class: the classifier's argmax, or a similarity at
+/// or above the threshold meaning label 1.
+#[derive(Clone, Copy, Debug)]
+enum Decision {
+    Argmax,
+    Threshold(f32),
+}
+
+impl Decision {
+    fn class(self, score: &PairScore) -> usize {
+        match (self, score) {
+            (Decision::Argmax, PairScore::Probabilities(p)) => argmax(p),
+            (Decision::Threshold(t), PairScore::Similarity(s)) => usize::from(*s >= t),
+            _ => unreachable!("the decision matches the scorer"),
+        }
+    }
+
+    /// How wrong a score is for `gold`: cross-entropy for a classifier, the
+    /// distance past the threshold towards the wrong side for a similarity.
+    fn loss(self, score: &PairScore, gold: usize) -> f64 {
+        match (self, score) {
+            (Decision::Argmax, PairScore::Probabilities(p)) => -(p[gold].max(1e-30) as f64).ln(),
+            (Decision::Threshold(t), PairScore::Similarity(s)) => {
+                let margin = (*s - t) as f64;
+                if gold == 1 {
+                    -margin
+                } else {
+                    margin
+                }
+            }
+            _ => unreachable!("the decision matches the scorer"),
+        }
+    }
+}
+
+fn argmax(values: &[f32]) -> usize {
+    (0..values.len())
+        .max_by(|&a, &b| values[a].total_cmp(&values[b]).then(b.cmp(&a)))
+        .unwrap_or(0)
+}
+
+/// Gold labels as class numbers: a model's labels (by name, or by number), or
+/// 0 and 1 for a similarity threshold.
+struct Labels {
+    names: Vec<String>,
+    what: &'static str,
+}
+
+impl Labels {
+    fn class(&self, file: &PairFile, pair: &LabelledPair) -> Result<usize, EvalError> {
+        if let Some(i) = self.names.iter().position(|n| *n == pair.label) {
+            return Ok(i);
+        }
+        match pair.label.parse::<usize>() {
+            Ok(i) if i < self.names.len() => Ok(i),
+            _ => Err(EvalError::Label {
+                path: file.path.clone(),
+                line: pair.line,
+                label: pair.label.clone(),
+                what: self.what,
+                known: self.names.join(", "),
+            }),
+        }
+    }
+}
+
+/// One English pair substituted `draws` times; the generator is seeded from
+/// the run's seed and the example id, so a pair gets the same draws whatever
+/// else is evaluated.
+fn draw_perturbations(pair: &LabelledPair, p: &Perturbation) -> Vec<(String, String)> {
+    let id_hash = pair.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut rng = SplitMix64::new(p.seed ^ id_hash);
+    (0..p.draws)
+        .map(|_| {
+            let a = p.synonyms.perturb(&pair.sentence1, &mut rng);
+            let b = p.synonyms.perturb(&pair.sentence2, &mut rng);
+            (a, b)
+        })
+        .collect()
+}
+
+fn file_result(
+    name: &str,
+    languages: (String, String),
+    correct: usize,
+    pairs: usize,
+) -> FileResult {
+    FileResult {
+        file: name.to_owned(),
+        languages,
+        pairs,
+        correct,
+        accuracy: correct as f64 / pairs.max(1) as f64,
+        interval: wilson_interval(correct, pairs),
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, count) = values.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
+    (count > 0).then(|| sum / count as f64)
+}
+
+/// Runs the whole evaluation: every input is scored in one pass (with
+/// `progress` hearing sequences done and total), then counted.
+pub fn evaluate(
+    suite: &Suite,
+    scorer: &Scorer,
+    perturbation: Option<&Perturbation>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Evaluation, EvalError> {
+    let similarity = scorer.is_similarity();
+    let labels = match scorer {
+        Scorer::Model { model, .. } if !similarity => Labels {
+            names: model.config.labels.clone(),
+            what: "model's labels",
+        },
+        _ => Labels {
+            names: vec!["0".into(), "1".into()],
+            what: "labels a similarity threshold tells apart",
+        },
+    };
+    // Every label is checked before anything runs.
+    let mut gold: HashMap<(PathBuf, usize), usize> = HashMap::new();
+    let files = suite
+        .tests
+        .iter()
+        .map(|t| &t.file)
+        .chain(&suite.dev)
+        .chain(&suite.english);
+    for file in files {
+        for pair in &file.pairs {
+            gold.insert((file.path.clone(), pair.line), labels.class(file, pair)?);
+        }
+    }
+    if similarity && suite.dev.is_none() {
+        return Err(EvalError::NoDev(suite.folder.join("dev-en.tsv")));
+    }
+    let gold_of = |file: &PairFile, pair: &LabelledPair| gold[&(file.path.clone(), pair.line)];
+
+    let english_by_id: HashMap<&str, &LabelledPair> = suite
+        .english
+        .iter()
+        .flat_map(|f| f.pairs.iter().map(|p| (p.id.as_str(), p)))
+        .collect();
+    let english_test = suite.tests.iter().find(|t| t.name == "test-en.tsv");
+    let others: Vec<_> = suite
+        .tests
+        .iter()
+        .filter(|t| t.is_monolingual() && t.languages.0 != "en")
+        .collect();
+    // English originals needed: the English test's own pairs and those the
+    // other languages are compared with.
+    let mut english_ids: Vec<&str> = english_test
+        .iter()
+        .flat_map(|t| t.file.pairs.iter().map(|p| p.id.as_str()))
+        .collect();
+    for t in &others {
+        english_ids.extend(
+            t.file
+                .pairs
+                .iter()
+                .map(|p| p.id.as_str())
+                .filter(|id| english_by_id.contains_key(id)),
+        );
+    }
+    english_ids.sort_unstable();
+    english_ids.dedup();
+    // Substitutions are drawn for the English test's own pairs; consistency
+    // under substitution is measured on the examples among them.
+    let draws: HashMap<&str, Vec<(String, String)>> = match (perturbation, english_test) {
+        (Some(p), Some(t)) => t
+            .file
+            .pairs
+            .iter()
+            .map(|pair| (pair.id.as_str(), draw_perturbations(pair, p)))
+            .collect(),
+        _ => HashMap::new(),
+    };
+
+    let mut inputs: Vec<(&str, &str)> = Vec::new();
+    fn pair_text(p: &LabelledPair) -> (&str, &str) {
+        (p.sentence1.as_str(), p.sentence2.as_str())
+    }
+    inputs.extend(suite.dev.iter().flat_map(|f| f.pairs.iter().map(pair_text)));
+    inputs.extend(
+        suite
+            .tests
+            .iter()
+            .flat_map(|t| t.file.pairs.iter().map(pair_text)),
+    );
+    inputs.extend(english_ids.iter().map(|id| pair_text(english_by_id[id])));
+    for id in &english_ids {
+        if let Some(list) = draws.get(id) {
+            inputs.extend(list.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut sequences = 0;
+    let scored: Scored = scorer.score(&inputs, &[], |done, total| {
+        sequences = total;
+        progress(done, total)
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let score = |p: &LabelledPair| scored.pair(&p.sentence1, &p.sentence2);
+
+    let mut notes = Vec::new();
+    let (decision, threshold, dev) = if similarity {
+        let dev = suite.dev.as_ref().expect("checked above");
+        let examples: Vec<(f32, bool)> = dev
+            .pairs
+            .iter()
+            .map(|p| match score(p) {
+                PairScore::Similarity(s) => (s, gold_of(dev, p) == 1),
+                PairScore::Probabilities(_) => unreachable!("a similarity scorer"),
+            })
+            .collect();
+        let (t, _) = best_threshold(&examples);
+        (Decision::Threshold(t), Some(t), Some(dev))
+    } else {
+        (Decision::Argmax, None, suite.dev.as_ref())
+    };
+    let predict = |p: &LabelledPair| decision.class(&score(p));
+    let count = |file: &PairFile| {
+        file.pairs
+            .iter()
+            .filter(|p| predict(p) == gold_of(file, p))
+            .count()
+    };
+    let dev = dev.map(|f| {
+        let name = f
+            .path
+            .file_name()
+            .map_or("dev-en.tsv".into(), |n| n.to_string_lossy().into_owned());
+        file_result(&name, ("en".into(), "en".into()), count(f), f.pairs.len())
+    });
+    let results: Vec<FileResult> = suite
+        .tests
+        .iter()
+        .map(|t| {
+            file_result(
+                &t.name,
+                t.languages.clone(),
+                count(&t.file),
+                t.file.pairs.len(),
+            )
+        })
+        .collect();
+
+    let english_accuracy = results
+        .iter()
+        .find(|r| r.languages == ("en".into(), "en".into()))
+        .map(|r| r.accuracy);
+    let languages: Vec<LanguageRow> = results
+        .iter()
+        .filter(|r| r.languages.0 == r.languages.1)
+        .map(|r| LanguageRow {
+            language: r.languages.0.clone(),
+            pairs: r.pairs,
+            accuracy: r.accuracy,
+            interval: r.interval,
+            gap_to_english: english_accuracy.map(|e| r.accuracy - e),
+        })
+        .collect();
+    let matrix = matrix_of(suite, &results);
+    let averages = Averages {
+        languages: mean(languages.iter().map(|l| l.accuracy)).unwrap_or(0.0),
+        languages_without_english: mean(
+            languages
+                .iter()
+                .filter(|l| l.language != "en")
+                .map(|l| l.accuracy),
+        ),
+        matrix: matrix
+            .as_ref()
+            .and_then(|m| mean(m.accuracy.iter().flatten().flatten().copied())),
+        matrix_off_diagonal: matrix.as_ref().and_then(|m| {
+            let n = m.languages.len();
+            mean(
+                (0..n * n)
+                    .filter(|i| i / n != i % n)
+                    .filter_map(|i| m.accuracy[i / n][i % n]),
+            )
+        }),
+    };
+
+    let robustness = match (perturbation, english_test) {
+        (Some(p), Some(t)) => Some(robustness_of(t, p, &draws, &decision, &scored, |pair| {
+            gold_of(&t.file, pair)
+        })),
+        _ => None,
+    };
+    if let Some(p) = perturbation {
+        if english_test.is_none() {
+            notes.push("--perturb: no test-en.tsv, so nothing was perturbed".into());
+        }
+        let skipped = suite
+            .tests
+            .iter()
+            .filter(|t| t.name != "test-en.tsv")
+            .count();
+        if skipped > 0 {
+            notes.push(format!(
+                "synonym substitution uses English synonym sets ({}), so it was applied to \
+                 test-en.tsv only; {skipped} other test files were left as they are",
+                p.synonyms_origin
+            ));
+        }
+    }
+    let english_class = |id: &str| predict(english_by_id[id]);
+    let english_gold = |p: &LabelledPair| match &suite.english {
+        Some(file) => gold_of(file, p),
+        None => unreachable!("English originals come from test-en.tsv"),
+    };
+    let english = EnglishSide {
+        by_id: &english_by_id,
+        draws: &draws,
+        class: &english_class,
+        gold: &english_gold,
+    };
+    let consistency = others
+        .iter()
+        .filter_map(|t| consistency_of(t, &english, &scored, &decision, perturbation))
+        .collect();
+    if suite.english.is_none() && !others.is_empty() {
+        notes.push("no test-en.tsv: cross-lingual consistency needs the English originals".into());
+    }
+    let decision_text = match (decision, scorer) {
+        (Decision::Argmax, _) => "argmax over the model's labels".to_owned(),
+        (Decision::Threshold(t), Scorer::WordOverlap) => {
+            format!("word overlap (Jaccard) >= {t:.4} means label 1, tuned on dev-en")
+        }
+        (Decision::Threshold(t), _) => {
+            format!("cosine of the sentence embeddings >= {t:.4} means label 1, tuned on dev-en")
+        }
+    };
+    Ok(Evaluation {
+        decision: decision_text,
+        threshold,
+        dev,
+        files: results,
+        languages,
+        averages,
+        matrix,
+        robustness,
+        consistency,
+        notes,
+        sequences,
+        seconds,
+    })
+}
+
+fn matrix_of(suite: &Suite, results: &[FileResult]) -> Option<Matrix> {
+    if !suite.tests.iter().any(|t| !t.is_monolingual()) {
+        return None;
+    }
+    let mut languages = suite.languages();
+    for t in &suite.tests {
+        for l in [&t.languages.0, &t.languages.1] {
+            if !languages.contains(l) {
+                languages.push(l.clone());
+            }
+        }
+    }
+    let accuracy = languages
+        .iter()
+        .map(|a| {
+            languages
+                .iter()
+                .map(|b| {
+                    results
+                        .iter()
+                        .find(|r| r.languages.0 == *a && r.languages.1 == *b)
+                        .map(|r| r.accuracy)
+                })
+                .collect()
+        })
+        .collect();
+    Some(Matrix {
+        languages,
+        accuracy,
+    })
+}
+
+/// The draw the worst-of-K attack keeps: the one of highest loss against
+/// `gold` (the first of equals).
+fn worst_draw(
+    draws: &[(String, String)],
+    decision: &Decision,
+    scored: &Scored,
+    gold: usize,
+) -> Option<usize> {
+    let losses: Vec<f64> = draws
+        .iter()
+        .map(|(a, b)| decision.loss(&scored.pair(a, b), gold))
+        .collect();
+    (0..draws.len()).max_by(|&i, &j| losses[i].total_cmp(&losses[j]).then(j.cmp(&i)))
+}
+
+fn robustness_of(
+    test: &suite::TestFile,
+    p: &Perturbation,
+    draws: &HashMap<&str, Vec<(String, String)>>,
+    decision: &Decision,
+    scored: &Scored,
+    gold: impl Fn(&LabelledPair) -> usize,
+) -> Robustness {
+    let (mut clean_correct, mut draw_correct, mut unchanged, mut worst_correct) = (0, 0, 0, 0);
+    let (mut replaced, mut words) = (0usize, 0usize);
+    for pair in &test.file.pairs {
+        let gold = gold(pair);
+        let clean = decision.class(&scored.pair(&pair.sentence1, &pair.sentence2));
+        clean_correct += usize::from(clean == gold);
+        let mut all_same = true;
+        let list = &draws[pair.id.as_str()];
+        for (a, b) in list {
+            let class = decision.class(&scored.pair(a, b));
+            draw_correct += usize::from(class == gold);
+            all_same &= class == clean;
+            for (original, drawn) in [(&pair.sentence1, a), (&pair.sentence2, b)] {
+                words += original.split(' ').count();
+                replaced += original
+                    .split(' ')
+                    .zip(drawn.split(' '))
+                    .filter(|(x, y)| x != y)
+                    .count();
+            }
+        }
+        unchanged += usize::from(all_same);
+        let worst = worst_draw(list, decision, scored, gold);
+        worst_correct += usize::from(worst.is_some_and(|i| {
+            let (a, b) = &list[i];
+            decision.class(&scored.pair(a, b)) == gold
+        }));
+    }
+    let n = test.file.pairs.len().max(1) as f64;
+    Robustness {
+        file: test.name.clone(),
+        pairs: test.file.pairs.len(),
+        draws: p.draws,
+        seed: p.seed,
+        synonyms: p.synonyms_origin.clone(),
+        clean_accuracy: clean_correct as f64 / n,
+        perturbed_accuracy: draw_correct as f64 / (n * p.draws.max(1) as f64),
+        unchanged: unchanged as f64 / n,
+        worst_of_k_accuracy: p.worst_of_k.then(|| worst_correct as f64 / n),
+        words_replaced: replaced as f64 / words.max(1) as f64,
+    }
+}
+
+/// What a translation is compared with: the English originals by id, their
+/// substituted versions, the prediction on an original and its gold class.
+struct EnglishSide<'a> {
+    by_id: &'a HashMap<&'a str, &'a LabelledPair>,
+    draws: &'a HashMap<&'a str, Vec<(String, String)>>,
+    class: &'a dyn Fn(&str) -> usize,
+    gold: &'a dyn Fn(&LabelledPair) -> usize,
+}
+
+fn consistency_of(
+    test: &suite::TestFile,
+    english: &EnglishSide,
+    scored: &Scored,
+    decision: &Decision,
+    perturbation: Option<&Perturbation>,
+) -> Option<Consistency> {
+    let shared: Vec<(&LabelledPair, &LabelledPair)> = test
+        .file
+        .pairs
+        .iter()
+        .filter_map(|p| english.by_id.get(p.id.as_str()).map(|e| (*e, p)))
+        .collect();
+    if shared.is_empty() {
+        return None;
+    }
+    let class = |a: &str, b: &str| decision.class(&scored.pair(a, b));
+    let agreement = mean(shared.iter().map(|(e, t)| {
+        f64::from(u8::from(
+            (english.class)(&e.id) == class(&t.sentence1, &t.sentence2),
+        ))
+    }))?;
+    let clean = |e: &LabelledPair| vec![(e.sentence1.clone(), e.sentence2.clone())];
+    let mut result = Consistency {
+        language: test.languages.0.clone(),
+        shared_pairs: shared.len(),
+        agreement,
+        alignment: alignment(scored, &shared, &clean),
+        perturbed_pairs: None,
+        perturbed_agreement: None,
+        perturbed_alignment: None,
+        attacked_agreement: None,
+        attacked_alignment: None,
+    };
+    let Some(p) = perturbation else {
+        return Some(result);
+    };
+    let shared: Vec<_> = shared
+        .into_iter()
+        .filter(|(e, _)| english.draws.contains_key(e.id.as_str()))
+        .collect();
+    if shared.is_empty() {
+        return Some(result);
+    }
+    result.perturbed_pairs = Some(shared.len());
+    let random = |e: &LabelledPair| english.draws[e.id.as_str()].clone();
+    result.perturbed_agreement = mean(shared.iter().flat_map(|(e, t)| {
+        let translated = class(&t.sentence1, &t.sentence2);
+        english.draws[e.id.as_str()]
+            .iter()
+            .map(move |(a, b)| f64::from(u8::from(class(a, b) == translated)))
+    }));
+    result.perturbed_alignment = alignment(scored, &shared, &random);
+    if p.worst_of_k {
+        // The English draw the attack keeps: highest loss against the English gold label.
+        let worst = |e: &LabelledPair| -> Vec<(String, String)> {
+            let list = &english.draws[e.id.as_str()];
+            worst_draw(list, decision, scored, (english.gold)(e))
+                .map(|i| list[i].clone())
+                .into_iter()
+                .collect()
+        };
+        result.attacked_agreement = mean(shared.iter().flat_map(|(e, t)| {
+            let translated = class(&t.sentence1, &t.sentence2);
+            worst(e)
+                .into_iter()
+                .map(move |(a, b)| f64::from(u8::from(class(&a, &b) == translated)))
+        }));
+        result.attacked_alignment = alignment(scored, &shared, &worst);
+    }
+    Some(result)
+}
+
+/// Mean cosine between the embeddings of the English sentences `english`
+/// gives for each shared example (its original, or substituted versions) and
+/// of their translations; None for a model without sentence embeddings.
+fn alignment(
+    scored: &Scored,
+    shared: &[(&LabelledPair, &LabelledPair)],
+    english: &dyn Fn(&LabelledPair) -> Vec<(String, String)>,
+) -> Option<f64> {
+    let align = |a: &str, b: &str| -> Option<f64> {
+        Some(cosine(scored.embedding(a)?, scored.embedding(b)?) as f64)
+    };
+    let mut values = Vec::new();
+    for (e, t) in shared {
+        for (e1, e2) in english(e) {
+            values.push(align(&e1, &t.sentence1)?);
+            values.push(align(&e2, &t.sentence2)?);
+        }
+    }
+    mean(values.into_iter())
+}

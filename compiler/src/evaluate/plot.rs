@@ -1,0 +1,171 @@
+//! SVG plots of an evaluation, written by hand so that they need nothing but
+//! a browser to open: a bar chart of accuracy per language with its 95%
+//! interval, and a heat map of the language-pair matrix.
+
+use std::fmt::Write;
+
+use super::{LanguageRow, Matrix};
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Bars of accuracy (0 to 100%) with interval whiskers and a dashed line at
+/// `reference` (chance, say) when given.
+pub fn accuracy_bars(title: &str, rows: &[LanguageRow], reference: Option<f64>) -> String {
+    let (left, top, plot_h, bar_w, gap) = (50.0, 40.0, 260.0, 36.0, 14.0);
+    let width = left + rows.len() as f64 * (bar_w + gap) + 30.0;
+    let height = top + plot_h + 50.0;
+    let y = |v: f64| top + plot_h * (1.0 - v);
+    let mut svg = String::new();
+    let s = &mut svg;
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{left}" y="20" font-size="14">{}</text>"#,
+        escape(title)
+    );
+    for tick in 0..=10 {
+        let v = tick as f64 / 10.0;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            width - 20.0,
+            y(v),
+            y(v),
+            left - 6.0,
+            y(v) + 4.0,
+            tick * 10
+        );
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let x = left + gap / 2.0 + i as f64 * (bar_w + gap);
+        let fill = if row.language == "en" {
+            "#4a7ab5"
+        } else {
+            "#7fb07f"
+        };
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x:.1}" y="{:.1}" width="{bar_w}" height="{:.1}" fill="{fill}"><title>{}: {:.1}% ({} pairs)</title></rect>"#,
+            y(row.accuracy),
+            plot_h * row.accuracy,
+            escape(&row.language),
+            100.0 * row.accuracy,
+            row.pairs
+        );
+        let mid = x + bar_w / 2.0;
+        let (lo, hi) = (y(row.interval.0), y(row.interval.1));
+        let _ = writeln!(
+            s,
+            r#"<path d="M{mid:.1},{lo:.1}V{hi:.1}M{:.1},{lo:.1}H{:.1}M{:.1},{hi:.1}H{:.1}" stroke="black" fill="none"/>"#,
+            mid - 6.0,
+            mid + 6.0,
+            mid - 6.0,
+            mid + 6.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{mid:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{mid:.1}" y="{:.1}" text-anchor="middle" font-size="10">{:.1}</text>"#,
+            top + plot_h + 16.0,
+            escape(&row.language),
+            top + plot_h + 30.0,
+            100.0 * row.accuracy
+        );
+    }
+    if let Some(r) = reference {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#c33" stroke-dasharray="4 3"/>"##,
+            width - 20.0,
+            y(r),
+            y(r)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="12" y="{:.1}" transform="rotate(-90 12 {:.1})" text-anchor="middle">accuracy (%)</text>"#,
+        top + plot_h / 2.0,
+        top + plot_h / 2.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// A heat map of values in [0, 1] (or missing), rows labelled by the first
+/// language and columns by the second; colour from `low` to 1.
+pub fn matrix_heat_map(title: &str, matrix: &Matrix, low: f64) -> String {
+    let n = matrix.languages.len();
+    let (left, top, cell) = (50.0, 50.0, 40.0);
+    let width = left + n as f64 * cell + 20.0;
+    let height = top + n as f64 * cell + 40.0;
+    let mut svg = String::new();
+    let s = &mut svg;
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="18" font-size="13">{}</text>"#,
+        escape(title)
+    );
+    for (i, lang) in matrix.languages.iter().enumerate() {
+        let c = left + i as f64 * cell + cell / 2.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{c:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            top - 6.0,
+            escape(lang),
+            left - 6.0,
+            top + i as f64 * cell + cell / 2.0 + 4.0,
+            escape(lang)
+        );
+    }
+    for (a, row) in matrix.accuracy.iter().enumerate() {
+        for (b, value) in row.iter().enumerate() {
+            let (x, y) = (left + b as f64 * cell, top + a as f64 * cell);
+            let Some(v) = value else {
+                let _ = writeln!(
+                    s,
+                    r##"<rect x="{x:.1}" y="{y:.1}" width="{cell}" height="{cell}" fill="#eee"/>"##
+                );
+                continue;
+            };
+            let t = ((v - low) / (1.0 - low).max(1e-9)).clamp(0.0, 1.0);
+            // White (low) to dark blue (high).
+            let channel = |from: f64, to: f64| (from + (to - from) * t).round() as u8;
+            let (r, g, bl) = (
+                channel(255.0, 33.0),
+                channel(255.0, 84.0),
+                channel(255.0, 150.0),
+            );
+            let text = if t > 0.55 { "white" } else { "black" };
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{cell}" height="{cell}" fill="rgb({r},{g},{bl})"><title>{} - {}: {:.1}%</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{text}">{:.0}</text>"#,
+                escape(&matrix.languages[a]),
+                escape(&matrix.languages[b]),
+                100.0 * v,
+                x + cell / 2.0,
+                y + cell / 2.0 + 4.0,
+                100.0 * v
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{left}" y="{:.1}">rows: sentence 1; columns: sentence 2; colour from {:.0}% to 100%</text>"#,
+        top + n as f64 * cell + 24.0,
+        100.0 * low
+    );
+    svg.push_str("</svg>\n");
+    svg
+}

@@ -1,0 +1,180 @@
+//! What a pair of sentences scores: a classifier's label probabilities for the
+//! pair read as one input, or a similarity of the two sentences (the cosine
+//! of an encoder's sentence embeddings, or the lexical baseline's word
+//! overlap). Every distinct input is run once, however many files share it.
+
+use std::collections::{HashMap, HashSet};
+
+use xltc_runtime::{cosine, Overflow, TextTokenizer};
+
+use crate::frontend::{Model, ModelOutput};
+use crate::predict::{predict, Engine, PredictError, Prediction, Request};
+
+/// How pairs are scored.
+pub enum Scorer<'a> {
+    Model {
+        model: &'a Model,
+        engine: &'a Engine,
+        tokenizer: &'a TextTokenizer,
+        batch: usize,
+        /// Put before every sentence ("query: " for e5).
+        prefix: String,
+    },
+    /// Lexical baseline: the Jaccard overlap of the two sentences' lower-cased
+    /// word sets.
+    WordOverlap,
+}
+
+/// A pair's score.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PairScore {
+    Probabilities(Vec<f32>),
+    Similarity(f32),
+}
+
+/// The scores of a set of inputs, looked up by text.
+#[derive(Default)]
+pub struct Scored {
+    probabilities: HashMap<(String, String), Vec<f32>>,
+    embeddings: HashMap<String, Vec<f32>>,
+    word_overlap: bool,
+}
+
+impl Scorer<'_> {
+    /// Whether the score is a similarity with a threshold (else class probabilities).
+    pub fn is_similarity(&self) -> bool {
+        match self {
+            Scorer::Model { model, .. } => model.output != ModelOutput::Classification,
+            Scorer::WordOverlap => true,
+        }
+    }
+
+    /// Runs the model on every distinct input of `pairs` and `sentences` (the
+    /// latter embedded alone, for alignment; ignored by a classifier);
+    /// `progress` hears (done, total) sequences.
+    pub fn score(
+        &self,
+        pairs: &[(&str, &str)],
+        sentences: &[&str],
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Scored, PredictError> {
+        let Scorer::Model {
+            model,
+            engine,
+            tokenizer,
+            batch,
+            prefix,
+        } = self
+        else {
+            return Ok(Scored {
+                word_overlap: true,
+                ..Scored::default()
+            });
+        };
+        let request = |text: &str, pair: Option<&str>| Request {
+            origin: format!("the input {text:?}"),
+            text: format!("{prefix}{text}"),
+            pair: pair.map(|p| format!("{prefix}{p}")),
+        };
+        let mut scored = Scored::default();
+        if model.output == ModelOutput::Classification {
+            let unique = distinct(pairs.iter().copied());
+            let requests: Vec<Request> = unique.iter().map(|(a, b)| request(a, Some(b))).collect();
+            let out = predict(
+                engine,
+                model,
+                tokenizer,
+                &requests,
+                Overflow::Truncate,
+                *batch,
+                progress,
+            )?;
+            for ((a, b), prediction) in unique.into_iter().zip(out) {
+                if let Prediction::Classification { probabilities, .. } = prediction {
+                    scored
+                        .probabilities
+                        .insert((a.to_owned(), b.to_owned()), probabilities);
+                }
+            }
+        } else {
+            let all = pairs
+                .iter()
+                .flat_map(|&(a, b)| [a, b])
+                .chain(sentences.iter().copied());
+            let unique = distinct(all);
+            let requests: Vec<Request> = unique.iter().map(|s| request(s, None)).collect();
+            let out = predict(
+                engine,
+                model,
+                tokenizer,
+                &requests,
+                Overflow::Truncate,
+                *batch,
+                progress,
+            )?;
+            for (sentence, prediction) in unique.into_iter().zip(out) {
+                if let Prediction::Embedding { embedding, .. } = prediction {
+                    scored.embeddings.insert(sentence.to_owned(), embedding);
+                }
+            }
+        }
+        Ok(scored)
+    }
+}
+
+/// The items of `items` without repeats, in first-seen order.
+fn distinct<T: Eq + std::hash::Hash + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items.filter(|item| seen.insert(*item)).collect()
+}
+
+impl Scored {
+    /// The score of a pair that was scored.
+    pub fn pair(&self, a: &str, b: &str) -> PairScore {
+        if self.word_overlap {
+            return PairScore::Similarity(word_overlap(a, b));
+        }
+        if let Some(p) = self.probabilities.get(&(a.to_owned(), b.to_owned())) {
+            return PairScore::Probabilities(p.clone());
+        }
+        let (x, y) = (self.embedding(a), self.embedding(b));
+        PairScore::Similarity(cosine(
+            x.expect("every sentence was scored"),
+            y.expect("every sentence was scored"),
+        ))
+    }
+
+    /// A sentence's embedding, for an encoder.
+    pub fn embedding(&self, sentence: &str) -> Option<&[f32]> {
+        self.embeddings.get(sentence).map(Vec::as_slice)
+    }
+}
+
+/// The Jaccard overlap of two sentences' sets of lower-cased words (runs of
+/// letters and digits).
+pub fn word_overlap(a: &str, b: &str) -> f32 {
+    let words = |s: &str| -> HashSet<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let (x, y) = (words(a), words(b));
+    let union = x.union(&y).count();
+    if union == 0 {
+        return 0.0;
+    }
+    x.intersection(&y).count() as f32 / union as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_overlap_is_jaccard_of_lowercased_words() {
+        assert_eq!(word_overlap("The cat, the dog.", "a CAT"), 1.0 / 4.0);
+        assert_eq!(word_overlap("Straße über", "straße"), 0.5);
+        assert_eq!(word_overlap("", "..."), 0.0);
+    }
+}

@@ -1,0 +1,513 @@
+//! `xltc eval` on the committed data folders (tests/fixtures/eval/): every
+//! number it reports is recomputed here from `xltc run --json` predictions of
+//! the same pairs by a plain loop: accuracies of the tiny classifiers
+//! (argmax), the tiny encoder's cosine threshold (the best on dev-en by brute
+//! force), the language-pair matrix, agreement with English by example id and
+//! the encoder's alignment cosine. Bad input fails with the file and line and
+//! leaves no report.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{edit_config, edit_tensors, fixtures, model_copy, model_dir};
+use serde_json::Value;
+
+fn xltc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xltc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn data(name: &str) -> PathBuf {
+    fixtures().join("eval").join(name)
+}
+
+/// (id, sentence1, sentence2, label) of a pair file in either layout.
+fn read_pairs(path: &Path) -> Vec<(String, String, String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let with_ids = lines[0].starts_with("id\t");
+    if with_ids {
+        lines.remove(0);
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if with_ids {
+                (f[0].into(), f[1].into(), f[2].into(), f[3].into())
+            } else {
+                (i.to_string(), f[0].into(), f[1].into(), f[2].into())
+            }
+        })
+        .collect()
+}
+
+/// `xltc run --json` records for the pairs of `file`.
+fn run_records(model: &str, file: &Path, extra: &[&str]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = read_pairs(file);
+    let lines: Vec<String> = pairs.iter().map(|p| format!("{}\t{}", p.1, p.2)).collect();
+    let tsv = dir.path().join("pairs.tsv");
+    std::fs::write(&tsv, lines.join("\n")).unwrap();
+    let args = [
+        &[
+            "run",
+            model,
+            "--json",
+            "--truncate",
+            "--file",
+            tsv.to_str().unwrap(),
+        ][..],
+        extra,
+    ]
+    .concat();
+    ok(xltc(&args))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The `xltc eval --json` lines, keyed by file, and the averages line.
+fn eval_json(args: &[&str]) -> (HashMap<String, Value>, Value) {
+    let out = ok(xltc(&[&["eval", "--json"][..], args].concat()));
+    let mut files = HashMap::new();
+    let mut averages = Value::Null;
+    for line in out.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        match v["file"].as_str() {
+            Some(name) => {
+                files.insert(name.to_owned(), v);
+            }
+            None => averages = v,
+        }
+    }
+    (files, averages)
+}
+
+fn argmax(values: &[f64]) -> usize {
+    (0..values.len())
+        .max_by(|&a, &b| values[a].total_cmp(&values[b]).then(b.cmp(&a)))
+        .unwrap()
+}
+
+fn approx(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// Plain predictions of a classifier on a file: id -> (predicted class, gold class).
+fn classifier_predictions(
+    model: &str,
+    file: &Path,
+    labels: &[&str],
+    extra: &[&str],
+) -> Vec<(String, usize, usize)> {
+    let records = run_records(model, file, extra);
+    read_pairs(file)
+        .into_iter()
+        .zip(records)
+        .map(|(pair, record)| {
+            let predicted = argmax(&common::probabilities(&record));
+            let gold = labels
+                .iter()
+                .position(|l| *l == pair.3)
+                .unwrap_or_else(|| pair.3.parse().unwrap());
+            (pair.0, predicted, gold)
+        })
+        .collect()
+}
+
+fn accuracy(predictions: &[(String, usize, usize)]) -> f64 {
+    predictions.iter().filter(|p| p.1 == p.2).count() as f64 / predictions.len() as f64
+}
+
+#[test]
+fn a_classifier_is_scored_by_argmax_per_language_and_in_the_matrix() {
+    let model = model_dir("tiny-xlmr");
+    let model = model.to_str().unwrap();
+    let folder = data("pawsx");
+    let report = tempfile::tempdir().unwrap();
+    let report_dir = report.path().join("r");
+    let (files, averages) = eval_json(&[
+        model,
+        "--cpu",
+        "--data",
+        folder.to_str().unwrap(),
+        "--pairs-matrix",
+        "-o",
+        report_dir.to_str().unwrap(),
+    ]);
+    let labels = ["different", "paraphrase"];
+    let mut by_file = HashMap::new();
+    for name in [
+        "test-en.tsv",
+        "test-de.tsv",
+        "test-en-de.tsv",
+        "test-de-en.tsv",
+    ] {
+        let predictions = classifier_predictions(model, &folder.join(name), &labels, &["--cpu"]);
+        let line = &files[name];
+        assert!(
+            approx(line["accuracy"].as_f64().unwrap(), accuracy(&predictions)),
+            "{name}: {line}"
+        );
+        assert_eq!(line["pairs"].as_u64().unwrap() as usize, predictions.len());
+        assert!(line["threshold"].is_null());
+        by_file.insert(name, predictions);
+    }
+    assert_eq!(
+        files["test-en-de.tsv"]["languages"],
+        serde_json::json!(["en", "de"])
+    );
+    // Agreement with English, by example id (German lacks example 11).
+    let english: HashMap<&str, usize> = by_file["test-en.tsv"]
+        .iter()
+        .map(|p| (p.0.as_str(), p.1))
+        .collect();
+    let german = &by_file["test-de.tsv"];
+    let agree = german
+        .iter()
+        .filter(|p| english[p.0.as_str()] == p.1)
+        .count() as f64
+        / german.len() as f64;
+    let consistency = &files["test-de.tsv"]["consistency"];
+    assert!(
+        approx(consistency["agreement"].as_f64().unwrap(), agree),
+        "{consistency}"
+    );
+    assert_eq!(consistency["shared_pairs"], 11);
+    assert!(
+        consistency["alignment"].is_null(),
+        "a classifier has no sentence embeddings"
+    );
+    // Averages: languages, and the matrix with and without its diagonal.
+    let acc = |n: &str| accuracy(&by_file[n]);
+    let a = &averages["averages"];
+    assert!(approx(
+        a["languages"].as_f64().unwrap(),
+        (acc("test-en.tsv") + acc("test-de.tsv")) / 2.0
+    ));
+    assert!(approx(
+        a["languages_without_english"].as_f64().unwrap(),
+        acc("test-de.tsv")
+    ));
+    let all =
+        acc("test-en.tsv") + acc("test-de.tsv") + acc("test-en-de.tsv") + acc("test-de-en.tsv");
+    assert!(approx(a["matrix"].as_f64().unwrap(), all / 4.0));
+    assert!(approx(
+        a["matrix_off_diagonal"].as_f64().unwrap(),
+        (acc("test-en-de.tsv") + acc("test-de-en.tsv")) / 2.0
+    ));
+    for file in ["report.md", "report.json", "accuracy.svg", "matrix.svg"] {
+        let text = std::fs::read_to_string(report_dir.join(file)).unwrap();
+        assert!(text.len() > 100, "{file} is nearly empty");
+    }
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(md.contains("| de | 11 |"), "{md}");
+}
+
+/// XNLI's string labels in the three-column layout, on the 3-label tiny BERT;
+/// --langs keeps English and the languages named.
+#[test]
+fn xnli_labels_are_read_by_name() {
+    let model = model_dir("tiny-bert");
+    let model = model.to_str().unwrap();
+    let folder = data("xnli");
+    let report = tempfile::tempdir().unwrap();
+    let out = report.path().join("r");
+    let (files, _) = eval_json(&[
+        model,
+        "--cpu",
+        "--data",
+        folder.to_str().unwrap(),
+        "--langs",
+        "fr",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let labels = ["entailment", "neutral", "contradiction"];
+    for name in ["test-en.tsv", "test-fr.tsv"] {
+        let predictions = classifier_predictions(model, &folder.join(name), &labels, &["--cpu"]);
+        assert!(approx(
+            files[name]["accuracy"].as_f64().unwrap(),
+            accuracy(&predictions)
+        ));
+    }
+    let (only_english, _) = eval_json(&[
+        model,
+        "--cpu",
+        "--data",
+        folder.to_str().unwrap(),
+        "--langs",
+        "de",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(only_english.keys().collect::<Vec<_>>(), ["test-en.tsv"]);
+}
+
+/// The tiny XLM-R's encoder without its head: a sentence-embedding model.
+fn tiny_encoder() -> tempfile::TempDir {
+    let dir = model_copy("tiny-xlmr");
+    edit_tensors(dir.path(), |tensors| {
+        tensors.retain(|t| !t.0.starts_with("classifier."));
+    });
+    edit_config(dir.path(), |c| {
+        c["architectures"] = serde_json::json!(["XLMRobertaModel"])
+    });
+    dir
+}
+
+fn cosines(records: &[Value]) -> Vec<f64> {
+    records
+        .iter()
+        .map(|r| r["cosine"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn an_encoder_is_scored_by_one_cosine_threshold_tuned_on_english_dev() {
+    let encoder = tiny_encoder();
+    let model = encoder.path().to_str().unwrap();
+    let folder = data("pawsx");
+    let report = tempfile::tempdir().unwrap();
+    let out = report.path().join("r");
+    let (files, averages) = eval_json(&[
+        model,
+        "--cpu",
+        "--data",
+        folder.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let threshold = averages["threshold"].as_f64().unwrap();
+    let gold = |file: &Path| -> Vec<bool> { read_pairs(file).iter().map(|p| p.3 == "1").collect() };
+    let score = |cos: &[f64], gold: &[bool], t: f64| {
+        cos.iter()
+            .zip(gold)
+            .filter(|(c, g)| (**c >= t) == **g)
+            .count() as f64
+            / cos.len() as f64
+    };
+    // The dev accuracy is the best any threshold reaches, and the reported
+    // threshold reaches it (the run's cosines are f32, printed and reread).
+    let dev = cosines(&run_records(model, &folder.join("dev-en.tsv"), &["--cpu"]));
+    let dev_gold = gold(&folder.join("dev-en.tsv"));
+    let best = dev
+        .iter()
+        .map(|&t| score(&dev, &dev_gold, t))
+        .chain([score(&dev, &dev_gold, f64::INFINITY)])
+        .fold(0.0, f64::max);
+    let reported_dev = averages["dev"]["accuracy"].as_f64().unwrap();
+    assert!(approx(reported_dev, best), "dev {reported_dev} best {best}");
+    assert!(approx(score(&dev, &dev_gold, threshold), best));
+    for name in ["test-en.tsv", "test-de.tsv"] {
+        let cos = cosines(&run_records(model, &folder.join(name), &["--cpu"]));
+        let expected = score(&cos, &gold(&folder.join(name)), threshold);
+        assert!(
+            approx(files[name]["accuracy"].as_f64().unwrap(), expected),
+            "{name}"
+        );
+        assert!(approx(
+            files[name]["threshold"].as_f64().unwrap(),
+            threshold
+        ));
+    }
+    // Alignment: the mean cosine of each English sentence and its German translation.
+    let english = read_pairs(&folder.join("test-en.tsv"));
+    let german = read_pairs(&folder.join("test-de.tsv"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for g in &german {
+        let e = english.iter().find(|e| e.0 == g.0).unwrap();
+        lines.push(format!("{}\t{}\t1", e.1, g.1));
+        lines.push(format!("{}\t{}\t1", e.2, g.2));
+    }
+    let tsv = dir.path().join("aligned.tsv");
+    std::fs::write(&tsv, lines.join("\n")).unwrap();
+    let aligned = cosines(&run_records(model, &tsv, &["--cpu"]));
+    let expected = aligned.iter().sum::<f64>() / aligned.len() as f64;
+    let reported = files["test-de.tsv"]["consistency"]["alignment"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (reported - expected).abs() < 1e-5,
+        "alignment {reported} expected {expected}"
+    );
+}
+
+#[test]
+fn the_gpu_gives_the_cpu_references_numbers() {
+    let model = model_dir("tiny-xlmr");
+    let folder = data("pawsx");
+    let report = tempfile::tempdir().unwrap();
+    let out = report.path().join("r");
+    let args = [
+        model.to_str().unwrap(),
+        "--data",
+        folder.to_str().unwrap(),
+        "--pairs-matrix",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let (cpu, _) = eval_json(&[&args[..], &["--cpu"]].concat());
+    let output = xltc(&[&["eval", "--json"][..], &args[..]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("adapter"), "{stderr}");
+    for line in String::from_utf8(output.stdout).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if let Some(file) = v["file"].as_str() {
+            assert_eq!(v["accuracy"], cpu[file]["accuracy"], "{file}");
+        }
+    }
+}
+
+#[test]
+fn synonym_substitution_is_measured_on_english_and_reproducible() {
+    let model = model_dir("tiny-xlmr");
+    let folder = data("pawsx");
+    let report = tempfile::tempdir().unwrap();
+    let out = report.path().join("r");
+    let base = [
+        model.to_str().unwrap(),
+        "--cpu",
+        "--data",
+        folder.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let perturbed = |extra: &[&str]| {
+        let (files, _) = eval_json(
+            &[
+                &base[..],
+                &["--perturb", "synonyms", "--attack", "worst-of-k"],
+                extra,
+            ]
+            .concat(),
+        );
+        files
+    };
+    let a = perturbed(&["--draws", "6", "--seed", "3"]);
+    let b = perturbed(&["--draws", "6", "--seed", "3"]);
+    let r = &a["test-en.tsv"]["robustness"];
+    assert_eq!(
+        r, &b["test-en.tsv"]["robustness"],
+        "the same seed draws the same substitutions"
+    );
+    assert!(
+        a["test-de.tsv"].get("robustness").is_none(),
+        "German is never substituted"
+    );
+    let clean = a["test-en.tsv"]["accuracy"].as_f64().unwrap();
+    assert!(approx(r["clean_accuracy"].as_f64().unwrap(), clean));
+    assert!(r["words_replaced"].as_f64().unwrap() > 0.0, "{r}");
+    // Two labels: the worst draw is right only when every draw is right.
+    assert!(
+        r["worst_of_k_accuracy"].as_f64().unwrap() <= r["perturbed_accuracy"].as_f64().unwrap()
+    );
+    // Synonym sets that hold no word of the data change nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let sets = dir.path().join("sets.json");
+    std::fs::write(&sets, r#"{"zebra": ["okapi"]}"#).unwrap();
+    let none = perturbed(&["--synonyms", sets.to_str().unwrap()]);
+    let r = &none["test-en.tsv"]["robustness"];
+    assert!(approx(r["perturbed_accuracy"].as_f64().unwrap(), clean));
+    assert!(approx(r["unchanged"].as_f64().unwrap(), 1.0));
+    assert!(approx(r["words_replaced"].as_f64().unwrap(), 0.0));
+}
+
+#[test]
+fn the_word_overlap_baseline_needs_no_model() {
+    let folder = data("pawsx");
+    let report = tempfile::tempdir().unwrap();
+    let out = report.path().join("r");
+    let (files, averages) = eval_json(&[
+        "--baseline",
+        "word-overlap",
+        "--data",
+        folder.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(averages["threshold"].as_f64().is_some());
+    let accuracy = files["test-en.tsv"]["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+}
+
+/// Each bad input: a non-zero exit, an error naming the file (and line), no report.
+#[test]
+fn bad_data_names_the_file_and_line_and_leaves_no_report() {
+    let model = model_dir("tiny-xlmr");
+    let encoder = tiny_encoder();
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "test-en.tsv",
+            "id\tsentence1\tsentence2\tlabel\n0\ta b\tc d\t1\n1\tonly two\t0\n",
+            "test-en.tsv line 3: expected 4",
+            "classifier",
+        ),
+        (
+            "test-en.tsv",
+            "a b\tc d\tmaybe\n",
+            "test-en.tsv line 1: label \"maybe\"",
+            "classifier",
+        ),
+        ("test-en.tsv", "", "test-en.tsv: no examples", "classifier"),
+        (
+            "test-en.tsv",
+            "a b\tc d\t1\n",
+            "dev-en.tsv: missing",
+            "encoder",
+        ),
+    ];
+    for (file, content, expected, which) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(file), content).unwrap();
+        let out = dir.path().join("report");
+        let model = if which == "encoder" {
+            encoder.path().to_owned()
+        } else {
+            model.clone()
+        };
+        let output = xltc(&[
+            "eval",
+            model.to_str().unwrap(),
+            "--cpu",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{expected}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in {stderr}"
+        );
+        assert!(!out.exists(), "a failed evaluation left a report");
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let output = xltc(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--cpu",
+        "--data",
+        empty.path().to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no test files"));
+}
