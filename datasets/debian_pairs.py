@@ -300,7 +300,8 @@ def hard_negatives(names, packages, english, languages_of, rng):
             mine = languages_of[n]
 
             def shared_rarity(o):
-                return sum(rarity[code] for code in mine & languages_of[o])
+                # Summed in a fixed order: set order varies with PYTHONHASHSEED.
+                return sum(rarity[code] for code in sorted(mine & languages_of[o]))
 
             negatives[n] = min(hard, key=lambda o: (-shared_rarity(o), -overlap[o],
                                                     len(words_of[o]), o))

@@ -253,11 +253,16 @@ fn xnli_labels_are_read_by_name() {
         "--data",
         folder.to_str().unwrap(),
         "--langs",
-        "de",
+        "en",
         "-o",
         out.to_str().unwrap(),
     ]);
     assert_eq!(only_english.keys().collect::<Vec<_>>(), ["test-en.tsv"]);
+    let folder = folder.to_str().unwrap();
+    let unknown = xltc(&["eval", model, "--cpu", "--data", folder, "--langs", "de"]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("has no test-de.tsv"), "{stderr}");
 }
 
 /// The tiny XLM-R's encoder without its head: a sentence-embedding model.

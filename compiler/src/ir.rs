@@ -163,6 +163,16 @@ impl Op {
         rows - words - types - 2
     }
 
+    /// The dtype each operand must have, in the order of [`Op::operands`]:
+    /// ids are u32, everything else f32.
+    pub fn operand_dtypes(&self) -> Vec<DType> {
+        let mut dtypes = vec![DType::F32; self.operands().len()];
+        if let Op::Gather { .. } | Op::Embeddings { .. } = self {
+            dtypes[1] = DType::U32;
+        }
+        dtypes
+    }
+
     /// The values this op reads, in order.
     pub fn operands(&self) -> Vec<ValueId> {
         self.clone()
@@ -407,8 +417,99 @@ impl Graph {
     /// front end checks every tensor's shape first), so it panics.
     pub fn op(&mut self, name: impl Into<String>, op: Op) -> ValueId {
         let name = name.into();
-        let shape = self.infer_shape(&name, &op);
+        let shape = self
+            .infer_shape(&op)
+            .unwrap_or_else(|why| panic!("graph builder bug at {name}: {why} ({op:?})"));
         self.push(name, shape, DType::F32, Source::Op(op))
+    }
+
+    /// Checks what every pass must keep true: each value reads only earlier
+    /// values (so arena order is an execution order), each op's operands
+    /// have the shapes and dtypes it takes and its value the shape it gives,
+    /// concatenations hold like pieces, weight names are unique and outputs
+    /// exist. Tests run it after every pass.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let fail = |id: ValueId, why: String| ValidationError {
+            value: self.values[id.0].name.clone(),
+            why,
+        };
+        let mut weight_names = std::collections::HashSet::new();
+        for (id, value) in self.values() {
+            for operand in value.source.operands() {
+                if operand.0 >= id.0 {
+                    return Err(fail(
+                        id,
+                        format!("reads value {} that comes after it", operand.0),
+                    ));
+                }
+            }
+            match &value.source {
+                Source::Input(input) => {
+                    if value.dtype != input.dtype() || value.shape != [self.tokens()] {
+                        return Err(fail(id, "input of the wrong dtype or shape".into()));
+                    }
+                }
+                Source::Weight(data) => {
+                    if data.len() != value.elements() || !weight_names.insert(&value.name) {
+                        return Err(fail(
+                            id,
+                            "weight data and shape differ, or the name repeats".into(),
+                        ));
+                    }
+                }
+                Source::Concat(pieces) => {
+                    let elements: usize = pieces.iter().map(|&p| self.value(p).elements()).sum();
+                    let kinds = pieces.iter().map(|&p| {
+                        let v = self.value(p);
+                        (
+                            matches!(v.source, Source::Weight(_)),
+                            matches!(v.source, Source::Input(_)),
+                            v.dtype,
+                        )
+                    });
+                    let mut kinds = kinds.collect::<Vec<_>>();
+                    kinds.dedup();
+                    if elements != value.elements()
+                        || kinds.len() != 1
+                        || !(kinds[0].0 || kinds[0].1)
+                    {
+                        return Err(fail(
+                            id,
+                            "concat of unlike pieces or of the wrong size".into(),
+                        ));
+                    }
+                }
+                Source::Op(op) => {
+                    let shape = self.infer_shape(op).map_err(|why| fail(id, why.into()))?;
+                    if shape != value.shape || value.dtype != DType::F32 {
+                        return Err(fail(
+                            id,
+                            format!(
+                                "holds {:?} {:?}, the op gives {shape:?} F32",
+                                value.shape, value.dtype
+                            ),
+                        ));
+                    }
+                    for (operand, dtype) in op.operands().into_iter().zip(op.operand_dtypes()) {
+                        if self.value(operand).dtype != dtype {
+                            return Err(fail(
+                                id,
+                                format!("operand {} is not {dtype:?}", self.value(operand).name),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (name, id) in self.outputs() {
+            if id.0 >= self.values.len() {
+                return Err(ValidationError {
+                    value: name.clone(),
+                    why: "output names no value".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// `pieces`, all weights or all inputs of one dtype, laid end to end
@@ -457,30 +558,35 @@ impl Graph {
         &self.values[id.0].shape
     }
 
-    fn infer_shape(&self, name: &str, op: &Op) -> Vec<usize> {
-        let fail = |why: &str| -> ! { panic!("graph builder bug at {name}: {why} ({op:?})") };
+    /// The shape `op`'s value has, or why its operands do not fit it.
+    fn infer_shape(&self, op: &Op) -> Result<Vec<usize>, &'static str> {
+        for operand in op.operands() {
+            if operand.0 >= self.values.len() {
+                return Err("an operand names no value");
+            }
+        }
         let rows_cols = |id: ValueId| match *self.shape(id) {
-            [m, n] => (m, n),
-            _ => fail("expected a matrix"),
+            [m, n] => Ok((m, n)),
+            _ => Err("expected a matrix"),
         };
-        match *op {
-            Op::Gather { table, ids } => vec![self.value(ids).elements(), rows_cols(table).1],
+        Ok(match *op {
+            Op::Gather { table, ids } => vec![self.value(ids).elements(), rows_cols(table)?.1],
             Op::Add { a, b } => {
                 if self.shape(a) != self.shape(b) {
-                    fail("operands differ in shape");
+                    return Err("operands differ in shape");
                 }
                 self.shape(a).to_vec()
             }
             Op::MatMul { x, weight } | Op::Linear { x, weight, .. } => {
-                let ((m, k), (n, k2)) = (rows_cols(x), rows_cols(weight));
+                let ((m, k), (n, k2)) = (rows_cols(x)?, rows_cols(weight)?);
                 if k != k2 {
-                    fail("inner dimensions differ");
+                    return Err("inner dimensions differ");
                 }
                 vec![m, n]
             }
             Op::AddBias { x, bias: v } | Op::LayerNorm { x, gamma: v, .. } => {
-                if self.shape(v) != [rows_cols(x).1] {
-                    fail("vector does not match the last axis");
+                if self.shape(v) != [rows_cols(x)?.1] {
+                    return Err("vector does not match the last axis");
                 }
                 self.shape(x).to_vec()
             }
@@ -488,21 +594,21 @@ impl Graph {
                 self.shape(x).to_vec()
             }
             Op::AttentionScores { query, heads, .. } => {
-                if rows_cols(query).1 % heads != 0 {
-                    fail("width is not a multiple of the heads");
+                if rows_cols(query)?.1 % heads != 0 {
+                    return Err("width is not a multiple of the heads");
                 }
                 vec![self.batch, heads, self.seq, self.seq]
             }
             Op::MaskedSoftmax { scores, .. } => self.shape(scores).to_vec(),
             Op::AttentionContext { value, .. } => self.shape(value).to_vec(),
             Op::Attention { value, packed, .. } => {
-                let (tokens, width) = rows_cols(value);
+                let (tokens, width) = rows_cols(value)?;
                 if packed && width % 3 != 0 {
-                    fail("packed Q, K and V are not three equal parts");
+                    return Err("packed Q, K and V are not three equal parts");
                 }
                 vec![tokens, if packed { width / 3 } else { width }]
             }
-            Op::FirstToken { x } | Op::MeanPool { x, .. } => vec![self.batch, rows_cols(x).1],
+            Op::FirstToken { x } | Op::MeanPool { x, .. } => vec![self.batch, rows_cols(x)?.1],
             Op::Embeddings {
                 table,
                 ids,
@@ -510,9 +616,9 @@ impl Graph {
                 types,
                 ..
             } => {
-                let (rows, width) = rows_cols(table);
+                let (rows, width) = rows_cols(table)?;
                 if rows < words + types + 2 || self.value(ids).elements() != 3 * self.tokens() {
-                    fail("table or ids do not hold what Embeddings reads");
+                    return Err("table or ids do not hold what Embeddings reads");
                 }
                 vec![self.tokens(), width]
             }
@@ -523,9 +629,9 @@ impl Graph {
                 gamma,
                 ..
             } => {
-                let ((m, k), (n, k2)) = (rows_cols(x), rows_cols(weight));
+                let ((m, k), (n, k2)) = (rows_cols(x)?, rows_cols(weight)?);
                 if k != k2 || self.shape(residual) != [m, n] || self.shape(gamma) != [n] {
-                    fail("operands do not fit one another");
+                    return Err("operands do not fit one another");
                 }
                 vec![m, n]
             }
@@ -535,15 +641,23 @@ impl Graph {
                 out_weight,
                 ..
             } => {
-                let width = rows_cols(x).1;
-                let (labels, out_in) = rows_cols(out_weight);
+                let width = rows_cols(x)?.1;
+                let (labels, out_in) = rows_cols(out_weight)?;
                 if self.shape(dense_weight) != [width, width] || out_in != width {
-                    fail("head weights do not fit the hidden width");
+                    return Err("head weights do not fit the hidden width");
                 }
                 vec![self.batch, labels]
             }
-        }
+        })
     }
+}
+
+/// A broken invariant of a graph: a compiler bug, named by the value.
+#[derive(Debug, thiserror::Error)]
+#[error("graph invariant broken at {value}: {why}")]
+pub struct ValidationError {
+    pub value: String,
+    pub why: String,
 }
 
 #[cfg(test)]
@@ -584,6 +698,45 @@ mod tests {
         let y = g.op("y", Op::MatMul { x, weight });
         g.op("z", Op::Tanh { x: y });
         assert_eq!(g.flops(), 2 * 3 * 7 * 5 + 3 * 7);
+    }
+
+    #[test]
+    fn validate_names_the_value_that_breaks_an_invariant() {
+        let mut g = Graph::new(1, 2);
+        let x = g.weight("x", vec![2, 3], vec![0.0; 6].into());
+        let w = g.weight("w", vec![4, 3], vec![0.0; 12].into());
+        let y = g.op("y", Op::MatMul { x, weight: w });
+        g.mark_output("y", y);
+        g.validate().unwrap();
+        // A pass that wrote the wrong shape.
+        g.values[y.0].shape = vec![2, 5];
+        let err = g.validate().unwrap_err();
+        assert_eq!(err.value, "y");
+        assert!(err.why.contains("the op gives [2, 4]"), "{err}");
+        g.values[y.0].shape = vec![2, 4];
+        // A pass that read a value defined later.
+        g.values[y.0].source = Source::Op(Op::Tanh { x: ValueId(3) });
+        g.push(
+            "late".into(),
+            vec![2, 4],
+            DType::F32,
+            Source::Weight(vec![0.0; 8].into()),
+        );
+        assert!(g.validate().unwrap_err().why.contains("comes after it"));
+        // Ids must be u32.
+        let mut g = Graph::new(1, 2);
+        let table = g.weight("t", vec![5, 3], vec![0.0; 15].into());
+        let fake_ids = g.weight("ids", vec![2], vec![0.0; 2].into());
+        g.push(
+            "rows".into(),
+            vec![2, 3],
+            DType::F32,
+            Source::Op(Op::Gather {
+                table,
+                ids: fake_ids,
+            }),
+        );
+        assert!(g.validate().unwrap_err().why.contains("is not U32"));
     }
 
     #[test]

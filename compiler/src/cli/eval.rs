@@ -216,8 +216,10 @@ fn print_summary(args: &EvalArgs, e: &Evaluation, folder: &Path) -> Result<()> {
                 "correct": f.correct,
                 "accuracy": f.accuracy,
                 "interval": [f.interval.0, f.interval.1],
-                "threshold": e.threshold,
             });
+            if let Some(t) = e.threshold {
+                line["threshold"] = json!(t);
+            }
             if f.languages.0 == f.languages.1 {
                 line["language"] = json!(f.languages.0);
             } else {

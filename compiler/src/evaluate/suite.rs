@@ -45,6 +45,8 @@ pub enum SuiteError {
          this is the XTREME layout eval reads"
     )]
     NoTests { folder: PathBuf, filter: String },
+    #[error("--langs {language}: {folder} has no test-{language}.tsv")]
+    UnknownLanguage { folder: PathBuf, language: String },
     #[error(transparent)]
     File(#[from] PairFileError),
 }
@@ -112,6 +114,21 @@ impl Suite {
                 name,
                 languages,
                 file,
+            });
+        }
+        let missing: Vec<&String> = selection
+            .languages
+            .iter()
+            .filter(|l| {
+                !tests
+                    .iter()
+                    .any(|t| t.languages.0 == **l || t.languages.1 == **l)
+            })
+            .collect();
+        if let Some(language) = missing.first() {
+            return Err(SuiteError::UnknownLanguage {
+                folder: folder.to_owned(),
+                language: language.to_string(),
             });
         }
         if tests.is_empty() {

@@ -35,6 +35,37 @@ pub fn fuse(graph: &Graph) -> Graph {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each pass, in `fuse`'s order, keeps every graph invariant.
+    #[test]
+    fn every_pass_keeps_the_graph_valid() {
+        type Pass = fn(&Graph) -> Graph;
+        let passes: [(&str, Pass); 6] = [
+            ("fuse_linear", fuse_linear),
+            ("fuse_attention", fuse_attention),
+            ("fuse_qkv", fuse_qkv),
+            ("fuse_linear_norm", fuse_linear_norm),
+            ("fuse_embeddings", fuse_embeddings),
+            ("fuse_head", fuse_head),
+        ];
+        for model in ["tiny-bert", "tiny-xlmr"] {
+            let mut graph = testing::tiny_graph(model);
+            graph
+                .validate()
+                .unwrap_or_else(|e| panic!("{model} as built: {e}"));
+            for (name, pass) in passes {
+                graph = pass(&graph);
+                graph
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{model} after {name}: {e}"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod testing {
     use std::path::PathBuf;
 
