@@ -21,7 +21,10 @@ pub enum DType {
     U32,
 }
 
-/// The inputs every encoder graph takes, each [batch * seq].
+/// A graph input, filled by the caller before every run. The encoder's four
+/// are [batch * seq]; training adds the labels and the real-example mask
+/// [batch], and a perturbation added to the word embeddings [batch * seq,
+/// width] (zero for vanilla training; adversarial training writes it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
     /// Token ids (u32).
@@ -32,13 +35,43 @@ pub enum Input {
     PositionIds,
     /// 1.0 for a real token, 0.0 for padding (f32).
     AttentionMask,
+    /// The gold label of each sequence (u32).
+    Labels,
+    /// 1.0 for a real example, 0.0 for a row that only pads the batch (f32).
+    ExampleMask,
+    /// Added to the gathered word embeddings, before the position and token
+    /// type sums and LayerNorm (f32).
+    WordEmbeddingDelta { width: usize },
 }
 
 impl Input {
     pub fn dtype(self) -> DType {
         match self {
-            Input::AttentionMask => DType::F32,
+            Input::AttentionMask | Input::ExampleMask | Input::WordEmbeddingDelta { .. } => {
+                DType::F32
+            }
             _ => DType::U32,
+        }
+    }
+
+    /// The name programs and the runtime know the input by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Input::InputIds => "input_ids",
+            Input::TokenTypeIds => "token_type_ids",
+            Input::PositionIds => "position_ids",
+            Input::AttentionMask => "attention_mask",
+            Input::Labels => "labels",
+            Input::ExampleMask => "example_mask",
+            Input::WordEmbeddingDelta { .. } => "word_embedding_delta",
+        }
+    }
+
+    pub fn shape(self, batch: usize, seq: usize) -> Vec<usize> {
+        match self {
+            Input::Labels | Input::ExampleMask => vec![batch],
+            Input::WordEmbeddingDelta { width } => vec![batch * seq, width],
+            _ => vec![batch * seq],
         }
     }
 }
@@ -154,6 +187,85 @@ pub enum Op {
         out_weight: ValueId,
         out_bias: ValueId,
     },
+    // Training: the loss and the backward primitives the autodiff pass emits
+    // (passes/autodiff.rs). Each is the IR form of a `*_backward` function of
+    // the CPU reference; `dy` is the gradient of the forward op's output.
+    /// Softmax cross-entropy of `logits` [batch, labels] against `labels`
+    /// [batch], the mean over real examples (`example_mask` [batch]): [1].
+    CrossEntropy {
+        logits: ValueId,
+        labels: ValueId,
+        example_mask: ValueId,
+    },
+    /// The gradient of [`Op::CrossEntropy`] with respect to its logits:
+    /// mask (softmax - one-hot) / real examples, [batch, labels].
+    CrossEntropyBackward {
+        logits: ValueId,
+        labels: ValueId,
+        example_mask: ValueId,
+    },
+    /// `dy` [m, n] times the MatMul's `weight` [n, k]: the gradient of its x, [m, k].
+    MatMulBackwardX { dy: ValueId, weight: ValueId },
+    /// `dy` [m, n] transposed times the MatMul's `x` [m, k]: the gradient of
+    /// its weight, [n, k].
+    MatMulBackwardWeight { dy: ValueId, x: ValueId },
+    /// Column sums of `dy` [m, n]: the gradient of a bias, and of LayerNorm's beta, [n].
+    ColumnSum { dy: ValueId },
+    /// The GELU's gradient from its input `x`: [same as x].
+    GeluBackward { x: ValueId, dy: ValueId },
+    /// tanh's gradient from its output `y`: dy (1 - y²).
+    TanhBackward { y: ValueId, dy: ValueId },
+    /// What LayerNorm's backward reads: each row's mean and 1 / std of `x`
+    /// [m, n], as [m, 2].
+    LayerNormStatistics { x: ValueId, eps: f32 },
+    /// LayerNorm's gradient of `x` from `dy`, `x`, the saved `statistics` and `gamma`.
+    LayerNormBackwardX {
+        dy: ValueId,
+        x: ValueId,
+        statistics: ValueId,
+        gamma: ValueId,
+    },
+    /// LayerNorm's gradient of gamma: column sums of dy x̂, [n].
+    LayerNormBackwardGamma {
+        dy: ValueId,
+        x: ValueId,
+        statistics: ValueId,
+    },
+    /// The masked softmax's gradient of its scores from its output `probs`.
+    MaskedSoftmaxBackward { probs: ValueId, dy: ValueId },
+    /// The gradient of AttentionScores' query (`key` the other operand) or,
+    /// with `of_key`, of its key (`other` then the query).
+    AttentionScoresBackward {
+        dy: ValueId,
+        other: ValueId,
+        heads: usize,
+        of_key: bool,
+    },
+    /// The gradient of AttentionContext's probabilities, from `value`.
+    AttentionContextBackwardProbs {
+        dy: ValueId,
+        value: ValueId,
+        heads: usize,
+    },
+    /// The gradient of AttentionContext's value, from `probs`.
+    AttentionContextBackwardValue {
+        dy: ValueId,
+        probs: ValueId,
+        heads: usize,
+    },
+    /// The gradient of a Gather's table [rows, width]: the rows of `dy` summed
+    /// by id, in token order (deterministic); untouched rows are zero.
+    GatherBackward {
+        dy: ValueId,
+        ids: ValueId,
+        rows: usize,
+    },
+    /// FirstToken's gradient: `dy` [batch, width] into row 0 of each sequence,
+    /// [batch * seq, width].
+    FirstTokenBackward { dy: ValueId },
+    /// MeanPool's gradient: `dy` [batch, width] spread over each sequence's
+    /// real tokens, [batch * seq, width].
+    MeanPoolBackward { dy: ValueId, mask: ValueId },
 }
 
 impl Op {
@@ -167,8 +279,12 @@ impl Op {
     /// ids are u32, everything else f32.
     pub fn operand_dtypes(&self) -> Vec<DType> {
         let mut dtypes = vec![DType::F32; self.operands().len()];
-        if let Op::Gather { .. } | Op::Embeddings { .. } = self {
-            dtypes[1] = DType::U32;
+        match self {
+            Op::Gather { .. } | Op::Embeddings { .. } | Op::CrossEntropy { .. } => {
+                dtypes[1] = DType::U32
+            }
+            Op::CrossEntropyBackward { .. } | Op::GatherBackward { .. } => dtypes[1] = DType::U32,
+            _ => {}
         }
         dtypes
     }
@@ -240,6 +356,35 @@ impl Op {
                 out_weight,
                 out_bias,
             } => vec![x, dense_weight, dense_bias, out_weight, out_bias],
+            Op::CrossEntropy {
+                logits,
+                labels,
+                example_mask,
+            }
+            | Op::CrossEntropyBackward {
+                logits,
+                labels,
+                example_mask,
+            } => vec![logits, labels, example_mask],
+            Op::MatMulBackwardX { dy, weight: b }
+            | Op::MatMulBackwardWeight { dy, x: b }
+            | Op::GeluBackward { x: b, dy }
+            | Op::TanhBackward { y: b, dy }
+            | Op::MaskedSoftmaxBackward { probs: b, dy }
+            | Op::AttentionScoresBackward { dy, other: b, .. }
+            | Op::AttentionContextBackwardProbs { dy, value: b, .. }
+            | Op::AttentionContextBackwardValue { dy, probs: b, .. }
+            | Op::GatherBackward { dy, ids: b, .. }
+            | Op::MeanPoolBackward { dy, mask: b } => vec![dy, b],
+            Op::ColumnSum { dy } | Op::FirstTokenBackward { dy } => vec![dy],
+            Op::LayerNormStatistics { x, .. } => vec![x],
+            Op::LayerNormBackwardX {
+                dy,
+                x,
+                statistics,
+                gamma,
+            } => vec![dy, x, statistics, gamma],
+            Op::LayerNormBackwardGamma { dy, x, statistics } => vec![dy, x, statistics],
         }
     }
 }
@@ -398,10 +543,10 @@ impl Graph {
         if let Some((id, _)) = existing {
             return id;
         }
-        let name = format!("{input:?}");
+        let shape = input.shape(self.batch, self.seq);
         self.push(
-            name,
-            vec![self.tokens()],
+            input.name().to_owned(),
+            shape,
             input.dtype(),
             Source::Input(input),
         )
@@ -445,7 +590,9 @@ impl Graph {
             }
             match &value.source {
                 Source::Input(input) => {
-                    if value.dtype != input.dtype() || value.shape != [self.tokens()] {
+                    if value.dtype != input.dtype()
+                        || value.shape != input.shape(self.batch, self.seq)
+                    {
                         return Err(fail(id, "input of the wrong dtype or shape".into()));
                     }
                 }
@@ -538,6 +685,21 @@ impl Graph {
             "graph builder bug at {name}: concat of {elements} elements as {shape:?}"
         );
         self.push(name.to_owned(), shape, dtype, Source::Concat(pieces))
+    }
+
+    /// Replaces the data of the weight of checkpoint name `name` (a training
+    /// step's new parameters, a finite-difference probe); false when the
+    /// graph has no such weight or the size differs.
+    pub fn set_weight(&mut self, name: &str, data: Arc<[f32]>) -> bool {
+        for value in &mut self.values {
+            if let Source::Weight(old) = &mut value.source {
+                if value.name == name && old.len() == data.len() {
+                    *old = data;
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     pub fn mark_output(&mut self, name: &str, id: ValueId) {
@@ -647,6 +809,53 @@ impl Graph {
                     return Err("head weights do not fit the hidden width");
                 }
                 vec![self.batch, labels]
+            }
+            Op::CrossEntropy { logits, labels, .. } => {
+                if rows_cols(logits)?.0 != self.value(labels).elements() {
+                    return Err("one label a row of logits");
+                }
+                vec![1]
+            }
+            Op::CrossEntropyBackward { logits, .. } => self.shape(logits).to_vec(),
+            Op::MatMulBackwardX { dy, weight } => {
+                let ((m, n), (n2, k)) = (rows_cols(dy)?, rows_cols(weight)?);
+                if n != n2 {
+                    return Err("dy and weight do not fit");
+                }
+                vec![m, k]
+            }
+            Op::MatMulBackwardWeight { dy, x } => {
+                let ((m, n), (m2, k)) = (rows_cols(dy)?, rows_cols(x)?);
+                if m != m2 {
+                    return Err("dy and x do not fit");
+                }
+                vec![n, k]
+            }
+            Op::ColumnSum { dy } => vec![rows_cols(dy)?.1],
+            Op::GeluBackward { x: a, dy }
+            | Op::TanhBackward { y: a, dy }
+            | Op::MaskedSoftmaxBackward { probs: a, dy } => {
+                if self.shape(a) != self.shape(dy) {
+                    return Err("operands differ in shape");
+                }
+                self.shape(a).to_vec()
+            }
+            Op::LayerNormStatistics { x, .. } => vec![rows_cols(x)?.0, 2],
+            Op::LayerNormBackwardX { dy, x, .. } => {
+                if self.shape(dy) != self.shape(x) {
+                    return Err("dy and x differ in shape");
+                }
+                self.shape(x).to_vec()
+            }
+            Op::LayerNormBackwardGamma { x, .. } => vec![rows_cols(x)?.1],
+            Op::AttentionScoresBackward { other, .. } => self.shape(other).to_vec(),
+            Op::AttentionContextBackwardProbs { heads, .. } => {
+                vec![self.batch, heads, self.seq, self.seq]
+            }
+            Op::AttentionContextBackwardValue { dy, .. } => self.shape(dy).to_vec(),
+            Op::GatherBackward { dy, rows, .. } => vec![rows, rows_cols(dy)?.1],
+            Op::FirstTokenBackward { dy } | Op::MeanPoolBackward { dy, .. } => {
+                vec![self.tokens(), rows_cols(dy)?.1]
             }
         })
     }

@@ -59,7 +59,14 @@ fn per_row_thread(rows: usize) -> ([u32; 3], Vec<(&'static str, String)>) {
     (workgroups, constants)
 }
 
-pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64) -> KernelInstance {
+/// The kernel that computes `op`, or None for an op with no kernel yet (the
+/// training ops run on the CPU reference only, for now).
+pub fn instance(
+    graph: &Graph,
+    output: ValueId,
+    op: &Op,
+    max_binding_bytes: u64,
+) -> Option<KernelInstance> {
     let shape = |id: ValueId| graph.value(id).shape.clone();
     let count = graph.value(output).elements();
     let (batch, seq) = (graph.batch, graph.seq);
@@ -301,14 +308,15 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
                 workgroups,
             )
         }
+        _ => return None,
     };
     constants.sort_by_key(|(name, _)| *name);
-    KernelInstance {
+    Some(KernelInstance {
         template,
         constants,
         reads,
         workgroups,
-    }
+    })
 }
 
 type Parts = (

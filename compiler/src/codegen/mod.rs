@@ -15,7 +15,7 @@ use xltc_runtime::program::{
 };
 use xltc_runtime::Program;
 
-use crate::ir::{Graph, Input, Op, Source, ValueId};
+use crate::ir::{Graph, Op, Source, ValueId};
 
 pub use templates::Template;
 pub use validate::validate_wgsl;
@@ -34,6 +34,8 @@ pub enum CodegenError {
         bytes: u64,
         limit: u64,
     },
+    #[error("{value}: no GPU kernel computes this op yet (it runs on the CPU reference)")]
+    NoKernel { value: String },
 }
 
 /// WebGPU's default maxStorageBufferBindingSize: what every browser allows.
@@ -65,15 +67,6 @@ impl Compiled {
     }
 }
 
-pub fn input_name(input: Input) -> &'static str {
-    match input {
-        Input::InputIds => "input_ids",
-        Input::TokenTypeIds => "token_type_ids",
-        Input::PositionIds => "position_ids",
-        Input::AttentionMask => "attention_mask",
-    }
-}
-
 pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, CodegenError> {
     let mut program = Program {
         batch: graph.batch,
@@ -87,7 +80,11 @@ pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, Codege
         let Source::Op(op) = &value.source else {
             continue;
         };
-        let instance = kernels::instance(graph, id, op, options.max_binding_bytes);
+        let Some(instance) = kernels::instance(graph, id, op, options.max_binding_bytes) else {
+            return Err(CodegenError::NoKernel {
+                value: value.name.clone(),
+            });
+        };
         let wgsl = instance.template.specialise(&instance.constants);
         let next = program.kernels.len();
         let kernel = *kernel_ids.entry(wgsl.clone()).or_insert(next);
@@ -188,7 +185,7 @@ fn allocate_buffers(
             }
             Source::Input(_) => {
                 let names = pieces.iter().map(|&p| match graph.value(p).source {
-                    Source::Input(input) => input_name(input).to_owned(),
+                    Source::Input(input) => input.name().to_owned(),
                     _ => unreachable!("concat of inputs and others"),
                 });
                 let role = BufferRole::Input(names.collect());
@@ -287,7 +284,7 @@ fn id_bounds(graph: &Graph) -> Vec<IdBound> {
     let mut bound = |ids: ValueId, table: &str, rows: usize| {
         if let Source::Input(input) = graph.value(ids).source {
             bounds.push(IdBound {
-                input: input_name(input).to_owned(),
+                input: input.name().to_owned(),
                 table: table.to_owned(),
                 rows: rows as u32,
             });

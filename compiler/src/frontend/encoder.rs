@@ -102,8 +102,16 @@ pub fn encoder_tensors(config: &ModelConfig, prefix: &str) -> Vec<TensorSpec> {
 }
 
 /// Builds the encoder and returns its last hidden state [batch * seq, hidden].
-pub fn encoder_forward(g: &mut Graph, w: &Weights, config: &ModelConfig) -> ValueId {
-    let mut x = embeddings_forward(g, w, config);
+/// With `perturbable`, the input `word_embedding_delta` is added to the
+/// gathered word embeddings (the training graph's hook for adversarial
+/// perturbations, and the value whose gradient they read).
+pub fn encoder_forward(
+    g: &mut Graph,
+    w: &Weights,
+    config: &ModelConfig,
+    perturbable: bool,
+) -> ValueId {
+    let mut x = embeddings_forward(g, w, config, perturbable);
     let mask = g.input(Input::AttentionMask);
     for layer in 0..config.layers {
         x = layer_forward(g, w, config, x, mask, &format!("encoder.layer.{layer}"));
@@ -111,13 +119,26 @@ pub fn encoder_forward(g: &mut Graph, w: &Weights, config: &ModelConfig) -> Valu
     x
 }
 
-fn embeddings_forward(g: &mut Graph, w: &Weights, config: &ModelConfig) -> ValueId {
+fn embeddings_forward(
+    g: &mut Graph,
+    w: &Weights,
+    config: &ModelConfig,
+    perturbable: bool,
+) -> ValueId {
     let lookup = |g: &mut Graph, input: Input, name: &str| {
         let ids = g.input(input);
         let table = w.get(g, &format!("embeddings.{name}.weight"));
         g.op(format!("embeddings.{name}"), Op::Gather { table, ids })
     };
-    let words = lookup(g, Input::InputIds, "word_embeddings");
+    let mut words = lookup(g, Input::InputIds, "word_embeddings");
+    if perturbable {
+        let width = config.hidden;
+        let delta = g.input(Input::WordEmbeddingDelta { width });
+        words = g.op(
+            "embeddings.word_embeddings.perturbed",
+            Op::Add { a: words, b: delta },
+        );
+    }
     let types = lookup(g, Input::TokenTypeIds, "token_type_embeddings");
     let positions = lookup(g, Input::PositionIds, "position_embeddings");
     // Hugging Face's order: (words + token types) + positions.

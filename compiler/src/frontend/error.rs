@@ -61,4 +61,9 @@ pub enum FrontendError {
         count: usize,
         architecture: String,
     },
+    #[error(
+        "{model}: has no classification head, so there is no loss to train; \
+         a head is added by training from an encoder (not yet supported)"
+    )]
+    NotAClassifier { model: PathBuf },
 }

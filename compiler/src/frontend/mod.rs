@@ -176,25 +176,59 @@ impl Model {
         }
     }
 
-    /// The forward graph for `batch` sequences of `seq` tokens.
-    pub fn graph(&self, batch: usize, seq: usize) -> Graph {
+    /// The training graph's forward for `batch` sequences of `seq` tokens
+    /// of a sequence classifier: the encoder with `word_embedding_delta`
+    /// added to the word embeddings, the head's logits, and the loss (softmax
+    /// cross-entropy, the mean over real examples). Dropout is off: the
+    /// graph computes what transformers computes in eval mode.
+    /// `passes::autodiff` adds the backward.
+    pub fn training_graph(&self, batch: usize, seq: usize) -> Result<Graph, FrontendError> {
+        if self.output != ModelOutput::Classification {
+            return Err(FrontendError::NotAClassifier {
+                model: self.origin.clone(),
+            });
+        }
         let mut g = Graph::new(batch, seq);
+        let hidden = self.encoder(&mut g, true);
+        let logits = self.classifier(&mut g, hidden);
+        let labels = g.input(Input::Labels);
+        let example_mask = g.input(Input::ExampleMask);
+        let loss = g.op(
+            "loss",
+            Op::CrossEntropy {
+                logits,
+                labels,
+                example_mask,
+            },
+        );
+        g.mark_output("loss", loss);
+        g.mark_output("logits", logits);
+        Ok(g)
+    }
+
+    fn encoder(&self, g: &mut Graph, perturbable: bool) -> crate::ir::ValueId {
         let weights = encoder::Weights {
             checkpoint: &self.checkpoint,
             prefix: &self.prefix,
         };
-        let hidden = encoder::encoder_forward(&mut g, &weights, &self.config);
+        encoder::encoder_forward(g, &weights, &self.config, perturbable)
+    }
+
+    fn classifier(&self, g: &mut Graph, hidden: crate::ir::ValueId) -> crate::ir::ValueId {
+        match self.config.family {
+            Family::Bert => bert::classifier_forward(g, &self.checkpoint, &self.prefix, hidden),
+            Family::Roberta => xlm_roberta::classifier_forward(g, &self.checkpoint, hidden),
+        }
+    }
+
+    /// The forward graph for `batch` sequences of `seq` tokens.
+    pub fn graph(&self, batch: usize, seq: usize) -> Graph {
+        let mut g = Graph::new(batch, seq);
+        let hidden = self.encoder(&mut g, false);
         g.mark_output("last_hidden_state", hidden);
         match self.output {
             ModelOutput::Classification => {
-                let logits = match self.config.family {
-                    Family::Bert => {
-                        bert::classifier_forward(&mut g, &self.checkpoint, &self.prefix, hidden)
-                    }
-                    Family::Roberta => {
-                        xlm_roberta::classifier_forward(&mut g, &self.checkpoint, hidden)
-                    }
-                };
+                let logits = self.classifier(&mut g, hidden);
                 let probs = g.op("probabilities", Op::Softmax { x: logits });
                 g.mark_output("logits", logits);
                 g.mark_output("probabilities", probs);

@@ -1,6 +1,7 @@
 //! Graph passes, one file a pass, each a function from a graph to a graph.
 //! `fuse` runs the fusions `xltc compile` applies unless asked not to.
 
+mod autodiff;
 mod fuse_attention;
 mod fuse_embeddings;
 mod fuse_head;
@@ -9,6 +10,7 @@ mod fuse_linear_norm;
 mod fuse_qkv;
 mod rewrite;
 
+pub use autodiff::{autodiff, gradient_name, AutodiffError, WORD_EMBEDDING_GRADIENT};
 pub use fuse_attention::fuse_attention;
 pub use fuse_embeddings::fuse_embeddings;
 pub use fuse_head::fuse_head;

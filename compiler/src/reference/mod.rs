@@ -22,19 +22,30 @@ use xltc_runtime::ModelInputs;
 
 use crate::ir::{Graph, Input, Op, Source, ValueId};
 
-/// A dense row-major f32 tensor.
+/// A dense row-major tensor (f32 unless asked otherwise).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Tensor {
+pub struct Tensor<T = f32> {
     pub shape: Vec<usize>,
-    pub data: Vec<f32>,
+    pub data: Vec<T>,
 }
 
-impl Tensor {
+impl<T> Tensor<T> {
     /// Row `i` of a tensor seen as [shape[0], rest].
-    pub fn row(&self, i: usize) -> &[f32] {
+    pub fn row(&self, i: usize) -> &[T] {
         let width = self.data.len() / self.shape[0].max(1);
         &self.data[i * width..(i + 1) * width]
     }
+}
+
+/// What a training graph reads besides the model inputs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainingInputs {
+    /// The gold label of each sequence.
+    pub labels: Vec<u32>,
+    /// 1.0 for a real example, 0.0 for a row that only pads the batch.
+    pub example_mask: Vec<f32>,
+    /// Added to the gathered word embeddings ([tokens, hidden]).
+    pub word_embedding_delta: Vec<f32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,18 +62,25 @@ pub enum ReferenceError {
          this model?"
     )]
     IndexOutOfRange { table: String, id: u32, rows: usize },
+    #[error("the graph reads {name} ({expected} values), which the caller gave {given} of")]
+    MissingInput {
+        name: &'static str,
+        expected: usize,
+        given: usize,
+    },
 }
 
-/// A value while the graph runs: weights and inputs are borrowed, not copied.
-enum Data<'a> {
-    F32(Cow<'a, [f32]>),
+/// A value while the graph runs: weights and inputs are borrowed where the
+/// element type allows, not copied.
+enum Data<'a, T: Real> {
+    F(Cow<'a, [T]>),
     U32(Cow<'a, [u32]>),
 }
 
-impl Data<'_> {
-    fn f32(&self) -> &[f32] {
+impl<T: Real> Data<'_, T> {
+    fn f(&self) -> &[T] {
         match self {
-            Data::F32(v) => v,
+            Data::F(v) => v,
             Data::U32(_) => unreachable!("graph builder gave an id input to a float operand"),
         }
     }
@@ -70,16 +88,26 @@ impl Data<'_> {
     fn u32(&self) -> &[u32] {
         match self {
             Data::U32(v) => v,
-            Data::F32(_) => unreachable!("graph builder gave a float value as ids"),
+            Data::F(_) => unreachable!("graph builder gave a float value as ids"),
         }
     }
 }
 
-/// Runs `graph` on `inputs` and returns its named outputs.
+/// Runs `graph` on `inputs` in f32 and returns its named outputs.
 pub fn run(
     graph: &Graph,
     inputs: &ModelInputs,
 ) -> Result<BTreeMap<String, Tensor>, ReferenceError> {
+    run_in::<f32>(graph, inputs, &TrainingInputs::default())
+}
+
+/// Runs `graph` in `T` (f32, or f64 for finite-difference checks) on the
+/// model and training inputs and returns its named outputs.
+pub fn run_in<T: Real>(
+    graph: &Graph,
+    inputs: &ModelInputs,
+    training: &TrainingInputs,
+) -> Result<BTreeMap<String, Tensor<T>>, ReferenceError> {
     if (inputs.batch, inputs.seq) != (graph.batch, graph.seq) {
         return Err(ReferenceError::InputShape {
             batch: inputs.batch,
@@ -89,17 +117,17 @@ pub fn run(
         });
     }
     let last_use = graph.last_uses();
-    let mut slots: Vec<Option<Data>> = Vec::new();
+    let mut slots: Vec<Option<Data<T>>> = Vec::new();
     for (id, value) in graph.values() {
         let data = match &value.source {
-            Source::Input(input) => input_data(inputs, *input),
-            Source::Weight(w) => Data::F32(Cow::Borrowed(w)),
+            Source::Input(input) => input_data(inputs, training, *input, value.elements())?,
+            Source::Weight(w) => Data::F(T::from_f32_slice(w)),
             Source::Concat(pieces) => concat(
                 pieces
                     .iter()
                     .map(|p| slots[p.index()].as_ref().expect("piece computed and alive")),
             ),
-            Source::Op(op) => Data::F32(Cow::Owned(execute(graph, op, &slots)?)),
+            Source::Op(op) => Data::F(Cow::Owned(execute(graph, op, &slots)?)),
         };
         slots.push(Some(data));
         for operand in value.source.operands() {
@@ -112,7 +140,7 @@ pub fn run(
         let data = slots[id.index()]
             .as_ref()
             .expect("outputs are kept")
-            .f32()
+            .f()
             .to_vec();
         let shape = graph.value(*id).shape.clone();
         (name.clone(), Tensor { shape, data })
@@ -120,21 +148,43 @@ pub fn run(
     Ok(outputs.collect())
 }
 
-fn input_data(inputs: &ModelInputs, input: Input) -> Data<'_> {
-    match input {
-        Input::InputIds => Data::U32(Cow::Borrowed(&inputs.input_ids)),
-        Input::TokenTypeIds => Data::U32(Cow::Borrowed(&inputs.token_type_ids)),
-        Input::PositionIds => Data::U32(Cow::Borrowed(&inputs.position_ids)),
-        Input::AttentionMask => Data::F32(Cow::Borrowed(&inputs.attention_mask)),
+fn input_data<'a, T: Real>(
+    inputs: &'a ModelInputs,
+    training: &'a TrainingInputs,
+    input: Input,
+    expected: usize,
+) -> Result<Data<'a, T>, ReferenceError> {
+    let data = match input {
+        Input::InputIds => Data::U32(Cow::Borrowed(&inputs.input_ids[..])),
+        Input::TokenTypeIds => Data::U32(Cow::Borrowed(&inputs.token_type_ids[..])),
+        Input::PositionIds => Data::U32(Cow::Borrowed(&inputs.position_ids[..])),
+        Input::AttentionMask => Data::F(T::from_f32_slice(&inputs.attention_mask)),
+        Input::Labels => Data::U32(Cow::Borrowed(&training.labels[..])),
+        Input::ExampleMask => Data::F(T::from_f32_slice(&training.example_mask)),
+        Input::WordEmbeddingDelta { .. } => {
+            Data::F(T::from_f32_slice(&training.word_embedding_delta))
+        }
+    };
+    let given = match &data {
+        Data::F(v) => v.len(),
+        Data::U32(v) => v.len(),
+    };
+    if given != expected {
+        return Err(ReferenceError::MissingInput {
+            name: input.name(),
+            expected,
+            given,
+        });
     }
+    Ok(data)
 }
 
 /// Pieces of one kind laid end to end.
-fn concat<'a, 'b: 'a>(pieces: impl Iterator<Item = &'a Data<'b>>) -> Data<'b> {
-    let pieces: Vec<&Data> = pieces.collect();
+fn concat<'a, 'b: 'a, T: Real>(pieces: impl Iterator<Item = &'a Data<'b, T>>) -> Data<'b, T> {
+    let pieces: Vec<&Data<T>> = pieces.collect();
     match pieces[0] {
-        Data::F32(_) => Data::F32(Cow::Owned(
-            pieces.iter().flat_map(|p| p.f32()).copied().collect(),
+        Data::F(_) => Data::F(Cow::Owned(
+            pieces.iter().flat_map(|p| p.f()).copied().collect(),
         )),
         Data::U32(_) => Data::U32(Cow::Owned(
             pieces.iter().flat_map(|p| p.u32()).copied().collect(),
@@ -142,7 +192,11 @@ fn concat<'a, 'b: 'a>(pieces: impl Iterator<Item = &'a Data<'b>>) -> Data<'b> {
     }
 }
 
-fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, ReferenceError> {
+fn execute<T: Real>(
+    graph: &Graph,
+    op: &Op,
+    slots: &[Option<Data<T>>],
+) -> Result<Vec<T>, ReferenceError> {
     let get = |id: ValueId| {
         slots[id.index()]
             .as_ref()
@@ -153,25 +207,25 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
     Ok(match *op {
         Op::Gather { table, ids } => {
             let name = &graph.value(table).name;
-            gather_forward(get(table).f32(), width(table), get(ids).u32(), name)?
+            gather_forward(get(table).f(), width(table), get(ids).u32(), name)?
         }
-        Op::Add { a, b } => add_forward(get(a).f32(), get(b).f32()),
-        Op::MatMul { x, weight } => matmul_forward(get(x).f32(), get(weight).f32(), width(x)),
-        Op::AddBias { x, bias } => add_bias_forward(get(x).f32(), get(bias).f32()),
-        Op::Gelu { x } => gelu_forward(get(x).f32()),
-        Op::Tanh { x } => tanh_forward(get(x).f32()),
+        Op::Add { a, b } => add_forward(get(a).f(), get(b).f()),
+        Op::MatMul { x, weight } => matmul_forward(get(x).f(), get(weight).f(), width(x)),
+        Op::AddBias { x, bias } => add_bias_forward(get(x).f(), get(bias).f()),
+        Op::Gelu { x } => gelu_forward(get(x).f()),
+        Op::Tanh { x } => tanh_forward(get(x).f()),
         Op::LayerNorm {
             x,
             gamma,
             beta,
             eps,
-        } => layer_norm_forward(get(x).f32(), get(gamma).f32(), get(beta).f32(), eps),
+        } => layer_norm_forward(get(x).f(), get(gamma).f(), get(beta).f(), eps),
         Op::AttentionScores { query, key, heads } => {
             let shape = AttentionShape::new(batch, seq, heads, width(query));
-            attention_scores_forward(get(query).f32(), get(key).f32(), shape)
+            attention_scores_forward(get(query).f(), get(key).f(), shape)
         }
         Op::MaskedSoftmax { scores, mask } => {
-            masked_softmax_forward(get(scores).f32(), get(mask).f32(), seq)
+            masked_softmax_forward(get(scores).f(), get(mask).f(), seq)
         }
         Op::AttentionContext {
             probs,
@@ -179,24 +233,18 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             heads,
         } => {
             let shape = AttentionShape::new(batch, seq, heads, width(value));
-            attention_context_forward(get(probs).f32(), get(value).f32(), shape)
+            attention_context_forward(get(probs).f(), get(value).f(), shape)
         }
-        Op::FirstToken { x } => first_token_forward(get(x).f32(), seq, width(x)),
-        Op::MeanPool { x, mask } => mean_pool_forward(get(x).f32(), get(mask).f32(), seq),
-        Op::L2Normalize { x } => l2_normalize_forward(get(x).f32(), width(x)),
-        Op::Softmax { x } => softmax_forward(get(x).f32(), width(x)),
+        Op::FirstToken { x } => first_token_forward(get(x).f(), seq, width(x)),
+        Op::MeanPool { x, mask } => mean_pool_forward(get(x).f(), get(mask).f(), seq),
+        Op::L2Normalize { x } => l2_normalize_forward(get(x).f(), width(x)),
+        Op::Softmax { x } => softmax_forward(get(x).f(), width(x)),
         Op::Linear {
             x,
             weight,
             bias,
             gelu,
-        } => linear_forward(
-            get(x).f32(),
-            get(weight).f32(),
-            get(bias).f32(),
-            width(x),
-            gelu,
-        ),
+        } => linear_forward(get(x).f(), get(weight).f(), get(bias).f(), width(x), gelu),
         Op::Attention {
             query,
             key,
@@ -205,16 +253,16 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             heads,
             packed,
         } => {
-            let m = get(mask).f32();
+            let m = get(mask).f();
             if packed {
                 let shape = AttentionShape::new(batch, seq, heads, width(query) / 3);
-                let [q, k, v] = split_columns(get(query).f32(), width(query), 3)
+                let [q, k, v] = split_columns(get(query).f(), width(query), 3)
                     .try_into()
                     .expect("three parts");
                 attention_forward(&q, &k, &v, m, shape)
             } else {
                 let shape = AttentionShape::new(batch, seq, heads, width(query));
-                let (q, k, v) = (get(query).f32(), get(key).f32(), get(value).f32());
+                let (q, k, v) = (get(query).f(), get(key).f(), get(value).f());
                 attention_forward(q, k, v, m, shape)
             }
         }
@@ -228,7 +276,7 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             let rows = graph.value(table).shape[0];
             let positions = Op::position_rows(rows, words, types);
             let names = [0, 1, 2].map(|kind| piece_name(graph, table, kind));
-            let (t, ids) = (get(table).f32(), get(ids).u32());
+            let (t, ids) = (get(table).f(), get(ids).u32());
             embeddings_forward(t, width(table), ids, [words, types, positions], names, eps)?
         }
         Op::LinearNorm {
@@ -240,8 +288,8 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             beta,
             eps,
         } => {
-            let (x, w, b) = (get(x).f32(), get(weight).f32(), get(bias).f32());
-            let (r, g, bt) = (get(residual).f32(), get(gamma).f32(), get(beta).f32());
+            let (x, w, b) = (get(x).f(), get(weight).f(), get(bias).f());
+            let (r, g, bt) = (get(residual).f(), get(gamma).f(), get(beta).f());
             linear_norm_forward(x, w, b, r, g, bt, eps)
         }
         Op::Head {
@@ -251,11 +299,105 @@ fn execute(graph: &Graph, op: &Op, slots: &[Option<Data>]) -> Result<Vec<f32>, R
             out_weight,
             out_bias,
         } => {
-            let (dw, db) = (get(dense_weight).f32(), get(dense_bias).f32());
-            let (ow, ob) = (get(out_weight).f32(), get(out_bias).f32());
-            head_forward(get(x).f32(), seq, dw, db, ow, ob)
+            let (dw, db) = (get(dense_weight).f(), get(dense_bias).f());
+            let (ow, ob) = (get(out_weight).f(), get(out_bias).f());
+            head_forward(get(x).f(), seq, dw, db, ow, ob)
         }
+        Op::CrossEntropy {
+            logits,
+            labels,
+            example_mask,
+        } => {
+            let (l, y, m) = (get(logits).f(), get(labels).u32(), get(example_mask).f());
+            vec![softmax_cross_entropy(l, y, m).0]
+        }
+        Op::CrossEntropyBackward {
+            logits,
+            labels,
+            example_mask,
+        } => {
+            let (l, y, m) = (get(logits).f(), get(labels).u32(), get(example_mask).f());
+            softmax_cross_entropy(l, y, m).1
+        }
+        Op::MatMulBackwardX { dy, weight } => {
+            let (n, k) = (width(dy), width(weight));
+            let x_shape = vec![T::default(); get(dy).f().len() / n * k];
+            matmul_backward(get(dy).f(), &x_shape, get(weight).f(), k).0
+        }
+        Op::MatMulBackwardWeight { dy, x } => {
+            let (n, k) = (width(dy), width(x));
+            let w_shape = vec![T::default(); n * k];
+            matmul_backward(get(dy).f(), get(x).f(), &w_shape, k).1
+        }
+        Op::ColumnSum { dy } => add_bias_backward(get(dy).f(), width(dy)),
+        Op::GeluBackward { x, dy } => gelu_backward(get(x).f(), get(dy).f()),
+        Op::TanhBackward { y, dy } => tanh_backward(get(y).f(), get(dy).f()),
+        Op::LayerNormStatistics { x, eps } => {
+            let (mean, rstd) = layer_norm_statistics(get(x).f(), width(x), eps);
+            mean.into_iter()
+                .zip(rstd)
+                .flat_map(|(m, r)| [m, r])
+                .collect()
+        }
+        Op::LayerNormBackwardX {
+            dy,
+            x,
+            statistics,
+            gamma,
+        } => {
+            let (mean, rstd) = unzip_statistics(get(statistics).f());
+            layer_norm_backward(get(dy).f(), get(x).f(), &mean, &rstd, get(gamma).f()).0
+        }
+        Op::LayerNormBackwardGamma { dy, x, statistics } => {
+            let (mean, rstd) = unzip_statistics(get(statistics).f());
+            let ones = vec![T::from_f64(1.0); width(x)];
+            layer_norm_backward(get(dy).f(), get(x).f(), &mean, &rstd, &ones).1
+        }
+        Op::MaskedSoftmaxBackward { probs, dy } => {
+            masked_softmax_backward(get(probs).f(), get(dy).f(), seq)
+        }
+        Op::AttentionScoresBackward {
+            dy,
+            other,
+            heads,
+            of_key,
+        } => {
+            let shape = AttentionShape::new(batch, seq, heads, width(other));
+            let zeros = vec![T::default(); get(other).f().len()];
+            let (dy, other) = (get(dy).f(), get(other).f());
+            if of_key {
+                attention_scores_backward(dy, other, &zeros, shape).1
+            } else {
+                attention_scores_backward(dy, &zeros, other, shape).0
+            }
+        }
+        Op::AttentionContextBackwardProbs { dy, value, heads } => {
+            let shape = AttentionShape::new(batch, seq, heads, width(value));
+            let probs = vec![T::default(); batch * heads * seq * seq];
+            attention_context_backward(get(dy).f(), &probs, get(value).f(), shape).0
+        }
+        Op::AttentionContextBackwardValue { dy, probs, heads } => {
+            let shape = AttentionShape::new(batch, seq, heads, width(dy));
+            let value = vec![T::default(); get(dy).f().len()];
+            attention_context_backward(get(dy).f(), get(probs).f(), &value, shape).1
+        }
+        Op::GatherBackward { dy, ids, rows } => {
+            let w = width(dy);
+            let (touched, sums) = gather_backward(get(dy).f(), get(ids).u32(), w);
+            let mut dense = vec![T::default(); rows * w];
+            for (row, sum) in touched.iter().zip(sums.chunks_exact(w)) {
+                dense[*row as usize * w..][..w].copy_from_slice(sum);
+            }
+            dense
+        }
+        Op::FirstTokenBackward { dy } => first_token_backward(get(dy).f(), seq, width(dy)),
+        Op::MeanPoolBackward { dy, mask } => mean_pool_backward(get(dy).f(), get(mask).f(), seq),
     })
+}
+
+/// The [rows, 2] statistics LayerNormStatistics saves, as means and 1 / stds.
+fn unzip_statistics<T: Real>(statistics: &[T]) -> (Vec<T>, Vec<T>) {
+    statistics.chunks_exact(2).map(|p| (p[0], p[1])).unzip()
 }
 
 /// The name of piece `i` of `id` when it is a concatenation; its own name
@@ -268,7 +410,7 @@ fn piece_name(graph: &Graph, id: ValueId, i: usize) -> &str {
 }
 
 /// Rows of `width` cut into `parts` equal column blocks, each a matrix.
-fn split_columns(x: &[f32], width: usize, parts: usize) -> Vec<Vec<f32>> {
+fn split_columns<T: Real>(x: &[T], width: usize, parts: usize) -> Vec<Vec<T>> {
     let part = width / parts;
     (0..parts)
         .map(|p| {
