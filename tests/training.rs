@@ -1,0 +1,173 @@
+//! Training against PyTorch: the loss, every parameter's gradient and the
+//! gradient with respect to the word embeddings of the tiny BERT and XLM-R
+//! classifiers, on a batch of six multilingual pairs with a perturbation on
+//! the word embeddings, from the autodiff pass run by the CPU reference in
+//! f64 and in f32, against transformers' own model classes in float64
+//! (tests/fixtures/training, made by tests/golden/make_training_reference.py).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use safetensors::{Dtype, SafeTensors};
+use xltc::frontend::Model;
+use xltc::passes::{autodiff, gradient_name, WORD_EMBEDDING_GRADIENT};
+use xltc::reference::{run_in, Real, Tensor, TrainingInputs};
+use xltc_runtime::{Encoding, ModelInputs};
+
+use common::{fixtures, model_dir};
+
+/// The fixture's tensors, every dtype read as f64.
+fn read_fixture(name: &str) -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
+    let path = fixtures()
+        .join("training")
+        .join(format!("{name}.safetensors"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let data: Vec<f64> = match v.dtype() {
+                Dtype::F64 => v
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+                Dtype::F32 => v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                    .collect(),
+                Dtype::I64 => v
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+                    .collect(),
+                other => panic!("{n}: unexpected dtype {other:?}"),
+            };
+            (n, (v.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+/// The fixture's batch as xltc's inputs: each row's real tokens padded as
+/// the runtime pads them (positions from the model's scheme).
+fn inputs(
+    model: &Model,
+    f: &BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+) -> (ModelInputs, TrainingInputs) {
+    let (shape, ids) = &f["input_ids"];
+    let (batch, seq) = (shape[0], shape[1]);
+    let (types, mask) = (&f["token_type_ids"].1, &f["attention_mask"].1);
+    let encodings: Vec<Encoding> = (0..batch)
+        .map(|b| {
+            let row = b * seq..(b + 1) * seq;
+            let len = mask[row.clone()].iter().filter(|&&m| m > 0.0).count();
+            Encoding {
+                ids: ids[row.clone()][..len].iter().map(|&v| v as u32).collect(),
+                type_ids: types[row][..len].iter().map(|&v| v as u32).collect(),
+            }
+        })
+        .collect();
+    let inputs = ModelInputs::pad(
+        &encodings,
+        seq,
+        model.config.pad_token_id,
+        model.position_scheme(),
+    );
+    assert_eq!(inputs.seq, seq);
+    let training = TrainingInputs {
+        labels: f["labels"].1.iter().map(|&v| v as u32).collect(),
+        example_mask: vec![1.0; batch],
+        word_embedding_delta: f["word_embedding_delta"]
+            .1
+            .iter()
+            .map(|&v| v as f32)
+            .collect(),
+    };
+    (inputs, training)
+}
+
+/// max |ours - theirs| / max |theirs|, the scale at least `floor` (a
+/// thousandth of the largest gradient of the model: gradients that are zero
+/// in exact arithmetic, as the key biases' are, since softmax ignores a
+/// constant added to a row of scores, hold only rounding noise).
+fn relative_error<T: Real>(ours: &[T], theirs: &[f64], floor: f64) -> f64 {
+    assert_eq!(ours.len(), theirs.len());
+    let scale = theirs.iter().fold(floor, |m, v| m.max(v.abs()));
+    let worst = ours
+        .iter()
+        .zip(theirs)
+        .fold(0.0f64, |m, (a, b)| m.max((a.to_f64() - b).abs()));
+    worst / scale
+}
+
+fn check<T: Real>(
+    name: &str,
+    out: &BTreeMap<String, Tensor<T>>,
+    f: &BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+    tolerance: f64,
+) -> f64 {
+    let loss = out["loss"].data[0].to_f64();
+    let expected = f["loss"].1[0];
+    assert!(
+        (loss - expected).abs() / expected < tolerance,
+        "{name}: loss {loss} vs {expected}"
+    );
+    let largest = f
+        .iter()
+        .filter(|(k, _)| k.starts_with("grad."))
+        .flat_map(|(_, (_, v))| v.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut worst = 0.0f64;
+    let mut compared = 0;
+    for (key, (_, theirs)) in f.iter().filter(|(k, _)| k.starts_with("grad.")) {
+        let ours = if key == WORD_EMBEDDING_GRADIENT {
+            out.get(key)
+        } else {
+            out.get(&gradient_name(key.trim_start_matches("grad.")))
+        };
+        match ours {
+            Some(t) => {
+                let error = relative_error(&t.data, theirs, 1e-3 * largest);
+                assert!(
+                    error < tolerance,
+                    "{name} {key}: relative error {error:e}; ours {:?} theirs {:?}",
+                    &t.data[..3],
+                    &theirs[..3]
+                );
+                worst = worst.max(error);
+                compared += 1;
+            }
+            None => assert!(
+                theirs.iter().all(|&v| v == 0.0),
+                "{name}: no gradient for {key}"
+            ),
+        }
+    }
+    assert!(compared > 20, "{name}: only {compared} gradients compared");
+    worst
+}
+
+#[test]
+fn loss_and_every_gradient_equal_pytorchs() {
+    for name in ["tiny-bert", "tiny-xlmr"] {
+        let model = Model::load(&model_dir(name)).unwrap();
+        let f = read_fixture(name);
+        let (inputs, training) = inputs(&model, &f);
+        let graph = autodiff(&model.training_graph(inputs.batch, inputs.seq).unwrap()).unwrap();
+        let worst64 = check(
+            name,
+            &run_in::<f64>(&graph, &inputs, &training).unwrap(),
+            &f,
+            1e-9,
+        );
+        let worst32 = check(
+            name,
+            &run_in::<f32>(&graph, &inputs, &training).unwrap(),
+            &f,
+            1e-4,
+        );
+        eprintln!("{name}: largest relative gradient error against PyTorch: f64 {worst64:.1e}, f32 {worst32:.1e}");
+    }
+}
