@@ -171,3 +171,129 @@ fn loss_and_every_gradient_equal_pytorchs() {
         eprintln!("{name}: largest relative gradient error against PyTorch: f64 {worst64:.1e}, f32 {worst32:.1e}");
     }
 }
+
+/// The fixture's rows `rows` as a micro-batch, padded to the full batch's
+/// length as the fixture's slices are, with no perturbation.
+fn micro_batch(
+    inputs: &ModelInputs,
+    training: &TrainingInputs,
+    rows: std::ops::Range<usize>,
+    hidden: usize,
+) -> (ModelInputs, TrainingInputs) {
+    let seq = inputs.seq;
+    let tokens = rows.start * seq..rows.end * seq;
+    let micro = ModelInputs {
+        batch: rows.len(),
+        seq,
+        input_ids: inputs.input_ids[tokens.clone()].to_vec(),
+        token_type_ids: inputs.token_type_ids[tokens.clone()].to_vec(),
+        position_ids: inputs.position_ids[tokens.clone()].to_vec(),
+        attention_mask: inputs.attention_mask[tokens].to_vec(),
+    };
+    let micro_training = TrainingInputs {
+        labels: training.labels[rows.clone()].to_vec(),
+        example_mask: vec![1.0; rows.len()],
+        word_embedding_delta: vec![0.0; rows.len() * seq * hidden],
+    };
+    (micro, micro_training)
+}
+
+/// Three optimizer steps of the public recipe's loop (two micro-batches of
+/// three, each loss halved; clipping at norm 1; AdamW with weight decay 0.01
+/// except on biases and LayerNorm weights; lr 1e-3 decaying linearly over
+/// 10 steps) on the CPU reference, master weights and moments in f64 (the
+/// graph reads them rounded to f32), against PyTorch's: every step's loss
+/// and gradient norm, and every parameter after the third step.
+#[test]
+fn three_adamw_steps_with_accumulation_and_clipping_equal_pytorchs() {
+    use xltc::ir::Source;
+    use xltc::reference::{adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW};
+
+    for name in ["tiny-bert", "tiny-xlmr"] {
+        let model = Model::load(&model_dir(name)).unwrap();
+        let f = read_fixture(name);
+        let (inputs, training) = inputs(&model, &f);
+        let micro_rows = [0..3, 3..6];
+        let mut graph = autodiff(&model.training_graph(3, inputs.seq).unwrap()).unwrap();
+        let mut params: BTreeMap<String, Vec<f64>> = graph
+            .values()
+            .filter_map(|(_, v)| match &v.source {
+                Source::Weight(data) => {
+                    Some((v.name.clone(), data.iter().map(|&x| x as f64).collect()))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut moments: BTreeMap<String, (Vec<f64>, Vec<f64>)> = params
+            .iter()
+            .map(|(n, p)| (n.clone(), (vec![0.0; p.len()], vec![0.0; p.len()])))
+            .collect();
+        let settings = AdamW {
+            weight_decay: 0.01,
+            ..AdamW::default()
+        };
+        for step in 0..3 {
+            for (n, p) in &params {
+                let rounded: Vec<f32> = p.iter().map(|&x| x as f32).collect();
+                assert!(graph.set_weight(n, rounded.into()));
+            }
+            let mut grads: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            let mut loss = 0.0;
+            for rows in micro_rows.clone() {
+                let (micro, micro_training) =
+                    micro_batch(&inputs, &training, rows, model.config.hidden);
+                let out = run_in::<f64>(&graph, &micro, &micro_training).unwrap();
+                loss += out["loss"].data[0] / 2.0;
+                for n in params.keys() {
+                    let g = &out[&gradient_name(n)].data;
+                    let sum = grads.entry(n.clone()).or_insert_with(|| vec![0.0; g.len()]);
+                    for (s, v) in sum.iter_mut().zip(g) {
+                        *s += v / 2.0;
+                    }
+                }
+            }
+            let expected_loss = f["step_losses"].1[step];
+            assert!(
+                (loss - expected_loss).abs() / expected_loss < 1e-5,
+                "{name} step {step}: loss {loss} vs {expected_loss}"
+            );
+            let mut slices: Vec<&mut [f64]> = grads.values_mut().map(|g| &mut g[..]).collect();
+            let norm = clip_by_global_norm(&mut slices, 1.0);
+            let expected_norm = f["step_gradient_norms"].1[step];
+            assert!(
+                (norm - expected_norm).abs() / expected_norm < 1e-5,
+                "{name} step {step}: norm {norm} vs {expected_norm}"
+            );
+            let lr = 1e-3 * linear_schedule(step, 10, 0);
+            for (n, p) in params.iter_mut() {
+                let (m, v) = moments.get_mut(n).unwrap();
+                adamw_step(
+                    p,
+                    &grads[n],
+                    m,
+                    v,
+                    step as u32 + 1,
+                    lr,
+                    decays(n),
+                    &settings,
+                );
+            }
+        }
+        let mut worst = 0.0f64;
+        for (n, p) in &params {
+            let expected = &f[&format!("after.{n}")].1;
+            let scale = expected.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+            let error = p
+                .iter()
+                .zip(expected)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+                / scale;
+            assert!(
+                error < 1e-5,
+                "{name} {n}: relative error {error:e} after 3 steps"
+            );
+            worst = worst.max(error);
+        }
+        eprintln!("{name}: parameters after 3 AdamW steps within {worst:.1e} of PyTorch's");
+    }
+}

@@ -9,10 +9,12 @@
 
 mod backward;
 mod forward;
+mod optimizer;
 mod real;
 
 pub use backward::*;
 pub use forward::*;
+pub use optimizer::{adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW};
 pub use real::Real;
 
 use std::borrow::Cow;
