@@ -7,5 +7,7 @@ pub mod evaluate;
 pub mod frontend;
 pub mod ir;
 pub mod passes;
+pub mod plot;
 pub mod predict;
 pub mod reference;
+pub mod train;

@@ -34,6 +34,10 @@ enum Command {
     /// layout): accuracy per language and language pair, robustness to synonym
     /// substitution, agreement with English; writes a report with plots.
     Eval(EvalArgs),
+    /// Fine-tune a sequence-pair classifier on English pairs with the public
+    /// Robust-XLT / XTREME recipe (on the CPU reference for now): Hugging
+    /// Face checkpoints best/ and last/, log.jsonl and loss.svg in OUT.
+    Train(TrainArgs),
 }
 
 #[derive(Args)]
@@ -161,6 +165,57 @@ pub struct EvalArgs {
     pub baseline: Option<BaselineKind>,
 }
 
+#[derive(Args)]
+pub struct TrainArgs {
+    /// A Hugging Face model folder with a sequence-classification head.
+    pub model: PathBuf,
+    /// Training pairs: XTREME's three columns, or PAWS-X's header layout.
+    #[arg(long)]
+    pub train: PathBuf,
+    /// English development pairs, for model selection.
+    #[arg(long)]
+    pub dev: Option<PathBuf>,
+    /// The output folder: best/, last/, log.jsonl, loss.svg.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// The labels, in the head's order (default and for now: the model's own).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (the schedule spans them).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Sequences a forward and backward.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Micro-batches an optimizer step.
+    #[arg(long, default_value_t = 4)]
+    pub accum: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    /// Warm-up, in optimizer steps.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip gradients at this global norm.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Longest input, special tokens included; longer pairs are truncated
+    /// longest-first.
+    #[arg(long, default_value_t = 128)]
+    pub max_len: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// English dev accuracy every this many optimizer steps.
+    #[arg(long, default_value_t = 500)]
+    pub eval_every: usize,
+    /// Train on the CPU reference (the only path built so far).
+    #[arg(long)]
+    pub cpu: bool,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum PerturbKind {
     /// Words replaced by a uniform draw from themselves and their synonyms.
@@ -205,6 +260,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => cli::compile::compile(args),
         Command::Inspect(args) => cli::inspect::inspect(args),
         Command::Eval(args) => cli::eval::eval(args),
+        Command::Train(args) => cli::train::train(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,15 @@ pub struct LabelledPair {
     pub line: usize,
 }
 
+/// The class a label string names among `labels`: by name, else by number
+/// (PAWS-X's "0" and "1" for a model whose labels are LABEL_0, LABEL_1).
+pub fn label_index(labels: &[String], label: &str) -> Option<usize> {
+    labels
+        .iter()
+        .position(|l| l == label)
+        .or_else(|| label.parse::<usize>().ok().filter(|&i| i < labels.len()))
+}
+
 #[derive(Clone, Debug)]
 pub struct PairFile {
     pub path: PathBuf,

@@ -11,7 +11,8 @@ use serde_json::json;
 use xltc::evaluate::report::{markdown, Header};
 use xltc::evaluate::scorer::Scorer;
 use xltc::evaluate::suite::{Selection, Suite};
-use xltc::evaluate::{evaluate, plot, Evaluation, Perturbation};
+use xltc::evaluate::{evaluate, Evaluation, Perturbation};
+use xltc::plot;
 use xltc_runtime::SynonymSets;
 
 use super::progress::Progress;

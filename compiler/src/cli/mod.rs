@@ -5,6 +5,7 @@ pub mod eval;
 pub mod inspect;
 pub mod progress;
 pub mod run;
+pub mod train;
 
 use std::path::Path;
 

@@ -5,7 +5,6 @@
 //! representations). Only dev-en ever tunes anything (the threshold of a
 //! similarity score).
 
-pub mod plot;
 pub mod report;
 pub mod scorer;
 pub mod suite;
@@ -15,6 +14,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use xltc_runtime::evaluation::{best_threshold, wilson_interval};
+use xltc_runtime::pairs::label_index;
 use xltc_runtime::{cosine, LabelledPair, PairFile, SplitMix64, SynonymSets};
 
 use crate::predict::PredictError;
@@ -201,19 +201,13 @@ struct Labels {
 
 impl Labels {
     fn class(&self, file: &PairFile, pair: &LabelledPair) -> Result<usize, EvalError> {
-        if let Some(i) = self.names.iter().position(|n| *n == pair.label) {
-            return Ok(i);
-        }
-        match pair.label.parse::<usize>() {
-            Ok(i) if i < self.names.len() => Ok(i),
-            _ => Err(EvalError::Label {
-                path: file.path.clone(),
-                line: pair.line,
-                label: pair.label.clone(),
-                what: self.what,
-                known: self.names.join(", "),
-            }),
-        }
+        label_index(&self.names, &pair.label).ok_or_else(|| EvalError::Label {
+            path: file.path.clone(),
+            line: pair.line,
+            label: pair.label.clone(),
+            what: self.what,
+            known: self.names.join(", "),
+        })
     }
 }
 

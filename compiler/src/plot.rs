@@ -1,10 +1,11 @@
-//! SVG plots of an evaluation, written by hand so that they need nothing but
-//! a browser to open: a bar chart of accuracy per language with its 95%
-//! interval, and a heat map of the language-pair matrix.
+//! SVG plots, written by hand so that they need nothing but a browser to
+//! open: a bar chart of accuracy per language with its 95% interval and a
+//! heat map of the language-pair matrix (evaluation), and curves against
+//! optimizer steps (training).
 
 use std::fmt::Write;
 
-use super::{LanguageRow, Matrix};
+use crate::evaluate::{LanguageRow, Matrix};
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -165,6 +166,86 @@ pub fn matrix_heat_map(title: &str, matrix: &Matrix, low: f64) -> String {
         r#"<text x="{left}" y="{:.1}">rows: sentence 1; columns: sentence 2; colour from {:.0}% to 100%</text>"#,
         top + n as f64 * cell + 24.0,
         100.0 * low
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One curve of [`curves`]: (x, y) points, a legend label and a colour.
+pub struct Curve<'a> {
+    pub label: &'a str,
+    pub colour: &'a str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Curves against x (optimizer steps, say), each on its own y scale from 0
+/// to its largest value, drawn on one frame; the legend gives each curve's
+/// largest value.
+pub fn curves(title: &str, x_label: &str, series: &[Curve]) -> String {
+    let (left, top, w, h) = (50.0, 40.0, 560.0, 260.0);
+    let x_max = series
+        .iter()
+        .flat_map(|c| c.points.iter().map(|q| q.0))
+        .fold(1.0f64, f64::max);
+    let mut svg = String::new();
+    let s = &mut svg;
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{:.0}" height="{:.0}" font-family="sans-serif" font-size="12">"#,
+        left + w + 30.0,
+        top + h + 60.0
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{left}" y="20" font-size="14">{}</text>"#,
+        escape(title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#999"/>"##
+    );
+    for (
+        k,
+        Curve {
+            label,
+            colour,
+            points,
+        },
+    ) in series.iter().enumerate()
+    {
+        let y_max = points.iter().map(|p| p.1).fold(1e-12f64, f64::max);
+        let path: Vec<String> = points
+            .iter()
+            .map(|(x, y)| {
+                format!(
+                    "{:.1},{:.1}",
+                    left + w * x / x_max,
+                    top + h * (1.0 - y / y_max)
+                )
+            })
+            .collect();
+        if !path.is_empty() {
+            let _ = writeln!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.5"/>"#,
+                path.join(" ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{} (top of the frame: {y_max:.4})</text>"#,
+            left,
+            top + h + 36.0 + 16.0 * k as f64,
+            escape(label)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{} (0 to {x_max:.0})</text>"#,
+        left + w / 2.0,
+        top + h + 18.0,
+        escape(x_label)
     );
     svg.push_str("</svg>\n");
     svg

@@ -1,0 +1,282 @@
+//! Fine-tuning a sequence-pair classifier on the CPU reference: the public
+//! Robust-XLT / XTREME recipe (AdamW, linear schedule, global-norm clipping,
+//! gradient accumulation, English dev accuracy every few steps, the
+//! checkpoint that strictly beats the best so far kept). The training graph
+//! and its backward come from `Model::training_graph` and `passes::autodiff`;
+//! the GPU path will run the same graphs compiled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use xltc_runtime::{Encoding, ModelInputs, Overflow, SplitMix64, TextTokenizer, TokenizerError};
+
+use crate::frontend::Model;
+use crate::ir::{Graph, Source};
+use crate::passes::{autodiff, gradient_name, AutodiffError};
+use crate::reference::{
+    self, adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW, ReferenceError,
+    TrainingInputs,
+};
+
+/// The recipe's settings; defaults are the public code's.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (the schedule spans them).
+    pub max_steps: Option<usize>,
+    /// Sequences a forward and backward.
+    pub batch: usize,
+    /// Micro-batches an optimizer step.
+    pub accumulation: usize,
+    pub lr: f64,
+    /// Warm-up, in optimizer steps.
+    pub warmup: usize,
+    pub weight_decay: f64,
+    pub clip: f64,
+    pub max_len: usize,
+    pub seed: u64,
+    /// English dev accuracy every this many optimizer steps (and at the end).
+    pub eval_every: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            max_steps: None,
+            batch: 8,
+            accumulation: 4,
+            lr: 2e-5,
+            warmup: 0,
+            weight_decay: 0.0,
+            clip: 1.0,
+            max_len: 128,
+            seed: 7,
+            eval_every: 500,
+        }
+    }
+}
+
+/// One tokenized, labelled training or dev pair.
+#[derive(Clone, Debug)]
+pub struct Example {
+    pub encoding: Encoding,
+    pub label: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{origin}")]
+    Tokenize {
+        origin: String,
+        #[source]
+        source: TokenizerError,
+    },
+    #[error(transparent)]
+    Autodiff(#[from] AutodiffError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Frontend(#[from] crate::frontend::FrontendError),
+}
+
+/// Tokenizes `(sentence1, sentence2, label, origin)` rows, truncating
+/// longest-first at the tokenizer's maximum length as XTREME does.
+pub fn encode(
+    tokenizer: &TextTokenizer,
+    rows: &[(String, String, u32, String)],
+) -> Result<Vec<Example>, TrainError> {
+    rows.iter()
+        .map(|(a, b, label, origin)| {
+            let encoding = tokenizer
+                .encode(a, Some(b), Overflow::Truncate)
+                .map_err(|source| TrainError::Tokenize {
+                    origin: origin.clone(),
+                    source,
+                })?;
+            Ok(Example {
+                encoding,
+                label: *label,
+            })
+        })
+        .collect()
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StepRecord {
+    pub step: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    pub learning_rate: f64,
+    pub gradient_norm: f64,
+    pub sequences_per_second: f64,
+}
+
+/// The parameters, their AdamW moments and where training stands.
+pub struct Trainer<'m> {
+    model: &'m Model,
+    pub settings: Settings,
+    /// (checkpoint name, shape, data) of every parameter, in graph order.
+    pub params: Vec<(String, Vec<usize>, Vec<f32>)>,
+    moments: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Optimizer steps done.
+    pub step: usize,
+    graphs: HashMap<(usize, usize), Graph>,
+    forward_graphs: HashMap<(usize, usize), Graph>,
+}
+
+impl<'m> Trainer<'m> {
+    pub fn new(model: &'m Model, settings: Settings) -> Result<Self, TrainError> {
+        let graph = model.training_graph(1, 2)?;
+        let params: Vec<(String, Vec<usize>, Vec<f32>)> = graph
+            .values()
+            .filter_map(|(_, v)| match &v.source {
+                Source::Weight(data) => Some((v.name.clone(), v.shape.clone(), data.to_vec())),
+                _ => None,
+            })
+            .collect();
+        let moments = params
+            .iter()
+            .map(|(_, _, p)| (vec![0.0; p.len()], vec![0.0; p.len()]))
+            .collect();
+        Ok(Self {
+            model,
+            settings,
+            params,
+            moments,
+            step: 0,
+            graphs: HashMap::new(),
+            forward_graphs: HashMap::new(),
+        })
+    }
+
+    /// Optimizer steps the run takes: every epoch's full and partial
+    /// accumulation groups, or --max-steps.
+    pub fn total_steps(&self, examples: usize) -> usize {
+        let per_step = self.settings.batch * self.settings.accumulation;
+        let per_epoch = examples.div_ceil(per_step.max(1));
+        let all = per_epoch * self.settings.epochs;
+        self.settings.max_steps.map_or(all, |m| m.min(all))
+    }
+
+    /// The order of epoch `epoch`'s examples: a SplitMix64 shuffle keyed by
+    /// the seed and the epoch, the same on every machine.
+    pub fn epoch_order(&self, examples: usize, epoch: usize) -> Vec<usize> {
+        let mut rng =
+            SplitMix64::new(self.settings.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+        let mut order: Vec<usize> = (0..examples).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        order
+    }
+
+    fn padded(&self, batch: &[&Example]) -> (ModelInputs, TrainingInputs) {
+        let encodings: Vec<Encoding> = batch.iter().map(|e| e.encoding.clone()).collect();
+        let config = &self.model.config;
+        let inputs = ModelInputs::pad(
+            &encodings,
+            0,
+            config.pad_token_id,
+            self.model.position_scheme(),
+        );
+        let training = TrainingInputs {
+            labels: batch.iter().map(|e| e.label).collect(),
+            example_mask: vec![1.0; batch.len()],
+            word_embedding_delta: vec![0.0; inputs.batch * inputs.seq * config.hidden],
+        };
+        (inputs, training)
+    }
+
+    fn load_params(&self, graph: &mut Graph) {
+        for (name, _, data) in &self.params {
+            graph.set_weight(name, Arc::from(data.as_slice()));
+        }
+    }
+
+    /// One optimizer step over `group` (up to batch x accumulation
+    /// examples): forward and backward a micro-batch at a time, each loss
+    /// divided by the accumulation steps, then clipping and AdamW.
+    pub fn train_step(
+        &mut self,
+        group: &[&Example],
+        epoch: usize,
+        total: usize,
+    ) -> Result<StepRecord, TrainError> {
+        let started = std::time::Instant::now();
+        let scale = 1.0 / self.settings.accumulation as f32;
+        let mut grads: Vec<Vec<f32>> = self
+            .params
+            .iter()
+            .map(|(_, _, p)| vec![0.0; p.len()])
+            .collect();
+        let mut loss = 0.0;
+        for micro in group.chunks(self.settings.batch) {
+            let (inputs, training) = self.padded(micro);
+            let key = (inputs.batch, inputs.seq);
+            if !self.graphs.contains_key(&key) {
+                let graph = autodiff(&self.model.training_graph(key.0, key.1)?)?;
+                self.graphs.insert(key, graph);
+            }
+            let mut graph = self.graphs.remove(&key).expect("just built");
+            self.load_params(&mut graph);
+            let out = reference::run_in::<f32>(&graph, &inputs, &training);
+            self.graphs.insert(key, graph);
+            let out = out?;
+            loss += out["loss"].data[0] as f64 * scale as f64;
+            for ((name, _, _), sum) in self.params.iter().zip(&mut grads) {
+                if let Some(g) = out.get(&gradient_name(name)) {
+                    for (s, v) in sum.iter_mut().zip(&g.data) {
+                        *s += v * scale;
+                    }
+                }
+            }
+        }
+        let mut slices: Vec<&mut [f32]> = grads.iter_mut().map(|g| &mut g[..]).collect();
+        let norm = clip_by_global_norm(&mut slices, self.settings.clip);
+        let lr = self.settings.lr * linear_schedule(self.step, total, self.settings.warmup);
+        let adam = AdamW {
+            weight_decay: self.settings.weight_decay,
+            ..AdamW::default()
+        };
+        self.step += 1;
+        for (((name, _, p), (m, v)), g) in self.params.iter_mut().zip(&mut self.moments).zip(&grads)
+        {
+            adamw_step(p, g, m, v, self.step as u32, lr, decays(name), &adam);
+        }
+        Ok(StepRecord {
+            step: self.step,
+            epoch,
+            loss,
+            learning_rate: lr,
+            gradient_norm: norm,
+            sequences_per_second: group.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        })
+    }
+
+    /// Accuracy of the current parameters on `examples` (argmax of the logits).
+    pub fn accuracy(&mut self, examples: &[Example]) -> Result<f64, TrainError> {
+        let mut correct = 0;
+        for chunk in examples.chunks(self.settings.batch.max(1) * 4) {
+            let refs: Vec<&Example> = chunk.iter().collect();
+            let (inputs, _) = self.padded(&refs);
+            let key = (inputs.batch, inputs.seq);
+            let mut graph = match self.forward_graphs.remove(&key) {
+                Some(g) => g,
+                None => self.model.graph(key.0, key.1),
+            };
+            self.load_params(&mut graph);
+            let out = reference::run(&graph, &inputs);
+            self.forward_graphs.insert(key, graph);
+            let logits = &out?["logits"];
+            for (i, e) in chunk.iter().enumerate() {
+                let row = logits.row(i);
+                let best =
+                    (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)));
+                correct += usize::from(best == Some(e.label as usize));
+            }
+        }
+        Ok(correct as f64 / examples.len().max(1) as f64)
+    }
+}
