@@ -426,3 +426,100 @@ fn xltc_train_refuses_bad_data_and_the_gpu_clearly() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--cpu"));
 }
+
+/// A run killed with SIGKILL in the middle resumes from its folder alone and
+/// ends with the weights, bit for bit, and the log of an uninterrupted run.
+#[test]
+fn a_killed_run_resumes_bit_identically() {
+    let model = model_dir("tiny-xlmr");
+    let data = fixtures().join("train");
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "train",
+            model.to_str().unwrap(),
+            "--train",
+            data.join("train.tsv").to_str().unwrap(),
+            "--dev",
+            data.join("dev.tsv").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--cpu",
+            "--epochs",
+            "30",
+            "--batch",
+            "8",
+            "--accum",
+            "1",
+            "--lr",
+            "1e-3",
+            "--eval-every",
+            "20",
+            "--save-every",
+            "3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xltc"))
+        .args(args(&whole))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xltc"))
+        .args(args(&killed))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = killed.join("state").join("state.json");
+    let started = std::time::Instant::now();
+    let killed_at = loop {
+        let step = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["position"]["step"].as_u64());
+        if let Some(step) = step.filter(|&s| s >= 30) {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            break step;
+        }
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "the run never saved step 30"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(
+        killed_at < 200,
+        "killed at step {killed_at} of 240: too late to test a resume"
+    );
+    assert!(!killed.join("last").exists(), "the killed run had finished");
+    let output = xltc(&["train", "--resume", killed.to_str().unwrap(), "--cpu"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |f: &std::path::Path, file: &str| std::fs::read(f.join(file)).unwrap();
+    assert!(
+        read(&whole.join("last"), "model.safetensors")
+            == read(&killed.join("last"), "model.safetensors"),
+        "resumed weights differ from the uninterrupted run's (killed at step {killed_at})"
+    );
+    let steps = |f: &std::path::Path| -> Vec<String> {
+        String::from_utf8(read(f, "log.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("step").is_some())
+            .map(|v| format!("{} {} {}", v["step"], v["loss"], v["dev_accuracy"]))
+            .collect()
+    };
+    assert_eq!(steps(&whole), steps(&killed), "the logs differ");
+}

@@ -168,16 +168,25 @@ pub struct EvalArgs {
 #[derive(Args)]
 pub struct TrainArgs {
     /// A Hugging Face model folder with a sequence-classification head.
-    pub model: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    pub model: Option<PathBuf>,
     /// Training pairs: XTREME's three columns, or PAWS-X's header layout.
-    #[arg(long)]
-    pub train: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub train: Option<PathBuf>,
     /// English development pairs, for model selection.
     #[arg(long)]
     pub dev: Option<PathBuf>,
-    /// The output folder: best/, last/, log.jsonl, loss.svg.
-    #[arg(short, long, value_name = "OUT")]
-    pub output: PathBuf,
+    /// The output folder: best/, last/, state/, log.jsonl, loss.svg.
+    #[arg(short, long, value_name = "OUT", required_unless_present = "resume")]
+    pub output: Option<PathBuf>,
+    /// Continue the interrupted run in OUT from its last saved state; the
+    /// model, data and settings are the ones recorded there.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["model", "train", "output"])]
+    pub resume: Option<PathBuf>,
+    /// Save the state (parameters, moments, position) every this many
+    /// optimizer steps; default: --eval-every.
+    #[arg(long)]
+    pub save_every: Option<usize>,
     /// The labels, in the head's order (default and for now: the model's own).
     #[arg(long, value_delimiter = ',')]
     pub labels: Option<Vec<String>>,

@@ -119,7 +119,8 @@ pub struct Trainer<'m> {
     pub settings: Settings,
     /// (checkpoint name, shape, data) of every parameter, in graph order.
     pub params: Vec<(String, Vec<usize>, Vec<f32>)>,
-    moments: Vec<(Vec<f32>, Vec<f32>)>,
+    /// AdamW's first and second moments of each parameter.
+    pub moments: Vec<(Vec<f32>, Vec<f32>)>,
     /// Optimizer steps done.
     pub step: usize,
     graphs: HashMap<(usize, usize), Graph>,

@@ -9,15 +9,46 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xltc::frontend::{Model, ModelOutput};
 use xltc::plot;
-use xltc::train::{encode, Example, Settings, StepRecord, Trainer};
+use xltc::train::{encode, Example, Settings, Trainer};
 use xltc_runtime::pairs::label_index;
 use xltc_runtime::{PairFile, TextTokenizer};
 
 use super::progress::Progress;
 use crate::TrainArgs;
+
+/// What a run is: recorded in OUT/state/state.json, so that `--resume OUT`
+/// needs nothing else.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunSpec {
+    model: PathBuf,
+    train: PathBuf,
+    dev: Option<PathBuf>,
+    output: PathBuf,
+    settings: Settings,
+    save_every: usize,
+}
+
+/// Where a run stands after an optimizer step.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Position {
+    step: usize,
+    epoch: usize,
+    /// Accumulation groups of `epoch` done.
+    group: usize,
+    best: Option<f64>,
+    losses: Vec<(usize, f64)>,
+    evaluations: Vec<(usize, f64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    run: RunSpec,
+    position: Position,
+}
 
 pub fn train(args: TrainArgs) -> Result<()> {
     if !args.cpu {
@@ -26,26 +57,23 @@ pub fn train(args: TrainArgs) -> Result<()> {
              run with --cpu to train on the CPU reference"
         );
     }
-    if args.batch == 0 || args.accum == 0 || args.eval_every == 0 {
-        bail!("--batch, --accum and --eval-every must be at least 1");
-    }
-    let model = Model::load(&args.model)?;
-    if model.output != ModelOutput::Classification {
-        bail!(
-            "{}: has no classification head; training one from an encoder is not built yet",
-            args.model.display()
-        );
-    }
-    let labels = model.config.labels.clone();
-    if let Some(given) = &args.labels {
-        if *given != labels {
-            bail!(
-                "--labels {} differ from the model's labels ({}); a new head is not built yet",
-                given.join(","),
-                labels.join(",")
-            );
+    let (run, saved) = match &args.resume {
+        Some(out) => {
+            let (state, tensors) = read_state(out)?;
+            (state.run, Some((state.position, tensors)))
         }
+        None => (run_spec(&args)?, None),
+    };
+    execute(&run, saved)
+}
+
+fn run_spec(args: &TrainArgs) -> Result<RunSpec> {
+    if args.batch == 0 || args.accum == 0 || args.eval_every == 0 || args.save_every == Some(0) {
+        bail!("--batch, --accum, --eval-every and --save-every must be at least 1");
     }
+    let (Some(model), Some(train), Some(output)) = (&args.model, &args.train, &args.output) else {
+        bail!("give MODEL, --train and -o OUT, or --resume OUT");
+    };
     let settings = Settings {
         epochs: args.epochs,
         max_steps: args.max_steps,
@@ -59,28 +87,66 @@ pub fn train(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         eval_every: args.eval_every,
     };
-    let tokenizer = TextTokenizer::from_json(
-        &model.tokenizer_json,
-        &model.origin,
-        args.max_len.min(model.max_tokens()),
-    )?;
-    let train = read_examples(&args.train, &labels, &tokenizer)?;
-    let dev = match &args.dev {
+    let run = RunSpec {
+        model: model.clone(),
+        train: train.clone(),
+        dev: args.dev.clone(),
+        output: output.clone(),
+        settings,
+        save_every: args.save_every.unwrap_or(args.eval_every),
+    };
+    let model = Model::load(&run.model)?;
+    if let Some(given) = &args.labels {
+        if *given != model.config.labels {
+            bail!(
+                "--labels {} differ from the model's labels ({}); a new head is not built yet",
+                given.join(","),
+                model.config.labels.join(",")
+            );
+        }
+    }
+    Ok(run)
+}
+
+fn execute(run: &RunSpec, saved: Option<(Position, Tensors)>) -> Result<()> {
+    let settings = &run.settings;
+    let model = Model::load(&run.model)?;
+    if model.output != ModelOutput::Classification {
+        bail!(
+            "{}: has no classification head; training one from an encoder is not built yet",
+            run.model.display()
+        );
+    }
+    let labels = model.config.labels.clone();
+    let max_len = settings.max_len.min(model.max_tokens());
+    let tokenizer = TextTokenizer::from_json(&model.tokenizer_json, &model.origin, max_len)?;
+    let train = read_examples(&run.train, &labels, &tokenizer)?;
+    let dev = match &run.dev {
         Some(path) => Some(read_examples(path, &labels, &tokenizer)?),
         None => None,
     };
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create {}", args.output.display()))?;
-    let log_path = args.output.join("log.jsonl");
-    let mut log = std::fs::File::create(&log_path)
-        .with_context(|| format!("cannot write {}", log_path.display()))?;
-    writeln!(
-        log,
-        "{}",
-        json!({"settings": settings, "model": args.model, "train": args.train, "dev": args.dev, "labels": labels})
-    )?;
-
+    let out = &run.output;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut trainer = Trainer::new(&model, settings.clone())?;
+    let mut position = Position::default();
+    let log_path = out.join("log.jsonl");
+    match saved {
+        Some((at, tensors)) => {
+            restore(&mut trainer, &tensors, at.step)?;
+            keep_log_until(&log_path, at.step)?;
+            eprintln!("xltc: resuming {} at step {}", out.display(), at.step);
+            position = at;
+        }
+        None => {
+            let header = json!({"settings": settings, "model": run.model, "train": run.train,
+                                "dev": run.dev, "labels": labels});
+            super::write_atomically(&log_path, format!("{header}\n").as_bytes())?;
+        }
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot write {}", log_path.display()))?;
     let total = trainer.total_steps(train.len());
     eprintln!(
         "xltc: training {} on {} pairs for {total} optimizer steps on the CPU reference",
@@ -88,12 +154,15 @@ pub fn train(args: TrainArgs) -> Result<()> {
         train.len()
     );
     let mut progress = Progress::new("train", "steps");
-    let mut records: Vec<StepRecord> = Vec::new();
-    let mut evaluations: Vec<(usize, f64)> = Vec::new();
-    let mut best = f64::NEG_INFINITY;
-    'epochs: for epoch in 0..settings.epochs {
+    let group_size = settings.batch * settings.accumulation;
+    'epochs: for epoch in position.epoch..settings.epochs {
         let order = trainer.epoch_order(train.len(), epoch);
-        for group in order.chunks(settings.batch * settings.accumulation) {
+        let skip = if epoch == position.epoch {
+            position.group
+        } else {
+            0
+        };
+        for (index, group) in order.chunks(group_size).enumerate().skip(skip) {
             if trainer.step >= total {
                 break 'epochs;
             }
@@ -105,22 +174,34 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 if trainer.step % settings.eval_every == 0 || last {
                     let accuracy = trainer.accuracy(dev)?;
                     line["dev_accuracy"] = json!(accuracy);
-                    evaluations.push((trainer.step, accuracy));
+                    position.evaluations.push((trainer.step, accuracy));
                     // The public code keeps the checkpoint that strictly beats the best so far.
-                    if accuracy > best {
-                        best = accuracy;
-                        save_model(&model, &trainer.params, &args.output.join("best"))?;
+                    if position.best.is_none_or(|b| accuracy > b) {
+                        position.best = Some(accuracy);
+                        save_model(&model, &trainer.params, &out.join("best"))?;
                     }
                 }
             }
             writeln!(log, "{line}")?;
-            records.push(record);
+            position.losses.push((record.step, record.loss));
+            (position.step, position.epoch, position.group) = (trainer.step, epoch, index + 1);
+            if trainer.step % run.save_every == 0 || last {
+                save_state(run, &position, &trainer)?;
+            }
             progress.update(trainer.step, total, 1.0);
         }
     }
-    save_model(&model, &trainer.params, &args.output.join("last"))?;
-    let losses: Vec<(f64, f64)> = records.iter().map(|r| (r.step as f64, r.loss)).collect();
-    let accuracies: Vec<(f64, f64)> = evaluations.iter().map(|&(s, a)| (s as f64, a)).collect();
+    save_model(&model, &trainer.params, &out.join("last"))?;
+    let losses: Vec<(f64, f64)> = position
+        .losses
+        .iter()
+        .map(|&(s, l)| (s as f64, l))
+        .collect();
+    let accuracies: Vec<(f64, f64)> = position
+        .evaluations
+        .iter()
+        .map(|&(s, a)| (s as f64, a))
+        .collect();
     let svg = plot::curves(
         &format!("{}: training loss and English dev accuracy", model.name),
         "optimizer step",
@@ -137,19 +218,148 @@ pub fn train(args: TrainArgs) -> Result<()> {
             },
         ],
     );
-    super::write_atomically(&args.output.join("loss.svg"), svg.as_bytes())?;
-    let first = records.first().map_or(0.0, |r| r.loss);
-    let final_loss = records.last().map_or(0.0, |r| r.loss);
+    super::write_atomically(&out.join("loss.svg"), svg.as_bytes())?;
+    let first = position.losses.first().map_or(0.0, |r| r.1);
+    let final_loss = position.losses.last().map_or(0.0, |r| r.1);
     println!("trained {total} steps: loss {first:.4} -> {final_loss:.4}");
-    if let Some(&(_, accuracy)) = evaluations.last() {
+    if let (Some(&(_, accuracy)), Some(best)) = (position.evaluations.last(), position.best) {
         println!(
             "dev accuracy: last {:.1}%, best {:.1}%",
             100.0 * accuracy,
             100.0 * best
         );
     }
-    println!("checkpoints: {}", args.output.display());
+    println!("checkpoints: {}", out.display());
     Ok(())
+}
+
+/// (name, shape, data) of f32 tensors, as a state file holds them.
+type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+/// OUT/state/: state.json and tensors.safetensors (param.NAME, m.NAME,
+/// v.NAME), written to a temporary folder and swapped in, the old state kept
+/// as state.old until the new one is in place.
+fn save_state(run: &RunSpec, position: &Position, trainer: &Trainer) -> Result<()> {
+    let mut tensors: Tensors = Vec::new();
+    for ((name, shape, data), (m, v)) in trainer.params.iter().zip(&trainer.moments) {
+        tensors.push((format!("param.{name}"), shape.clone(), data.clone()));
+        tensors.push((format!("m.{name}"), shape.clone(), m.clone()));
+        tensors.push((format!("v.{name}"), shape.clone(), v.clone()));
+    }
+    let state = State {
+        run: run.clone(),
+        position: position.clone(),
+    };
+    let folder = run.output.join("state");
+    let old = run.output.join("state.old");
+    let temporary = run
+        .output
+        .join(format!(".state.{}.tmp", std::process::id()));
+    let write = || -> Result<()> {
+        std::fs::create_dir_all(&temporary)?;
+        std::fs::write(temporary.join("tensors.safetensors"), serialize(&tensors)?)?;
+        std::fs::write(
+            temporary.join("state.json"),
+            serde_json::to_string_pretty(&state)?,
+        )?;
+        if folder.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old)?;
+            }
+            std::fs::rename(&folder, &old)?;
+        }
+        std::fs::rename(&temporary, &folder)?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        Ok(())
+    };
+    write()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&temporary);
+        })
+        .with_context(|| format!("cannot save the training state in {}", folder.display()))
+}
+
+/// The last saved state of OUT: state/, or state.old/ when a save was cut
+/// off between its two renames.
+fn read_state(out: &Path) -> Result<(State, Tensors)> {
+    let folder = [out.join("state"), out.join("state.old")]
+        .into_iter()
+        .find(|f| f.join("state.json").is_file())
+        .with_context(|| {
+            format!(
+                "{}: no saved training state (state/state.json) to resume",
+                out.display()
+            )
+        })?;
+    let text = std::fs::read_to_string(folder.join("state.json"))?;
+    let state: State = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a training state", folder.display()))?;
+    let bytes = std::fs::read(folder.join("tensors.safetensors"))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{}: corrupt tensors.safetensors", folder.display()))?;
+    let tensors = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, view.shape().to_vec(), data)
+        })
+        .collect();
+    Ok((state, tensors))
+}
+
+fn restore(trainer: &mut Trainer, tensors: &Tensors, step: usize) -> Result<()> {
+    let find = |name: String| -> Result<Vec<f32>> {
+        tensors
+            .iter()
+            .find(|t| t.0 == name)
+            .map(|t| t.2.clone())
+            .with_context(|| format!("the saved state lacks {name}"))
+    };
+    for ((name, _, data), (m, v)) in trainer.params.iter_mut().zip(&mut trainer.moments) {
+        *data = find(format!("param.{name}"))?;
+        *m = find(format!("m.{name}"))?;
+        *v = find(format!("v.{name}"))?;
+    }
+    trainer.step = step;
+    Ok(())
+}
+
+/// Drops log lines of steps after `step` (written after the last saved
+/// state by a run that was then interrupted).
+fn keep_log_until(path: &Path, step: usize) -> Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_none_or(|s| s as usize <= step)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    super::write_atomically(path, kept.as_bytes())
+}
+
+fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                .expect("shape and data agree");
+            (name.clone(), view)
+        })
+        .collect();
+    // transformers reads a safetensors file only with format "pt" in its metadata.
+    let metadata = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    Ok(safetensors::tensor::serialize(views, Some(metadata))?)
 }
 
 /// A pair file's examples with their labels as class numbers; a label the
@@ -190,17 +400,7 @@ fn save_model(
     params: &[(String, Vec<usize>, Vec<f32>)],
     folder: &Path,
 ) -> Result<()> {
-    let views: Vec<(String, TensorView)> = params
-        .iter()
-        .map(|(name, shape, data)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
-                .expect("shape and data agree");
-            (name.clone(), view)
-        })
-        .collect();
-    // transformers reads a safetensors file only with format "pt" in its metadata.
-    let metadata = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
-    let weights = safetensors::tensor::serialize(views, Some(metadata))?;
+    let weights = serialize(params)?;
     let mut config: serde_json::Value = serde_json::from_str(&model.config_json)?;
     let labels = &model.config.labels;
     config["id2label"] = labels
