@@ -522,3 +522,90 @@ fn a_killed_run_resumes_bit_identically() {
     };
     assert_eq!(steps(&whole), steps(&killed), "the logs differ");
 }
+
+/// An encoder without a head gets a new one, as transformers initialises it
+/// (XLM-R's classifier.dense and out_proj; normal weights, zero biases), in
+/// OUT/init, and trains; the result is a classifier with the given labels.
+#[test]
+fn an_encoder_without_a_head_gets_a_new_one() {
+    let encoder = common::model_copy("tiny-xlmr");
+    common::edit_tensors(encoder.path(), |tensors| {
+        tensors.retain(|t| !t.0.starts_with("classifier."));
+        for t in tensors.iter_mut() {
+            t.0 = t.0.trim_start_matches("roberta.").to_owned();
+        }
+    });
+    common::edit_config(encoder.path(), |c| {
+        c["architectures"] = serde_json::json!(["XLMRobertaModel"]);
+        c.as_object_mut().unwrap().remove("id2label");
+        c.as_object_mut().unwrap().remove("label2id");
+    });
+    let data = fixtures().join("train");
+    let out = tempfile::tempdir().unwrap();
+    let output = xltc(&[
+        "train",
+        encoder.path().to_str().unwrap(),
+        "--labels",
+        "no,yes",
+        "--train",
+        data.join("train.tsv").to_str().unwrap(),
+        "-o",
+        out.path().to_str().unwrap(),
+        "--cpu",
+        "--max-steps",
+        "3",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let init = out.path().join("init");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(init.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["architectures"][0],
+        "XLMRobertaForSequenceClassification"
+    );
+    assert_eq!(config["id2label"]["1"], "yes");
+    let tensors = common::read_tensors(&init.join("model.safetensors"));
+    let head = |name: &str| {
+        tensors
+            .iter()
+            .find(|t| t.0 == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    assert_eq!(head("classifier.out_proj.weight").2, [2, 36]);
+    let bias: &[u8] = &head("classifier.dense.bias").3;
+    assert!(bias.iter().all(|&b| b == 0), "biases start at zero");
+    let weight: Vec<f32> = head("classifier.dense.weight")
+        .3
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let std =
+        (weight.iter().map(|w| (*w as f64).powi(2)).sum::<f64>() / weight.len() as f64).sqrt();
+    assert!(
+        (0.017..0.023).contains(&std),
+        "initializer_range 0.02, drew std {std}"
+    );
+    assert!(head("roberta.embeddings.word_embeddings.weight").2.len() == 2);
+    let last = out.path().join("last");
+    let output = xltc(&[
+        "run",
+        last.to_str().unwrap(),
+        "--cpu",
+        "--json",
+        "--text",
+        "a",
+        "--pair",
+        "yes b",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["labels"], serde_json::json!(["no", "yes"]));
+}

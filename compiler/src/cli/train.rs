@@ -11,11 +11,11 @@ use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use xltc::frontend::{Model, ModelOutput};
+use xltc::frontend::{Family, Model, ModelOutput};
 use xltc::plot;
 use xltc::train::{encode, Example, Settings, Trainer};
 use xltc_runtime::pairs::label_index;
-use xltc_runtime::{PairFile, TextTokenizer};
+use xltc_runtime::{PairFile, SplitMix64, TextTokenizer};
 
 use super::progress::Progress;
 use crate::TrainArgs;
@@ -96,16 +96,34 @@ fn run_spec(args: &TrainArgs) -> Result<RunSpec> {
         save_every: args.save_every.unwrap_or(args.eval_every),
     };
     let model = Model::load(&run.model)?;
-    if let Some(given) = &args.labels {
-        if *given != model.config.labels {
+    if model.output == ModelOutput::Classification {
+        if let Some(given) = args.labels.as_ref().filter(|l| **l != model.config.labels) {
             bail!(
-                "--labels {} differ from the model's labels ({}); a new head is not built yet",
+                "--labels {} differ from the model's head ({}); give the model's labels",
                 given.join(","),
                 model.config.labels.join(",")
             );
         }
+        return Ok(run);
     }
-    Ok(run)
+    let Some(labels) = &args.labels else {
+        bail!(
+            "{}: has no classification head; give --labels (e.g. 0,1) and a new head is \
+             initialised",
+            run.model.display()
+        );
+    };
+    let init = output.join("init");
+    std::fs::create_dir_all(output)
+        .with_context(|| format!("cannot create {}", output.display()))?;
+    with_new_head(&model, labels, args.seed, &init)?;
+    eprintln!(
+        "xltc: {} has no head; a new {}-label head is in {}",
+        run.model.display(),
+        labels.len(),
+        init.display()
+    );
+    Ok(RunSpec { model: init, ..run })
 }
 
 fn execute(run: &RunSpec, saved: Option<(Position, Tensors)>) -> Result<()> {
@@ -393,16 +411,32 @@ fn read_examples(
 }
 
 /// A Hugging Face model folder with the trained parameters (the tensor names
-/// of the checkpoint it came from), config.json and tokenizer.json, written
-/// beside `folder` and renamed into place.
+/// of the checkpoint it came from), config.json and tokenizer.json.
 fn save_model(
     model: &Model,
     params: &[(String, Vec<usize>, Vec<f32>)],
     folder: &Path,
 ) -> Result<()> {
-    let weights = serialize(params)?;
-    let mut config: serde_json::Value = serde_json::from_str(&model.config_json)?;
-    let labels = &model.config.labels;
+    let config: serde_json::Value = serde_json::from_str(&model.config_json)?;
+    write_model_folder(
+        folder,
+        params,
+        config,
+        &model.config.labels,
+        &model.tokenizer_json,
+    )
+}
+
+/// Writes a model folder beside `folder` and renames it into place; the
+/// config gets `labels` as id2label and label2id.
+fn write_model_folder(
+    folder: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    mut config: serde_json::Value,
+    labels: &[String],
+    tokenizer_json: &str,
+) -> Result<()> {
+    let weights = serialize(tensors)?;
     config["id2label"] = labels
         .iter()
         .enumerate()
@@ -428,7 +462,7 @@ fn save_model(
             temporary.join("config.json"),
             serde_json::to_string_pretty(&config)?,
         )?;
-        std::fs::write(temporary.join("tokenizer.json"), &model.tokenizer_json)?;
+        std::fs::write(temporary.join("tokenizer.json"), tokenizer_json)?;
         if folder.exists() {
             std::fs::remove_dir_all(folder)?;
         }
@@ -439,5 +473,63 @@ fn save_model(
         .inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&temporary);
         })
-        .with_context(|| format!("cannot write the checkpoint {}", folder.display()))
+        .with_context(|| format!("cannot write the model folder {}", folder.display()))
+}
+
+/// An encoder without a head made into a sequence classifier, as
+/// transformers initialises one: the checkpoint's tensors under the
+/// classifier's prefix ("bert." or "roberta."), and a new head (BERT's pooler
+/// where the checkpoint has none, and classifier; XLM-R's classifier.dense
+/// and out_proj) drawn from a normal law of std initializer_range, biases
+/// zero. Written as OUT/init, the model the run trains.
+fn with_new_head(model: &Model, labels: &[String], seed: u64, folder: &Path) -> Result<()> {
+    let mut config: serde_json::Value = serde_json::from_str(&model.config_json)?;
+    let std = config["initializer_range"].as_f64().unwrap_or(0.02);
+    let (hidden, n) = (model.config.hidden, labels.len());
+    let (prefix, architecture, head) = match model.config.family {
+        Family::Bert => (
+            xltc::frontend::bert::PREFIX,
+            "BertForSequenceClassification",
+            vec![("bert.pooler.dense", hidden), ("classifier", n)],
+        ),
+        Family::Roberta => (
+            xltc::frontend::xlm_roberta::PREFIX,
+            "XLMRobertaForSequenceClassification",
+            vec![("classifier.dense", hidden), ("classifier.out_proj", n)],
+        ),
+    };
+    let checkpoint = model.checkpoint();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = checkpoint
+        .names()
+        .map(|name| {
+            let t = checkpoint.tensor(name);
+            let renamed = if name.starts_with(prefix) {
+                name.to_owned()
+            } else {
+                format!("{prefix}{name}")
+            };
+            (renamed, t.shape.clone(), t.data.to_vec())
+        })
+        .collect();
+    let mut rng = SplitMix64::new(seed);
+    let mut normal = || {
+        // Box-Muller from two uniforms in (0, 1].
+        let u = |r: &mut SplitMix64| ((r.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let (a, b) = (u(&mut rng), u(&mut rng));
+        ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos() * std) as f32
+    };
+    for (name, rows) in head {
+        let weight = format!("{name}.weight");
+        if tensors.iter().any(|t| t.0 == weight) {
+            continue; // a pooler the encoder was trained with is kept
+        }
+        tensors.push((
+            weight,
+            vec![rows, hidden],
+            (0..rows * hidden).map(|_| normal()).collect(),
+        ));
+        tensors.push((format!("{name}.bias"), vec![rows], vec![0.0; rows]));
+    }
+    config["architectures"] = json!([architecture]);
+    write_model_folder(folder, &tensors, config, labels, &model.tokenizer_json)
 }

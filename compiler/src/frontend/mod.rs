@@ -3,13 +3,13 @@
 //! tensor and turned into a graph of IR ops with static batch and sequence
 //! length.
 
-mod bert;
+pub mod bert;
 mod checkpoint;
 mod config;
 mod encoder;
 mod error;
 mod model_dir;
-mod xlm_roberta;
+pub mod xlm_roberta;
 
 use std::path::{Path, PathBuf};
 
@@ -150,6 +150,11 @@ impl Model {
     pub fn max_tokens(&self) -> usize {
         let overhead = self.position_scheme().positions_needed(0);
         self.config.max_positions.saturating_sub(overhead)
+    }
+
+    /// The checkpoint's f32 tensors.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
     }
 
     /// A weight the graph reads, by checkpoint name.

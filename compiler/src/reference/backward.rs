@@ -5,28 +5,55 @@
 //! against central finite differences of its forward (tests below); these
 //! are the oracles of the GPU backward kernels and of the autodiff pass.
 
+use rayon::prelude::*;
+
 use super::{AttentionShape, Real};
 
 fn to<T: Real>(values: Vec<f64>) -> Vec<T> {
     values.into_iter().map(T::from_f64).collect()
 }
 
-/// y = x [m, k] times w [n, k] transposed: dx = dy w [m, k] and
-/// dw = dyᵀ x [n, k].
-pub fn matmul_backward<T: Real>(dy: &[T], x: &[T], w: &[T], k: usize) -> (Vec<T>, Vec<T>) {
-    let (m, n) = (x.len() / k, w.len() / k);
-    let mut dx = vec![0.0; m * k];
-    let mut dw = vec![0.0; n * k];
-    for i in 0..m {
-        for j in 0..n {
+/// y = x [m, k] times w [n, k] transposed: dx = dy w [m, k]. Rows of dx
+/// are spread over threads, each a fixed-order sum.
+pub fn matmul_backward_x<T: Real>(dy: &[T], w: &[T], k: usize) -> Vec<T> {
+    let n = w.len() / k;
+    let mut dx = vec![T::default(); dy.len() / n * k];
+    dx.par_chunks_mut(k)
+        .zip(dy.par_chunks(n))
+        .for_each(|(dx_row, dy_row)| {
+            let mut acc = vec![0.0f64; k];
+            for (j, g) in dy_row.iter().enumerate() {
+                let g = g.to_f64();
+                for (a, wv) in acc.iter_mut().zip(&w[j * k..(j + 1) * k]) {
+                    *a += g * wv.to_f64();
+                }
+            }
+            for (d, a) in dx_row.iter_mut().zip(acc) {
+                *d = T::from_f64(a);
+            }
+        });
+    dx
+}
+
+/// The same product's weight gradient: dw = dyᵀ x [n, k], rows of dw spread
+/// over threads, each summed over the m rows in order.
+pub fn matmul_backward_weight<T: Real>(dy: &[T], x: &[T], k: usize) -> Vec<T> {
+    let m = x.len() / k;
+    let n = dy.len() / m;
+    let mut dw = vec![T::default(); n * k];
+    dw.par_chunks_mut(k).enumerate().for_each(|(j, dw_row)| {
+        let mut acc = vec![0.0f64; k];
+        for i in 0..m {
             let g = dy[i * n + j].to_f64();
-            for t in 0..k {
-                dx[i * k + t] += g * w[j * k + t].to_f64();
-                dw[j * k + t] += g * x[i * k + t].to_f64();
+            for (a, xv) in acc.iter_mut().zip(&x[i * k..(i + 1) * k]) {
+                *a += g * xv.to_f64();
             }
         }
-    }
-    (to(dx), to(dw))
+        for (d, a) in dw_row.iter_mut().zip(acc) {
+            *d = T::from_f64(a);
+        }
+    });
+    dw
 }
 
 /// The bias gradient: the column sums of dy [m, n].
@@ -314,7 +341,10 @@ mod tests {
         let (m, k, n) = (5, 7, 3);
         let (x, w, b) = (random(m * k, 1), random(n * k, 2), random(n, 3));
         let r = random(m * n, 4);
-        let (dx, dw) = matmul_backward(&r, &x, &w, k);
+        let (dx, dw) = (
+            matmul_backward_x(&r, &w, k),
+            matmul_backward_weight(&r, &x, k),
+        );
         check("matmul dx", &x, &r, |x| matmul_forward(x, &w, k), &dx);
         check("matmul dw", &w, &r, |w| matmul_forward(&x, w, k), &dw);
         let y = matmul_forward(&x, &w, k);
@@ -491,10 +521,20 @@ mod tests {
         let (m, k, n) = (3, 4, 2);
         let (x, w, r) = (random(m * k, 21), random(n * k, 22), random(m * n, 23));
         let as32 = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
-        let (dx32, _) = matmul_backward(&as32(&r), &as32(&x), &as32(&w), k);
-        let (dx64, _) = matmul_backward(&r, &x, &w, k);
-        for (a, b) in dx32.iter().zip(&dx64) {
-            assert!((*a as f64 - b).abs() < 1e-6);
+        let pairs = [
+            (
+                matmul_backward_x(&as32(&r), &as32(&w), k),
+                matmul_backward_x(&r, &w, k),
+            ),
+            (
+                matmul_backward_weight(&as32(&r), &as32(&x), k),
+                matmul_backward_weight(&r, &x, k),
+            ),
+        ];
+        for (ours32, ours64) in pairs {
+            for (a, b) in ours32.iter().zip(&ours64) {
+                assert!((*a as f64 - b).abs() < 1e-6);
+            }
         }
     }
 }

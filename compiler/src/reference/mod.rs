@@ -322,14 +322,10 @@ fn execute<T: Real>(
             softmax_cross_entropy(l, y, m).1
         }
         Op::MatMulBackwardX { dy, weight } => {
-            let (n, k) = (width(dy), width(weight));
-            let x_shape = vec![T::default(); get(dy).f().len() / n * k];
-            matmul_backward(get(dy).f(), &x_shape, get(weight).f(), k).0
+            matmul_backward_x(get(dy).f(), get(weight).f(), width(weight))
         }
         Op::MatMulBackwardWeight { dy, x } => {
-            let (n, k) = (width(dy), width(x));
-            let w_shape = vec![T::default(); n * k];
-            matmul_backward(get(dy).f(), get(x).f(), &w_shape, k).1
+            matmul_backward_weight(get(dy).f(), get(x).f(), width(x))
         }
         Op::ColumnSum { dy } => add_bias_backward(get(dy).f(), width(dy)),
         Op::GeluBackward { x, dy } => gelu_backward(get(x).f(), get(dy).f()),
