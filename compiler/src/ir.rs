@@ -42,6 +42,9 @@ pub enum Input {
     /// Added to the gathered word embeddings, before the position and token
     /// type sums and LayerNorm (f32).
     WordEmbeddingDelta { width: usize },
+    /// What dropout's Philox streams are keyed by: the seed (low and high
+    /// words), the optimizer step and the micro-batch, [4] (u32).
+    DropoutKey,
 }
 
 impl Input {
@@ -50,6 +53,7 @@ impl Input {
             Input::AttentionMask | Input::ExampleMask | Input::WordEmbeddingDelta { .. } => {
                 DType::F32
             }
+            Input::DropoutKey => DType::U32,
             _ => DType::U32,
         }
     }
@@ -64,6 +68,7 @@ impl Input {
             Input::Labels => "labels",
             Input::ExampleMask => "example_mask",
             Input::WordEmbeddingDelta { .. } => "word_embedding_delta",
+            Input::DropoutKey => "dropout_key",
         }
     }
 
@@ -71,6 +76,7 @@ impl Input {
         match self {
             Input::Labels | Input::ExampleMask => vec![batch],
             Input::WordEmbeddingDelta { width } => vec![batch * seq, width],
+            Input::DropoutKey => vec![4],
             _ => vec![batch * seq],
         }
     }
@@ -266,6 +272,23 @@ pub enum Op {
     /// MeanPool's gradient: `dy` [batch, width] spread over each sequence's
     /// real tokens, [batch * seq, width].
     MeanPoolBackward { dy: ValueId, mask: ValueId },
+    /// Inverted dropout of `x`: each element kept with probability 1 - `p`
+    /// and scaled by 1 / (1 - p), else 0; the draw is Philox keyed by `key`
+    /// (the DropoutKey input) at stream (step, micro-batch, `site`) and the
+    /// element's index, so the backward regenerates the mask.
+    Dropout {
+        x: ValueId,
+        key: ValueId,
+        site: u32,
+        p: f32,
+    },
+    /// Dropout's gradient: `dy` through the same mask and scale.
+    DropoutBackward {
+        dy: ValueId,
+        key: ValueId,
+        site: u32,
+        p: f32,
+    },
 }
 
 impl Op {
@@ -283,7 +306,10 @@ impl Op {
             Op::Gather { .. } | Op::Embeddings { .. } | Op::CrossEntropy { .. } => {
                 dtypes[1] = DType::U32
             }
-            Op::CrossEntropyBackward { .. } | Op::GatherBackward { .. } => dtypes[1] = DType::U32,
+            Op::CrossEntropyBackward { .. }
+            | Op::GatherBackward { .. }
+            | Op::Dropout { .. }
+            | Op::DropoutBackward { .. } => dtypes[1] = DType::U32,
             _ => {}
         }
         dtypes
@@ -377,6 +403,7 @@ impl Op {
             | Op::GatherBackward { dy, ids: b, .. }
             | Op::MeanPoolBackward { dy, mask: b } => vec![dy, b],
             Op::ColumnSum { dy } | Op::FirstTokenBackward { dy } => vec![dy],
+            Op::Dropout { x: a, key, .. } | Op::DropoutBackward { dy: a, key, .. } => vec![a, key],
             Op::LayerNormStatistics { x, .. } => vec![x],
             Op::LayerNormBackwardX {
                 dy,
@@ -854,6 +881,7 @@ impl Graph {
             }
             Op::AttentionContextBackwardValue { dy, .. } => self.shape(dy).to_vec(),
             Op::GatherBackward { dy, rows, .. } => vec![rows, rows_cols(dy)?.1],
+            Op::Dropout { x: a, .. } | Op::DropoutBackward { dy: a, .. } => self.shape(a).to_vec(),
             Op::FirstTokenBackward { dy } | Op::MeanPoolBackward { dy, .. } => {
                 vec![self.tokens(), rows_cols(dy)?.1]
             }

@@ -223,6 +223,10 @@ pub struct TrainArgs {
     /// Train on the CPU reference (the only path built so far).
     #[arg(long)]
     pub cpu: bool,
+    /// Train without dropout (the recipe trains with the model's
+    /// hidden_dropout_prob, attention_probs_dropout_prob and classifier_dropout).
+    #[arg(long)]
+    pub no_dropout: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -37,6 +37,9 @@ pub struct Settings {
     pub seed: u64,
     /// English dev accuracy every this many optimizer steps (and at the end).
     pub eval_every: usize,
+    /// Dropout in training, with the model's probabilities (the recipe's);
+    /// off, training computes what evaluation computes.
+    pub dropout: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             max_len: 128,
             seed: 7,
             eval_every: 500,
+            dropout: true,
         }
     }
 }
@@ -129,7 +133,7 @@ pub struct Trainer<'m> {
 
 impl<'m> Trainer<'m> {
     pub fn new(model: &'m Model, settings: Settings) -> Result<Self, TrainError> {
-        let graph = model.training_graph(1, 2)?;
+        let graph = model.training_graph(1, 2, false)?;
         let params: Vec<(String, Vec<usize>, Vec<f32>)> = graph
             .values()
             .filter_map(|(_, v)| match &v.source {
@@ -173,7 +177,9 @@ impl<'m> Trainer<'m> {
         order
     }
 
-    fn padded(&self, batch: &[&Example]) -> (ModelInputs, TrainingInputs) {
+    /// A padded batch; `micro` numbers it within the optimizer step, which
+    /// with the step keys its dropout.
+    fn padded(&self, batch: &[&Example], micro: usize) -> (ModelInputs, TrainingInputs) {
         let encodings: Vec<Encoding> = batch.iter().map(|e| e.encoding.clone()).collect();
         let config = &self.model.config;
         let inputs = ModelInputs::pad(
@@ -186,6 +192,12 @@ impl<'m> Trainer<'m> {
             labels: batch.iter().map(|e| e.label).collect(),
             example_mask: vec![1.0; batch.len()],
             word_embedding_delta: vec![0.0; inputs.batch * inputs.seq * config.hidden],
+            dropout_key: vec![
+                self.settings.seed as u32,
+                (self.settings.seed >> 32) as u32,
+                self.step as u32,
+                micro as u32,
+            ],
         };
         (inputs, training)
     }
@@ -213,11 +225,12 @@ impl<'m> Trainer<'m> {
             .map(|(_, _, p)| vec![0.0; p.len()])
             .collect();
         let mut loss = 0.0;
-        for micro in group.chunks(self.settings.batch) {
-            let (inputs, training) = self.padded(micro);
+        for (index, micro) in group.chunks(self.settings.batch).enumerate() {
+            let (inputs, training) = self.padded(micro, index);
             let key = (inputs.batch, inputs.seq);
             if !self.graphs.contains_key(&key) {
-                let graph = autodiff(&self.model.training_graph(key.0, key.1)?)?;
+                let dropout = self.settings.dropout;
+                let graph = autodiff(&self.model.training_graph(key.0, key.1, dropout)?)?;
                 self.graphs.insert(key, graph);
             }
             let mut graph = self.graphs.remove(&key).expect("just built");
@@ -261,7 +274,7 @@ impl<'m> Trainer<'m> {
         let mut correct = 0;
         for chunk in examples.chunks(self.settings.batch.max(1) * 4) {
             let refs: Vec<&Example> = chunk.iter().collect();
-            let (inputs, _) = self.padded(&refs);
+            let (inputs, _) = self.padded(&refs, 0);
             let key = (inputs.batch, inputs.seq);
             let mut graph = match self.forward_graphs.remove(&key) {
                 Some(g) => g,

@@ -20,7 +20,7 @@ pub use executor::{Executor, Output, WeightBuffers};
 pub use inputs::{ModelInputs, PositionScheme};
 pub use pairs::{LabelledPair, PairFile, PairFileError};
 pub use program::Program;
-pub use random::SplitMix64;
+pub use random::{philox_uniform, SplitMix64};
 pub use session::{Session, SessionError};
 pub use similarity::cosine;
 pub use synonyms::{SynonymError, SynonymSets};

@@ -86,6 +86,7 @@ fn run_spec(args: &TrainArgs) -> Result<RunSpec> {
         max_len: args.max_len,
         seed: args.seed,
         eval_every: args.eval_every,
+        dropout: !args.no_dropout,
     };
     let run = RunSpec {
         model: model.clone(),

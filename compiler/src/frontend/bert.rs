@@ -7,7 +7,7 @@ use crate::ir::{Graph, Op, ValueId};
 
 use super::checkpoint::{Checkpoint, Expected};
 use super::config::ModelConfig;
-use super::encoder::{encoder_tensors, linear_specs, Weights};
+use super::encoder::{encoder_tensors, linear_specs, Dropout, Weights};
 
 pub const PREFIX: &str = "bert.";
 
@@ -45,6 +45,7 @@ pub fn classifier_forward(
     checkpoint: &Checkpoint,
     prefix: &str,
     hidden: ValueId,
+    dropout: (&mut Dropout, f32),
 ) -> ValueId {
     let encoder = Weights { checkpoint, prefix };
     let head = Weights {
@@ -54,5 +55,6 @@ pub fn classifier_forward(
     let first = g.op("pooler.first_token", Op::FirstToken { x: hidden });
     let pooled = encoder.linear(g, first, "pooler.dense");
     let pooled = g.op("pooler.tanh", Op::Tanh { x: pooled });
+    let pooled = dropout.0.apply(g, pooled, dropout.1, "classifier");
     head.linear(g, pooled, "classifier")
 }

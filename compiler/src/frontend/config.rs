@@ -31,6 +31,12 @@ pub struct ModelConfig {
     pub pad_token_id: u32,
     /// Label names in id order; empty for an encoder without a head.
     pub labels: Vec<String>,
+    /// Dropout probabilities in training: on hidden states (embeddings,
+    /// sublayer outputs), on attention probabilities, and before the
+    /// classifier (`classifier_dropout`, else the hidden one).
+    pub hidden_dropout: f32,
+    pub attention_dropout: f32,
+    pub classifier_dropout: f32,
 }
 
 impl ModelConfig {
@@ -115,7 +121,21 @@ impl ConfigReader<'_> {
                 })? as f32,
                 None => return Err(self.error("field layer_norm_eps is missing".into())),
             };
+        let probability = |field: &str, default: f32| -> Result<f32, FrontendError> {
+            match self.json.get(field) {
+                None | Some(Json::Null) => Ok(default),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|p| (0.0..1.0).contains(p))
+                    .map(|p| p as f32)
+                    .ok_or_else(|| self.error(format!("{field} must be in [0, 1), found {v}"))),
+            }
+        };
+        let hidden_dropout = probability("hidden_dropout_prob", 0.1)?;
         Ok(ModelConfig {
+            hidden_dropout,
+            attention_dropout: probability("attention_probs_dropout_prob", 0.1)?,
+            classifier_dropout: probability("classifier_dropout", hidden_dropout)?,
             family,
             hidden,
             heads,

@@ -102,6 +102,39 @@ pub fn encoder_tensors(config: &ModelConfig, prefix: &str) -> Vec<TensorSpec> {
 }
 
 /// Builds the encoder and returns its last hidden state [batch * seq, hidden].
+/// Dropout where transformers applies it in training; each application is
+/// a site with its own Philox stream. `Dropout::off()` adds nothing.
+pub struct Dropout {
+    key: Option<ValueId>,
+    sites: u32,
+}
+
+impl Dropout {
+    pub fn off() -> Self {
+        Self {
+            key: None,
+            sites: 0,
+        }
+    }
+
+    /// Dropout keyed by the graph's DropoutKey input.
+    pub fn on(g: &mut Graph) -> Self {
+        Self {
+            key: Some(g.input(Input::DropoutKey)),
+            sites: 0,
+        }
+    }
+
+    pub fn apply(&mut self, g: &mut Graph, x: ValueId, p: f32, name: &str) -> ValueId {
+        let Some(key) = self.key.filter(|_| p > 0.0) else {
+            return x;
+        };
+        self.sites += 1;
+        let site = self.sites;
+        g.op(format!("{name}.dropout"), Op::Dropout { x, key, site, p })
+    }
+}
+
 /// With `perturbable`, the input `word_embedding_delta` is added to the
 /// gathered word embeddings (the training graph's hook for adversarial
 /// perturbations, and the value whose gradient they read).
@@ -110,11 +143,14 @@ pub fn encoder_forward(
     w: &Weights,
     config: &ModelConfig,
     perturbable: bool,
+    dropout: &mut Dropout,
 ) -> ValueId {
-    let mut x = embeddings_forward(g, w, config, perturbable);
+    let x = embeddings_forward(g, w, config, perturbable);
+    let mut x = dropout.apply(g, x, config.hidden_dropout, "embeddings");
     let mask = g.input(Input::AttentionMask);
     for layer in 0..config.layers {
-        x = layer_forward(g, w, config, x, mask, &format!("encoder.layer.{layer}"));
+        let name = format!("encoder.layer.{layer}");
+        x = layer_forward(g, w, config, x, mask, dropout, &name);
     }
     x
 }
@@ -159,6 +195,7 @@ fn layer_forward(
     config: &ModelConfig,
     x: ValueId,
     mask: ValueId,
+    dropout: &mut Dropout,
     name: &str,
 ) -> ValueId {
     let heads = config.heads;
@@ -174,6 +211,12 @@ fn layer_forward(
         format!("{name}.attention.probs"),
         Op::MaskedSoftmax { scores, mask },
     );
+    let probs = dropout.apply(
+        g,
+        probs,
+        config.attention_dropout,
+        &format!("{name}.attention.probs"),
+    );
     let context = g.op(
         format!("{name}.attention.context"),
         Op::AttentionContext {
@@ -183,6 +226,12 @@ fn layer_forward(
         },
     );
     let attended = w.linear(g, context, &format!("{name}.attention.output.dense"));
+    let attended = dropout.apply(
+        g,
+        attended,
+        config.hidden_dropout,
+        &format!("{name}.attention.output"),
+    );
     let residual = g.op(
         format!("{name}.attention.residual"),
         Op::Add { a: attended, b: x },
@@ -197,6 +246,7 @@ fn layer_forward(
     let inner = w.linear(g, x, &format!("{name}.intermediate.dense"));
     let inner = g.op(format!("{name}.intermediate.gelu"), Op::Gelu { x: inner });
     let out = w.linear(g, inner, &format!("{name}.output.dense"));
+    let out = dropout.apply(g, out, config.hidden_dropout, &format!("{name}.output"));
     let residual = g.op(format!("{name}.output.residual"), Op::Add { a: out, b: x });
     w.layer_norm(g, residual, &format!("{name}.output.LayerNorm"), eps)
 }

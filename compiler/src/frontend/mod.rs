@@ -183,19 +183,30 @@ impl Model {
 
     /// The training graph's forward for `batch` sequences of `seq` tokens
     /// of a sequence classifier: the encoder with `word_embedding_delta`
-    /// added to the word embeddings, the head's logits, and the loss (softmax
-    /// cross-entropy, the mean over real examples). Dropout is off: the
-    /// graph computes what transformers computes in eval mode.
-    /// `passes::autodiff` adds the backward.
-    pub fn training_graph(&self, batch: usize, seq: usize) -> Result<Graph, FrontendError> {
+    /// added to the word embeddings, dropout where transformers applies it
+    /// in training (when `dropout`; keyed by the `dropout_key` input), the
+    /// head's logits, and the loss (softmax cross-entropy, the mean over real
+    /// examples). Without dropout the graph computes what transformers
+    /// computes in eval mode. `passes::autodiff` adds the backward.
+    pub fn training_graph(
+        &self,
+        batch: usize,
+        seq: usize,
+        dropout: bool,
+    ) -> Result<Graph, FrontendError> {
         if self.output != ModelOutput::Classification {
             return Err(FrontendError::NotAClassifier {
                 model: self.origin.clone(),
             });
         }
         let mut g = Graph::new(batch, seq);
-        let hidden = self.encoder(&mut g, true);
-        let logits = self.classifier(&mut g, hidden);
+        let mut sites = if dropout {
+            encoder::Dropout::on(&mut g)
+        } else {
+            encoder::Dropout::off()
+        };
+        let hidden = self.encoder(&mut g, true, &mut sites);
+        let logits = self.classifier(&mut g, hidden, &mut sites);
         let labels = g.input(Input::Labels);
         let example_mask = g.input(Input::ExampleMask);
         let loss = g.op(
@@ -211,29 +222,45 @@ impl Model {
         Ok(g)
     }
 
-    fn encoder(&self, g: &mut Graph, perturbable: bool) -> crate::ir::ValueId {
+    fn encoder(
+        &self,
+        g: &mut Graph,
+        perturbable: bool,
+        dropout: &mut encoder::Dropout,
+    ) -> crate::ir::ValueId {
         let weights = encoder::Weights {
             checkpoint: &self.checkpoint,
             prefix: &self.prefix,
         };
-        encoder::encoder_forward(g, &weights, &self.config, perturbable)
+        encoder::encoder_forward(g, &weights, &self.config, perturbable, dropout)
     }
 
-    fn classifier(&self, g: &mut Graph, hidden: crate::ir::ValueId) -> crate::ir::ValueId {
+    fn classifier(
+        &self,
+        g: &mut Graph,
+        hidden: crate::ir::ValueId,
+        dropout: &mut encoder::Dropout,
+    ) -> crate::ir::ValueId {
+        let p = self.config.classifier_dropout;
         match self.config.family {
-            Family::Bert => bert::classifier_forward(g, &self.checkpoint, &self.prefix, hidden),
-            Family::Roberta => xlm_roberta::classifier_forward(g, &self.checkpoint, hidden),
+            Family::Bert => {
+                bert::classifier_forward(g, &self.checkpoint, &self.prefix, hidden, (dropout, p))
+            }
+            Family::Roberta => {
+                xlm_roberta::classifier_forward(g, &self.checkpoint, hidden, (dropout, p))
+            }
         }
     }
 
     /// The forward graph for `batch` sequences of `seq` tokens.
     pub fn graph(&self, batch: usize, seq: usize) -> Graph {
         let mut g = Graph::new(batch, seq);
-        let hidden = self.encoder(&mut g, false);
+        let mut off = encoder::Dropout::off();
+        let hidden = self.encoder(&mut g, false, &mut off);
         g.mark_output("last_hidden_state", hidden);
         match self.output {
             ModelOutput::Classification => {
-                let logits = self.classifier(&mut g, hidden);
+                let logits = self.classifier(&mut g, hidden, &mut off);
                 let probs = g.op("probabilities", Op::Softmax { x: logits });
                 g.mark_output("logits", logits);
                 g.mark_output("probabilities", probs);

@@ -7,7 +7,7 @@ use crate::ir::{Graph, Op, ValueId};
 
 use super::checkpoint::{Checkpoint, Expected};
 use super::config::ModelConfig;
-use super::encoder::{encoder_tensors, linear_specs, Weights};
+use super::encoder::{encoder_tensors, linear_specs, Dropout, Weights};
 
 pub const PREFIX: &str = "roberta.";
 
@@ -41,13 +41,20 @@ pub fn expected(config: &ModelConfig, prefix: &str) -> Expected {
 }
 
 /// Logits [batch, labels] from the last hidden state.
-pub fn classifier_forward(g: &mut Graph, checkpoint: &Checkpoint, hidden: ValueId) -> ValueId {
+pub fn classifier_forward(
+    g: &mut Graph,
+    checkpoint: &Checkpoint,
+    hidden: ValueId,
+    dropout: (&mut Dropout, f32),
+) -> ValueId {
     let head = Weights {
         checkpoint,
         prefix: "",
     };
     let first = g.op("classifier.first_token", Op::FirstToken { x: hidden });
+    let first = dropout.0.apply(g, first, dropout.1, "classifier.dense");
     let dense = head.linear(g, first, "classifier.dense");
     let dense = g.op("classifier.tanh", Op::Tanh { x: dense });
+    let dense = dropout.0.apply(g, dense, dropout.1, "classifier.out_proj");
     head.linear(g, dense, "classifier.out_proj")
 }

@@ -198,6 +198,10 @@ fn contributions(
         ],
         Op::FirstToken { x } => vec![(x, op_named(g, "x", Op::FirstTokenBackward { dy }))],
         Op::MeanPool { x, mask } => vec![(x, op_named(g, "x", Op::MeanPoolBackward { dy, mask }))],
+        Op::Dropout { x, key, site, p } => vec![(
+            x,
+            op_named(g, "x", Op::DropoutBackward { dy, key, site, p }),
+        )],
         _ => return Err(no_rule()),
     })
 }
@@ -251,6 +255,7 @@ mod tests {
             labels: vec![0, 1 % labels, 2 % labels],
             example_mask: vec![1.0, 1.0, 0.0],
             word_embedding_delta: delta,
+            dropout_key: vec![7, 0, 3, 1],
         };
         (inputs, training)
     }
@@ -272,13 +277,14 @@ mod tests {
     }
 
     /// Every weight's gradient and the word-embedding gradient, from the
-    /// backward graph run in f64, against central differences of the loss at
-    /// two entries of each tensor (its largest gradient and one at random).
+    /// backward graph run in f64 with dropout on (a fixed key: the same masks
+    /// in every run), against central differences of the loss at two entries
+    /// of each tensor (its largest gradient and one at random).
     #[test]
     fn gradients_of_tiny_models_match_finite_differences() {
         for name in ["tiny-bert", "tiny-xlmr"] {
             let model = tiny(name);
-            let forward = model.training_graph(3, 6).unwrap();
+            let forward = model.training_graph(3, 6, true).unwrap();
             let graph = autodiff(&forward).unwrap();
             graph.validate().unwrap();
             let (inputs, training) = batch(&model);
@@ -339,7 +345,7 @@ mod tests {
     #[test]
     fn padding_gets_no_gradient_and_f32_agrees_with_f64() {
         let model = tiny("tiny-xlmr");
-        let graph = autodiff(&model.training_graph(3, 6).unwrap()).unwrap();
+        let graph = autodiff(&model.training_graph(3, 6, true).unwrap()).unwrap();
         let (inputs, training) = batch(&model);
         let out64 = run_in::<f64>(&graph, &inputs, &training).unwrap();
         let out32 = run_in::<f32>(&graph, &inputs, &training).unwrap();
@@ -381,7 +387,7 @@ mod tests {
             autodiff(&model.graph(2, 4)),
             Err(AutodiffError::NoLoss)
         ));
-        let fused = crate::passes::fuse(&model.training_graph(2, 4).unwrap());
+        let fused = crate::passes::fuse(&model.training_graph(2, 4, false).unwrap());
         let err = autodiff(&fused).unwrap_err();
         assert!(err.to_string().contains("no gradient rule"), "{err}");
     }

@@ -259,6 +259,23 @@ pub fn mean_pool_backward<T: Real>(dy: &[T], mask: &[T], seq: usize) -> Vec<T> {
     dx
 }
 
+/// Inverted dropout: element i kept when its Philox draw (seed and stream
+/// from `key` = [seed low, seed high, step, micro-batch], and `site`) is at
+/// least `p`, then scaled by 1 / (1 - p). The backward is the same function
+/// applied to dy: the mask is regenerated, never stored.
+pub fn dropout_forward<T: Real>(x: &[T], key: &[u32], site: u32, p: f32) -> Vec<T> {
+    let seed = key[0] as u64 | (key[1] as u64) << 32;
+    let stream = (key[2] as u64) << 32 | (key[3] as u64) << 16 | site as u64;
+    let scale = 1.0 / (1.0 - p as f64);
+    x.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let keep = xltc_runtime::philox_uniform(seed, stream, i as u64) >= p as f64;
+            T::from_f64(if keep { v.to_f64() * scale } else { 0.0 })
+        })
+        .collect()
+}
+
 /// Softmax cross-entropy of `logits` [batch, labels] against `labels`,
 /// averaged over the real examples (`example_mask` 1; batch padding 0), as
 /// transformers' sequence classifiers compute it; and its gradient
@@ -489,6 +506,32 @@ mod tests {
             |t| gather_forward(t, width, &ids, "t").unwrap(),
             &dense,
         );
+    }
+
+    #[test]
+    fn dropout_keeps_one_minus_p_scaled_and_its_gradient_is_the_same_mask() {
+        let x = vec![1.0f64; 20_000];
+        let key = [7, 0, 3, 1];
+        let y = dropout_forward(&x, &key, 5, 0.1);
+        let kept = y.iter().filter(|&&v| v != 0.0).count();
+        // 18,000 expected, standard deviation about 42.
+        assert!((17_850..18_150).contains(&kept), "{kept}");
+        let scale = 1.0 / (1.0 - 0.1f32 as f64);
+        assert!(y.iter().all(|&v| v == 0.0 || (v - scale).abs() < 1e-12));
+        assert_ne!(
+            y,
+            dropout_forward(&x, &[7, 0, 4, 1], 5, 0.1),
+            "another step, another mask"
+        );
+        assert_ne!(
+            y,
+            dropout_forward(&x, &key, 6, 0.1),
+            "another site, another mask"
+        );
+        let r = random(50, 24);
+        let x = random(50, 25);
+        let dx = dropout_forward(&r, &key, 5, 0.3);
+        check("dropout", &x, &r, |x| dropout_forward(x, &key, 5, 0.3), &dx);
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct TrainingInputs {
     pub example_mask: Vec<f32>,
     /// Added to the gathered word embeddings ([tokens, hidden]).
     pub word_embedding_delta: Vec<f32>,
+    /// Dropout's key: [seed low, seed high, optimizer step, micro-batch].
+    pub dropout_key: Vec<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +168,7 @@ fn input_data<'a, T: Real>(
         Input::WordEmbeddingDelta { .. } => {
             Data::F(T::from_f32_slice(&training.word_embedding_delta))
         }
+        Input::DropoutKey => Data::U32(Cow::Borrowed(&training.dropout_key[..])),
     };
     let given = match &data {
         Data::F(v) => v.len(),
@@ -390,6 +393,13 @@ fn execute<T: Real>(
         }
         Op::FirstTokenBackward { dy } => first_token_backward(get(dy).f(), seq, width(dy)),
         Op::MeanPoolBackward { dy, mask } => mean_pool_backward(get(dy).f(), get(mask).f(), seq),
+        Op::Dropout { x: a, key, site, p }
+        | Op::DropoutBackward {
+            dy: a,
+            key,
+            site,
+            p,
+        } => dropout_forward(get(a).f(), get(key).u32(), site, p),
     })
 }
 
