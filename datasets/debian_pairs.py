@@ -18,7 +18,6 @@ private lists folder, so the system's apt state is never touched. See
 datasets/README.md for the rules, the counts and the known weaknesses.
 """
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -30,6 +29,8 @@ import tempfile
 from collections import defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "models"))
+from fetch import sha256_of  # noqa: E402  (one checksum helper for every script)
 CACHE = os.path.join(HERE, "cache")
 RESERVED = os.path.join(HERE, "..", "..", "shared", "data", "reserved-packages.txt")
 APT_HELPER = "/usr/lib/apt/apt-helper"
@@ -423,14 +424,6 @@ def build(args, lists, tmp):
         "test_files": cells,
         "parallel_lines": parallel,
     }
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def main():

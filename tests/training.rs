@@ -312,6 +312,26 @@ fn xltc(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `xltc train` of the tiny XLM-R on the small yes/no task into `out` (batch
+/// 8, no accumulation, lr 1e-3), with `extra` flags.
+fn yes_no_training(out: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let (model, data) = (model_dir("tiny-xlmr"), fixtures().join("train"));
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        path(model),
+        "--train".into(),
+        path(data.join("train.tsv")),
+        "--dev".into(),
+        path(data.join("dev.tsv")),
+        "-o".into(),
+        path(out.to_owned()),
+    ];
+    let flags = ["--cpu", "--batch", "8", "--accum", "1", "--lr", "1e-3"];
+    args.extend(flags.iter().chain(extra).map(|s| s.to_string()));
+    args
+}
+
 /// `xltc train --cpu` on a small learnable task (label 1 when the second
 /// sentence starts with "yes"), dropout off so that 80 steps suffice: the
 /// loss falls, dev accuracy beats chance, the checkpoints load in `xltc run`,
@@ -319,32 +339,12 @@ fn xltc(args: &[&str]) -> std::process::Output {
 /// (The resume test below trains with dropout on.)
 #[test]
 fn xltc_train_learns_a_small_task_reproducibly() {
-    let model = model_dir("tiny-xlmr");
-    let data = fixtures().join("train");
     let out = tempfile::tempdir().unwrap();
     let run = |folder: &std::path::Path| {
-        let output = xltc(&[
-            "train",
-            model.to_str().unwrap(),
-            "--train",
-            data.join("train.tsv").to_str().unwrap(),
-            "--dev",
-            data.join("dev.tsv").to_str().unwrap(),
-            "-o",
-            folder.to_str().unwrap(),
-            "--cpu",
-            "--epochs",
-            "10",
-            "--batch",
-            "8",
-            "--accum",
-            "1",
-            "--lr",
-            "1e-3",
-            "--eval-every",
-            "10",
-            "--no-dropout",
-        ]);
+        let extra = ["--epochs", "10", "--eval-every", "10", "--no-dropout"];
+        let args = yes_no_training(folder, &extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = xltc(&args);
         assert!(
             output.status.success(),
             "{}",
@@ -440,38 +440,10 @@ fn xltc_train_refuses_bad_data_and_the_gpu_clearly() {
 /// ends with the weights, bit for bit, and the log of an uninterrupted run.
 #[test]
 fn a_killed_run_resumes_bit_identically() {
-    let model = model_dir("tiny-xlmr");
-    let data = fixtures().join("train");
     let dir = tempfile::tempdir().unwrap();
     let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
-    let args = |out: &std::path::Path| -> Vec<String> {
-        [
-            "train",
-            model.to_str().unwrap(),
-            "--train",
-            data.join("train.tsv").to_str().unwrap(),
-            "--dev",
-            data.join("dev.tsv").to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--cpu",
-            "--epochs",
-            "30",
-            "--batch",
-            "8",
-            "--accum",
-            "1",
-            "--lr",
-            "1e-3",
-            "--eval-every",
-            "20",
-            "--save-every",
-            "3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let extra = ["--epochs", "30", "--eval-every", "20", "--save-every", "3"];
+    let args = |out: &std::path::Path| yes_no_training(out, &extra);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_xltc"))
         .args(args(&whole))
         .output()

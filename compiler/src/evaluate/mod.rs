@@ -345,7 +345,7 @@ pub fn evaluate(
     }
     let started = std::time::Instant::now();
     let mut sequences = 0;
-    let scored: Scored = scorer.score(&inputs, &[], |done, total| {
+    let scored: Scored = scorer.score(&inputs, |done, total| {
         sequences = total;
         progress(done, total)
     })?;

@@ -49,13 +49,12 @@ impl Scorer<'_> {
         }
     }
 
-    /// Runs the model on every distinct input of `pairs` and `sentences` (the
-    /// latter embedded alone, for alignment; ignored by a classifier);
-    /// `progress` hears (done, total) sequences.
+    /// Runs the model on every distinct input of `pairs` (for an encoder,
+    /// every distinct sentence, which alignment reads too); `progress` hears
+    /// (done, total) sequences.
     pub fn score(
         &self,
         pairs: &[(&str, &str)],
-        sentences: &[&str],
         progress: impl FnMut(usize, usize),
     ) -> Result<Scored, PredictError> {
         let Scorer::Model {
@@ -76,46 +75,42 @@ impl Scorer<'_> {
             text: format!("{prefix}{text}"),
             pair: pair.map(|p| format!("{prefix}{p}")),
         };
-        let mut scored = Scored::default();
-        if model.output == ModelOutput::Classification {
-            let unique = distinct(pairs.iter().copied());
-            let requests: Vec<Request> = unique.iter().map(|(a, b)| request(a, Some(b))).collect();
-            let out = predict(
-                engine,
-                model,
-                tokenizer,
-                &requests,
-                Overflow::Truncate,
-                *batch,
-                progress,
-            )?;
-            for ((a, b), prediction) in unique.into_iter().zip(out) {
-                if let Prediction::Classification { probabilities, .. } = prediction {
-                    scored
-                        .probabilities
-                        .insert((a.to_owned(), b.to_owned()), probabilities);
-                }
-            }
+        // A classifier reads each distinct pair; an encoder embeds each
+        // distinct sentence once.
+        let classifier = model.output == ModelOutput::Classification;
+        let (pair_inputs, sentence_inputs) = if classifier {
+            (distinct(pairs.iter().copied()), Vec::new())
         } else {
-            let all = pairs
-                .iter()
-                .flat_map(|&(a, b)| [a, b])
-                .chain(sentences.iter().copied());
-            let unique = distinct(all);
-            let requests: Vec<Request> = unique.iter().map(|s| request(s, None)).collect();
-            let out = predict(
-                engine,
-                model,
-                tokenizer,
-                &requests,
-                Overflow::Truncate,
-                *batch,
-                progress,
-            )?;
-            for (sentence, prediction) in unique.into_iter().zip(out) {
-                if let Prediction::Embedding { embedding, .. } = prediction {
-                    scored.embeddings.insert(sentence.to_owned(), embedding);
-                }
+            (
+                Vec::new(),
+                distinct(pairs.iter().flat_map(|&(a, b)| [a, b])),
+            )
+        };
+        let requests: Vec<Request> = pair_inputs
+            .iter()
+            .map(|(a, b)| request(a, Some(b)))
+            .chain(sentence_inputs.iter().map(|s| request(s, None)))
+            .collect();
+        let out = predict(
+            engine,
+            model,
+            tokenizer,
+            &requests,
+            Overflow::Truncate,
+            *batch,
+            progress,
+        )?;
+        let mut out = out.into_iter();
+        let mut scored = Scored::default();
+        for (a, b) in pair_inputs {
+            if let Some(Prediction::Classification { probabilities, .. }) = out.next() {
+                let key = (a.to_owned(), b.to_owned());
+                scored.probabilities.insert(key, probabilities);
+            }
+        }
+        for sentence in sentence_inputs {
+            if let Some(Prediction::Embedding { embedding, .. }) = out.next() {
+                scored.embeddings.insert(sentence.to_owned(), embedding);
             }
         }
         Ok(scored)
