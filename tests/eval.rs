@@ -355,6 +355,8 @@ fn an_encoder_is_scored_by_one_cosine_threshold_tuned_on_english_dev() {
     );
 }
 
+/// On the GPU, from a model folder and from a compiled .xltc, the numbers
+/// are the CPU reference's.
 #[test]
 fn the_gpu_gives_the_cpu_references_numbers() {
     let model = model_dir("tiny-xlmr");
@@ -370,15 +372,35 @@ fn the_gpu_gives_the_cpu_references_numbers() {
         out.to_str().unwrap(),
     ];
     let (cpu, _) = eval_json(&[&args[..], &["--cpu"]].concat());
-    let output = xltc(&[&["eval", "--json"][..], &args[..]].concat());
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("adapter"), "{stderr}");
-    for line in String::from_utf8(output.stdout).unwrap().lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        if let Some(file) = v["file"].as_str() {
-            assert_eq!(v["accuracy"], cpu[file]["accuracy"], "{file}");
+    // The model folder (kernels lowered for each batch) and its compiled
+    // artifact (the artifact's programs), both on the adapter.
+    let artifact = report.path().join("tiny.xltc");
+    ok(xltc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        artifact.to_str().unwrap(),
+        "--max-seq",
+        "32",
+        "--batch",
+        "4",
+    ]));
+    let mut compiled = args;
+    compiled[0] = artifact.to_str().unwrap();
+    for args in [args, compiled] {
+        let output = xltc(&[&["eval", "--json"][..], &args[..]].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains("adapter"), "{stderr}");
+        let mut files = 0;
+        for line in String::from_utf8(output.stdout).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if let Some(file) = v["file"].as_str() {
+                assert_eq!(v["accuracy"], cpu[file]["accuracy"], "{} {file}", args[0]);
+                files += 1;
+            }
         }
+        assert_eq!(files, 4);
     }
 }
 
