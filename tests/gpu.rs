@@ -192,6 +192,31 @@ fn gather_add_bias_and_activations() {
     });
 }
 
+/// The first backward kernels: GELU's and tanh's gradients (element-wise,
+/// counts off the workgroup size) and column sums (a bias's gradient; rows
+/// and columns off the tiles), against the CPU reference's `*_backward`.
+#[test]
+fn backward_activations_and_column_sums() {
+    for (rows, cols) in [(33, 101), (1, 7), (300, 3)] {
+        check_op(&format!("gelu backward {rows}x{cols}"), 1, 1, |g, r| {
+            let x = weight(g, r, "x", &[rows, cols]);
+            let x = g.op("x3", Op::Add { a: x, b: x });
+            let dy = weight(g, r, "dy", &[rows, cols]);
+            g.op("dx", Op::GeluBackward { x, dy })
+        });
+        check_op(&format!("tanh backward {rows}x{cols}"), 1, 1, |g, r| {
+            let x = weight(g, r, "x", &[rows, cols]);
+            let y = g.op("y", Op::Tanh { x });
+            let dy = weight(g, r, "dy", &[rows, cols]);
+            g.op("dx", Op::TanhBackward { y, dy })
+        });
+        check_op(&format!("column sum {rows}x{cols}"), 1, 1, |g, r| {
+            let dy = weight(g, r, "dy", &[rows, cols]);
+            g.op("db", Op::ColumnSum { dy })
+        });
+    }
+}
+
 #[test]
 fn fused_linear_with_and_without_gelu() {
     for (m, n, k, gelu) in [

@@ -97,6 +97,35 @@ pub fn instance(
             ];
             (Template::Binary, [c, grid].concat(), vec![a, b], workgroups)
         }
+        Op::GeluBackward { x: a, dy } | Op::TanhBackward { y: a, dy } => {
+            let (workgroups, grid) = per_element(count);
+            let function = if matches!(op, Op::GeluBackward { .. }) {
+                0
+            } else {
+                1
+            };
+            let c = vec![
+                ("COUNT", count.to_string()),
+                ("FUNCTION", function.to_string()),
+            ];
+            (
+                Template::ActivationBackward,
+                [c, grid].concat(),
+                vec![a, dy],
+                workgroups,
+            )
+        }
+        Op::ColumnSum { dy } => {
+            let [rows, cols] = dims2(&shape(dy));
+            let (workgroups, grid) = per_element(cols);
+            let c = vec![("ROWS", rows.to_string()), ("COLS", cols.to_string())];
+            (
+                Template::ColumnSum,
+                [c, grid].concat(),
+                vec![dy],
+                workgroups,
+            )
+        }
         Op::Gelu { x } | Op::Tanh { x } => {
             let (workgroups, grid) = per_element(count);
             let function = if matches!(op, Op::Gelu { .. }) { 0 } else { 1 };

@@ -8,6 +8,8 @@ pub enum Template {
     Gather,
     Binary,
     Activation,
+    ActivationBackward,
+    ColumnSum,
     Matmul,
     LayerNorm,
     AttentionScores,
@@ -28,6 +30,8 @@ impl Template {
             Template::Gather => "gather",
             Template::Binary => "binary",
             Template::Activation => "activation",
+            Template::ActivationBackward => "activation_backward",
+            Template::ColumnSum => "column_sum",
             Template::Matmul => "matmul",
             Template::LayerNorm => "layer_norm",
             Template::AttentionScores => "attention_scores",
@@ -55,6 +59,11 @@ impl Template {
                 include_str!("../../../shaders/gelu.wgsl"),
                 include_str!("../../../shaders/tanh.wgsl")
             ),
+            Template::ActivationBackward => concat!(
+                include_str!("../../../shaders/activation_backward.wgsl"),
+                include_str!("../../../shaders/gelu.wgsl")
+            ),
+            Template::ColumnSum => include_str!("../../../shaders/column_sum.wgsl"),
             Template::Matmul => concat!(
                 include_str!("../../../shaders/matmul.wgsl"),
                 include_str!("../../../shaders/gelu.wgsl")
