@@ -7,6 +7,15 @@ use std::fmt::Write;
 
 use crate::evaluate::{LanguageRow, Matrix};
 
+/// A new SVG document of `width` x `height` on white, `font_size` the default.
+fn document(width: f64, height: f64, font_size: u32) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
+         font-family=\"sans-serif\" font-size=\"{font_size}\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    )
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -20,13 +29,8 @@ pub fn accuracy_bars(title: &str, rows: &[LanguageRow], reference: Option<f64>) 
     let width = left + rows.len() as f64 * (bar_w + gap) + 30.0;
     let height = top + plot_h + 50.0;
     let y = |v: f64| top + plot_h * (1.0 - v);
-    let mut svg = String::new();
+    let mut svg = document(width, height, 12);
     let s = &mut svg;
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
         r#"<text x="{left}" y="20" font-size="14">{}</text>"#,
@@ -106,13 +110,8 @@ pub fn matrix_heat_map(title: &str, matrix: &Matrix, low: f64) -> String {
     let (left, top, cell) = (50.0, 50.0, 40.0);
     let width = left + n as f64 * cell + 20.0;
     let height = top + n as f64 * cell + 40.0;
-    let mut svg = String::new();
+    let mut svg = document(width, height, 11);
     let s = &mut svg;
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
         r#"<text x="10" y="18" font-size="13">{}</text>"#,
@@ -187,15 +186,8 @@ pub fn curves(title: &str, x_label: &str, series: &[Curve]) -> String {
         .iter()
         .flat_map(|c| c.points.iter().map(|q| q.0))
         .fold(1.0f64, f64::max);
-    let mut svg = String::new();
+    let mut svg = document(left + w + 30.0, top + h + 60.0, 12);
     let s = &mut svg;
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{:.0}" height="{:.0}" font-family="sans-serif" font-size="12">"#,
-        left + w + 30.0,
-        top + h + 60.0
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
         r#"<text x="{left}" y="20" font-size="14">{}</text>"#,
