@@ -132,22 +132,7 @@ fn default_report_folder(args: &EvalArgs) -> PathBuf {
 }
 
 fn write_report(folder: &Path, header: &Header, e: &Evaluation) -> Result<()> {
-    let parent = folder
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = folder
-        .file_name()
-        .context("the report path has no folder name")?;
-    let temporary = parent.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> Result<()> {
-        std::fs::create_dir_all(&temporary)?;
+    super::replace_folder(folder, |temporary| {
         let put = |file: &str, text: String| {
             std::fs::write(temporary.join(file), text)
                 .with_context(|| format!("cannot write {}", temporary.join(file).display()))
@@ -188,23 +173,8 @@ fn write_report(folder: &Path, header: &Header, e: &Evaluation) -> Result<()> {
                 ),
             )?;
         }
-        if folder.exists() {
-            std::fs::remove_dir_all(folder)
-                .with_context(|| format!("cannot replace the old report {}", folder.display()))?;
-        }
-        std::fs::rename(&temporary, folder).with_context(|| {
-            format!(
-                "cannot move {} to {}",
-                temporary.display(),
-                folder.display()
-            )
-        })
-    };
-    let result = write();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&temporary);
-    }
-    result
+        Ok(())
+    })
 }
 
 fn print_summary(args: &EvalArgs, e: &Evaluation, folder: &Path) -> Result<()> {

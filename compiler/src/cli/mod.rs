@@ -37,6 +37,46 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Fills a temporary folder beside `folder` with `fill`, then swaps it into
+/// place: the old folder is moved aside to `<folder>.old` before the rename
+/// and removed after it, so an interrupted write leaves the last complete
+/// folder (as itself or as `.old`) and never a half-written one.
+pub fn replace_folder(folder: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = folder
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = folder
+        .file_name()
+        .context("the output path has no folder name")?
+        .to_string_lossy()
+        .into_owned();
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let temporary = parent.join(format!(".{name}.{}.tmp", std::process::id()));
+    let old = parent.join(format!("{name}.old"));
+    let swap = || -> Result<()> {
+        std::fs::create_dir_all(&temporary)?;
+        fill(&temporary)?;
+        if folder.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old)?;
+            }
+            std::fs::rename(folder, &old)?;
+        }
+        std::fs::rename(&temporary, folder)?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        Ok(())
+    };
+    swap()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&temporary);
+        })
+        .with_context(|| format!("cannot write {}", folder.display()))
+}
+
 /// Whether a path names a compiled artifact rather than a model folder.
 pub fn is_artifact(path: &Path) -> bool {
     path.is_file() && path.extension().is_some_and(|e| e == "xltc")

@@ -256,8 +256,8 @@ fn execute(run: &RunSpec, saved: Option<(Position, Tensors)>) -> Result<()> {
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
 
 /// OUT/state/: state.json and tensors.safetensors (param.NAME, m.NAME,
-/// v.NAME), written to a temporary folder and swapped in, the old state kept
-/// as state.old until the new one is in place.
+/// v.NAME), swapped in by `replace_folder`, which keeps the old state as
+/// state.old until the new one is in place.
 fn save_state(run: &RunSpec, position: &Position, trainer: &Trainer) -> Result<()> {
     let mut tensors: Tensors = Vec::new();
     for ((name, shape, data), (m, v)) in trainer.params.iter().zip(&trainer.moments) {
@@ -270,34 +270,15 @@ fn save_state(run: &RunSpec, position: &Position, trainer: &Trainer) -> Result<(
         position: position.clone(),
     };
     let folder = run.output.join("state");
-    let old = run.output.join("state.old");
-    let temporary = run
-        .output
-        .join(format!(".state.{}.tmp", std::process::id()));
-    let write = || -> Result<()> {
-        std::fs::create_dir_all(&temporary)?;
+    super::replace_folder(&folder, |temporary| {
         std::fs::write(temporary.join("tensors.safetensors"), serialize(&tensors)?)?;
         std::fs::write(
             temporary.join("state.json"),
             serde_json::to_string_pretty(&state)?,
         )?;
-        if folder.exists() {
-            if old.exists() {
-                std::fs::remove_dir_all(&old)?;
-            }
-            std::fs::rename(&folder, &old)?;
-        }
-        std::fs::rename(&temporary, &folder)?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
         Ok(())
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_dir_all(&temporary);
-        })
-        .with_context(|| format!("cannot save the training state in {}", folder.display()))
+    })
+    .with_context(|| format!("cannot save the training state in {}", folder.display()))
 }
 
 /// The last saved state of OUT: state/, or state.old/ when a save was cut
@@ -428,8 +409,8 @@ fn save_model(
     )
 }
 
-/// Writes a model folder beside `folder` and renames it into place; the
-/// config gets `labels` as id2label and label2id.
+/// Writes a model folder with `replace_folder`; the config gets `labels` as
+/// id2label and label2id.
 fn write_model_folder(
     folder: &Path,
     tensors: &[(String, Vec<usize>, Vec<f32>)],
@@ -448,33 +429,15 @@ fn write_model_folder(
         .enumerate()
         .map(|(i, l)| (l.clone(), json!(i)))
         .collect();
-    let parent = folder.parent().unwrap_or(Path::new("."));
-    let temporary: PathBuf = parent.join(format!(
-        ".{}.{}.tmp",
-        folder
-            .file_name()
-            .map_or("model".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let write = || -> Result<()> {
-        std::fs::create_dir_all(&temporary)?;
+    super::replace_folder(folder, |temporary| {
         std::fs::write(temporary.join("model.safetensors"), &weights)?;
         std::fs::write(
             temporary.join("config.json"),
             serde_json::to_string_pretty(&config)?,
         )?;
         std::fs::write(temporary.join("tokenizer.json"), tokenizer_json)?;
-        if folder.exists() {
-            std::fs::remove_dir_all(folder)?;
-        }
-        std::fs::rename(&temporary, folder)?;
         Ok(())
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_dir_all(&temporary);
-        })
-        .with_context(|| format!("cannot write the model folder {}", folder.display()))
+    })
 }
 
 /// An encoder without a head made into a sequence classifier, as
