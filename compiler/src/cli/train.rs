@@ -57,17 +57,23 @@ pub fn train(args: TrainArgs) -> Result<()> {
              run with --cpu to train on the CPU reference"
         );
     }
-    let (run, saved) = match &args.resume {
+    let (run, model, saved) = match &args.resume {
         Some(out) => {
             let (state, tensors) = read_state(out)?;
-            (state.run, Some((state.position, tensors)))
+            let model = Model::load(&state.run.model)?;
+            (state.run, model, Some((state.position, tensors)))
         }
-        None => (run_spec(&args)?, None),
+        None => {
+            let (run, model) = run_spec(&args)?;
+            (run, model, None)
+        }
     };
-    execute(&run, saved)
+    execute(&run, &model, saved)
 }
 
-fn run_spec(args: &TrainArgs) -> Result<RunSpec> {
+/// The run the arguments ask for, and the classifier it trains: MODEL, or
+/// OUT/init, MODEL with a new head, when MODEL has none.
+fn run_spec(args: &TrainArgs) -> Result<(RunSpec, Model)> {
     if args.batch == 0 || args.accum == 0 || args.eval_every == 0 || args.save_every == Some(0) {
         bail!("--batch, --accum, --eval-every and --save-every must be at least 1");
     }
@@ -105,7 +111,7 @@ fn run_spec(args: &TrainArgs) -> Result<RunSpec> {
                 model.config.labels.join(",")
             );
         }
-        return Ok(run);
+        return Ok((run, model));
     }
     let Some(labels) = &args.labels else {
         bail!(
@@ -124,15 +130,15 @@ fn run_spec(args: &TrainArgs) -> Result<RunSpec> {
         labels.len(),
         init.display()
     );
-    Ok(RunSpec { model: init, ..run })
+    let model = Model::load(&init)?;
+    Ok((RunSpec { model: init, ..run }, model))
 }
 
-fn execute(run: &RunSpec, saved: Option<(Position, Tensors)>) -> Result<()> {
+fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> Result<()> {
     let settings = &run.settings;
-    let model = Model::load(&run.model)?;
     if model.output != ModelOutput::Classification {
         bail!(
-            "{}: has no classification head; training one from an encoder is not built yet",
+            "{}: has no classification head to train",
             run.model.display()
         );
     }
@@ -146,7 +152,7 @@ fn execute(run: &RunSpec, saved: Option<(Position, Tensors)>) -> Result<()> {
     };
     let out = &run.output;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut trainer = Trainer::new(&model, settings.clone())?;
+    let mut trainer = Trainer::new(model, settings.clone())?;
     let mut position = Position::default();
     let log_path = out.join("log.jsonl");
     match saved {
@@ -197,7 +203,7 @@ fn execute(run: &RunSpec, saved: Option<(Position, Tensors)>) -> Result<()> {
                     // The public code keeps the checkpoint that strictly beats the best so far.
                     if position.best.is_none_or(|b| accuracy > b) {
                         position.best = Some(accuracy);
-                        save_model(&model, &trainer.params, &out.join("best"))?;
+                        save_model(model, &trainer.params, &out.join("best"))?;
                     }
                 }
             }
@@ -210,7 +216,7 @@ fn execute(run: &RunSpec, saved: Option<(Position, Tensors)>) -> Result<()> {
             progress.update(trainer.step, total, 1.0);
         }
     }
-    save_model(&model, &trainer.params, &out.join("last"))?;
+    save_model(model, &trainer.params, &out.join("last"))?;
     let losses: Vec<(f64, f64)> = position
         .losses
         .iter()
