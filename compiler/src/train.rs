@@ -5,16 +5,18 @@
 //! and its backward come from `Model::training_graph` and `passes::autodiff`;
 //! the GPU path will run the same graphs compiled.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use xltc_runtime::{Encoding, ModelInputs, Overflow, SplitMix64, TextTokenizer, TokenizerError};
 
+use crate::evaluate::argmax;
 use crate::frontend::Model;
 use crate::ir::{Graph, Source};
 use crate::passes::{autodiff, gradient_name, AutodiffError};
 use crate::reference::{
-    self, adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW, ReferenceError,
+    self, adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW, ReferenceError, Tensor,
     TrainingInputs,
 };
 
@@ -202,12 +204,6 @@ impl<'m> Trainer<'m> {
         (inputs, training)
     }
 
-    fn load_params(&self, graph: &mut Graph) {
-        for (name, _, data) in &self.params {
-            graph.set_weight(name, Arc::from(data.as_slice()));
-        }
-    }
-
     /// One optimizer step over `group` (up to batch x accumulation
     /// examples): forward and backward a micro-batch at a time, each loss
     /// divided by the accumulation steps, then clipping and AdamW.
@@ -227,17 +223,14 @@ impl<'m> Trainer<'m> {
         let mut loss = 0.0;
         for (index, micro) in group.chunks(self.settings.batch).enumerate() {
             let (inputs, training) = self.padded(micro, index);
-            let key = (inputs.batch, inputs.seq);
-            if !self.graphs.contains_key(&key) {
-                let dropout = self.settings.dropout;
-                let graph = autodiff(&self.model.training_graph(key.0, key.1, dropout)?)?;
-                self.graphs.insert(key, graph);
-            }
-            let mut graph = self.graphs.remove(&key).expect("just built");
-            self.load_params(&mut graph);
-            let out = reference::run_in::<f32>(&graph, &inputs, &training);
-            self.graphs.insert(key, graph);
-            let out = out?;
+            let (model, dropout) = (self.model, self.settings.dropout);
+            let out = run_with_params(
+                &mut self.graphs,
+                &self.params,
+                &inputs,
+                &training,
+                |b, s| Ok(autodiff(&model.training_graph(b, s, dropout)?)?),
+            )?;
             loss += out["loss"].data[0] as f64 * scale as f64;
             for ((name, _, _), sum) in self.params.iter().zip(&mut grads) {
                 if let Some(g) = out.get(&gradient_name(name)) {
@@ -274,23 +267,41 @@ impl<'m> Trainer<'m> {
         let mut correct = 0;
         for chunk in examples.chunks(self.settings.batch.max(1) * 4) {
             let refs: Vec<&Example> = chunk.iter().collect();
-            let (inputs, _) = self.padded(&refs, 0);
-            let key = (inputs.batch, inputs.seq);
-            let mut graph = match self.forward_graphs.remove(&key) {
-                Some(g) => g,
-                None => self.model.graph(key.0, key.1),
-            };
-            self.load_params(&mut graph);
-            let out = reference::run(&graph, &inputs);
-            self.forward_graphs.insert(key, graph);
-            let logits = &out?["logits"];
+            let (inputs, training) = self.padded(&refs, 0);
+            let model = self.model;
+            let out = run_with_params(
+                &mut self.forward_graphs,
+                &self.params,
+                &inputs,
+                &training,
+                |b, s| Ok(model.graph(b, s)),
+            )?;
+            let logits = &out["logits"];
             for (i, e) in chunk.iter().enumerate() {
-                let row = logits.row(i);
-                let best =
-                    (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)));
-                correct += usize::from(best == Some(e.label as usize));
+                correct += usize::from(argmax(logits.row(i)) == e.label as usize);
             }
         }
         Ok(correct as f64 / examples.len().max(1) as f64)
     }
+}
+
+/// Runs, on the CPU reference in f32, the graph of `inputs`' shape from
+/// `cache` (built by `build(batch, seq)` on first use) with the current
+/// parameters.
+fn run_with_params(
+    cache: &mut HashMap<(usize, usize), Graph>,
+    params: &[(String, Vec<usize>, Vec<f32>)],
+    inputs: &ModelInputs,
+    training: &TrainingInputs,
+    build: impl FnOnce(usize, usize) -> Result<Graph, TrainError>,
+) -> Result<BTreeMap<String, Tensor>, TrainError> {
+    let key = (inputs.batch, inputs.seq);
+    let graph = match cache.entry(key) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => entry.insert(build(key.0, key.1)?),
+    };
+    for (name, _, data) in params {
+        graph.set_weight(name, Arc::from(data.as_slice()));
+    }
+    Ok(reference::run_in::<f32>(graph, inputs, training)?)
 }

@@ -10,7 +10,7 @@ pub mod scorer;
 pub mod suite;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use xltc_runtime::evaluation::{best_threshold, wilson_interval};
@@ -186,7 +186,9 @@ impl Decision {
     }
 }
 
-fn argmax(values: &[f32]) -> usize {
+/// The index of the largest value, the first of equals: a classifier's
+/// prediction from its logits or probabilities.
+pub fn argmax(values: &[f32]) -> usize {
     (0..values.len())
         .max_by(|&a, &b| values[a].total_cmp(&values[b]).then(b.cmp(&a)))
         .unwrap_or(0)
@@ -269,7 +271,7 @@ pub fn evaluate(
         },
     };
     // Every label is checked before anything runs.
-    let mut gold: HashMap<(PathBuf, usize), usize> = HashMap::new();
+    let mut gold: HashMap<(&Path, usize), usize> = HashMap::new();
     let files = suite
         .tests
         .iter()
@@ -278,13 +280,13 @@ pub fn evaluate(
         .chain(&suite.english);
     for file in files {
         for pair in &file.pairs {
-            gold.insert((file.path.clone(), pair.line), labels.class(file, pair)?);
+            gold.insert((file.path.as_path(), pair.line), labels.class(file, pair)?);
         }
     }
     if similarity && suite.dev.is_none() {
         return Err(EvalError::NoDev(suite.folder.join("dev-en.tsv")));
     }
-    let gold_of = |file: &PairFile, pair: &LabelledPair| gold[&(file.path.clone(), pair.line)];
+    let gold_of = |file: &PairFile, pair: &LabelledPair| gold[&(file.path.as_path(), pair.line)];
 
     let english_by_id: HashMap<&str, &LabelledPair> = suite
         .english

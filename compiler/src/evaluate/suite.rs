@@ -116,16 +116,12 @@ impl Suite {
                 file,
             });
         }
-        let missing: Vec<&String> = selection
-            .languages
-            .iter()
-            .filter(|l| {
-                !tests
-                    .iter()
-                    .any(|t| t.languages.0 == **l || t.languages.1 == **l)
-            })
-            .collect();
-        if let Some(language) = missing.first() {
+        let missing = selection.languages.iter().find(|l| {
+            !tests
+                .iter()
+                .any(|t| t.languages.0 == **l || t.languages.1 == **l)
+        });
+        if let Some(language) = missing {
             return Err(SuiteError::UnknownLanguage {
                 folder: folder.to_owned(),
                 language: language.to_string(),
