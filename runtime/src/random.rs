@@ -23,6 +23,11 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// A uniform draw in [0, 1): the top 53 bits over 2^53.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// A uniform draw from 0..n (n > 0), without modulo bias (Lemire's method).
     pub fn below(&mut self, n: usize) -> usize {
         let n = n as u64;

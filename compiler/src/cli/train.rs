@@ -483,8 +483,9 @@ fn with_new_head(model: &Model, labels: &[String], seed: u64, folder: &Path) -> 
         .collect();
     let mut rng = SplitMix64::new(seed);
     let mut normal = || {
-        // Box-Muller from two uniforms in (0, 1].
-        let u = |r: &mut SplitMix64| ((r.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        // Box-Muller from two uniforms in (0, 1]: [0, 1) moved up by 2^-53,
+        // which is exact, so that the logarithm never sees 0.
+        let u = |r: &mut SplitMix64| r.next_f64() + f64::EPSILON / 2.0;
         let (a, b) = (u(&mut rng), u(&mut rng));
         ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos() * std) as f32
     };

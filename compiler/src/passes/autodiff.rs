@@ -223,7 +223,7 @@ mod tests {
     }
 
     fn uniform(rng: &mut SplitMix64) -> f64 {
-        (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        rng.next_f64() * 2.0 - 1.0
     }
 
     /// Three sequences of 6, 4 and 5 tokens (the last two padded), the third

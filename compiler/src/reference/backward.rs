@@ -320,9 +320,7 @@ mod tests {
 
     fn random(n: usize, seed: u64) -> Vec<f64> {
         let mut rng = SplitMix64::new(seed);
-        (0..n)
-            .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-            .collect()
+        (0..n).map(|_| rng.next_f64() * 2.0 - 1.0).collect()
     }
 
     /// The gradient of Σ forward(x) ⊙ r with respect to x by central
