@@ -312,7 +312,7 @@ def hard_negatives(names, packages, english, languages_of, rng):
     return negatives
 
 
-def examples(split_names, packages, english, negatives, rng):
+def examples(split_names, negatives, rng):
     """One positive and one negative an anchor, shuffled; ids number them."""
     rows = []
     for n in split_names:
@@ -322,10 +322,6 @@ def examples(split_names, packages, english, negatives, rng):
         rows.append((n, negatives[n], 0))
     rng.shuffle(rows)
     return [(i, a, b, label) for i, (a, b, label) in enumerate(rows)]
-
-
-def text_in(language_table, packages, name, part):
-    return language_table[packages[name]["md5"]][part]
 
 
 def write_tsv(path, rows):
@@ -353,7 +349,7 @@ def build(args, lists, tmp):
     rows = {}
     for split in ("train", "dev", "test"):
         negatives = hard_negatives(names[split], packages, english, languages_of, rng)
-        rows[split] = examples(names[split], packages, english, negatives, rng)
+        rows[split] = examples(names[split], negatives, rng)
 
     def english_row(i, a, b, label):
         return (i, english[packages[a]["md5"]][1], english[packages[b]["md5"]][0], label)
