@@ -1,9 +1,13 @@
 // matmul: out = x times w transposed, tiled and register-blocked; with
 // HAS_BIAS, plus bias on every row; with ACTIVATION 1, then GELU (the fused
 // Linear of GEMM + bias + GELU).
-// Inputs:  x [M, K] f32, w [N, K] f32 (PyTorch Linear layout: out, in),
+// Inputs:  x [M, K] f32, or with X_TRANSPOSED 1 stored as [K, M];
+//          w [N, K] f32 (PyTorch Linear layout: out, in), or with
+//          W_TRANSPOSED 1 stored as [K, N];
 //          bias [N] f32 (when HAS_BIAS is 0 any buffer is bound, never read)
 // Output:  out [M, N] f32
+// The transposed layouts are the backward GEMMs, read in place: dx = dy w
+// is x = dy, w stored [K, N]; dw = dy^T x is both operands stored k-major.
 // A workgroup of THREADS_SIDE x THREADS_SIDE threads computes a TILE_M x
 // TILE_N block of out; each thread THREAD_M adjacent rows of THREAD_N = 8
 // adjacent columns, held in two vec4 registers a row, so every value loaded
@@ -20,6 +24,8 @@ const THREAD_M: u32 = {{THREAD_M}}u;
 const THREAD_N: u32 = 8u;
 const HAS_BIAS: u32 = {{HAS_BIAS}}u;
 const ACTIVATION: u32 = {{ACTIVATION}}u;
+const X_TRANSPOSED: u32 = {{X_TRANSPOSED}}u;
+const W_TRANSPOSED: u32 = {{W_TRANSPOSED}}u;
 const TILE_M: u32 = THREADS_SIDE * THREAD_M;
 const TILE_N: u32 = THREADS_SIDE * THREAD_N;
 const THREADS: u32 = THREADS_SIDE * THREADS_SIDE;
@@ -44,22 +50,39 @@ fn main(
     // Row i of this thread: left (columns 0..3) in acc[2 i], right in acc[2 i + 1].
     var acc: array<vec4<f32>, 2u * THREAD_M>;
     for (var k0 = 0u; k0 < K; k0 += TILE_K) {
-        // Neighbouring threads read neighbouring k of one row: whole lines.
+        // Neighbouring threads read neighbouring elements of memory: along
+        // k, or along rows (columns) for an operand stored k-major.
         for (var i = thread; i < TILE_M * TILE_K; i += THREADS) {
-            let r = i / TILE_K;
-            let k = i % TILE_K;
+            var r = i / TILE_K;
+            var k = i % TILE_K;
+            if (X_TRANSPOSED == 1u) {
+                r = i % TILE_M;
+                k = i / TILE_M;
+            }
             var v = 0.0;
             if (row0 + r < M && k0 + k < K) {
-                v = x[(row0 + r) * K + k0 + k];
+                if (X_TRANSPOSED == 1u) {
+                    v = x[(k0 + k) * M + row0 + r];
+                } else {
+                    v = x[(row0 + r) * K + k0 + k];
+                }
             }
             x_tile[k * TILE_M + r] = v;
         }
         for (var i = thread; i < TILE_N * TILE_K; i += THREADS) {
-            let c = i / TILE_K;
-            let k = i % TILE_K;
+            var c = i / TILE_K;
+            var k = i % TILE_K;
+            if (W_TRANSPOSED == 1u) {
+                c = i % TILE_N;
+                k = i / TILE_N;
+            }
             var v = 0.0;
             if (col0 + c < N && k0 + k < K) {
-                v = w[(col0 + c) * K + k0 + k];
+                if (W_TRANSPOSED == 1u) {
+                    v = w[(k0 + k) * N + col0 + c];
+                } else {
+                    v = w[(col0 + c) * K + k0 + k];
+                }
             }
             w_tile[(k * TILE_N + c) / 4u][c % 4u] = v;
         }

@@ -6,27 +6,20 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{model_dir, relative_error, Golden};
+use common::{gpu, model_dir, relative_error, Golden};
 use xltc::codegen::{lower, CodegenError, CodegenOptions};
 use xltc::frontend::{Model, ModelOutput};
-use xltc::ir::{Graph, Input, Op, ValueId};
+use xltc::ir::{Graph, Input, Op, Source, ValueId};
 use xltc::passes::fuse;
-use xltc::reference;
-use xltc_runtime::{Executor, Gpu, ModelInputs};
+use xltc::reference::{self, run_in};
+use xltc_runtime::{Executor, ModelInputs, TrainingInputs};
 
 const TOLERANCE: f64 = 1e-4;
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let gpu = Gpu::new_blocking().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
-        eprintln!("adapter: {}", gpu.adapter);
-        gpu
-    })
-}
+/// Classes of the labels the training inputs hold.
+const CLASSES: usize = 3;
 
 /// xorshift64*, seeded from the clock: fresh inputs every run, the seed in
 /// every failure message.
@@ -60,6 +53,28 @@ impl Random {
     }
 }
 
+/// What a training graph reads: random labels, the last row of a batch of
+/// several marked as padding, a perturbation of the word embeddings when
+/// the graph reads one, and a dropout key over the whole range of each word.
+fn training_inputs_for(graph: &Graph, random: &mut Random) -> TrainingInputs {
+    let width = graph.values().find_map(|(_, v)| match v.source {
+        Source::Input(Input::WordEmbeddingDelta { width }) => Some(width),
+        _ => None,
+    });
+    let mut example_mask = vec![1.0; graph.batch];
+    if graph.batch > 1 {
+        example_mask[graph.batch - 1] = 0.0;
+    }
+    TrainingInputs {
+        labels: (0..graph.batch)
+            .map(|_| random.below(CLASSES as u32))
+            .collect(),
+        example_mask,
+        word_embedding_delta: random.floats(graph.tokens() * width.unwrap_or(0), 0.1),
+        dropout_key: (0..4).map(|_| random.next() as u32).collect(),
+    }
+}
+
 fn inputs_for(graph: &Graph, random: &mut Random, vocab: u32) -> ModelInputs {
     let tokens = graph.tokens();
     let mut mask = vec![1.0f32; tokens];
@@ -80,15 +95,20 @@ fn inputs_for(graph: &Graph, random: &mut Random, vocab: u32) -> ModelInputs {
 
 /// Runs `graph` on the GPU and on the CPU reference; returns the worst
 /// relative error over its outputs.
-fn gpu_vs_reference(graph: &Graph, inputs: &ModelInputs, options: &CodegenOptions) -> f64 {
+fn gpu_vs_reference(
+    graph: &Graph,
+    inputs: &ModelInputs,
+    training: &TrainingInputs,
+    options: &CodegenOptions,
+) -> f64 {
     let compiled = lower(graph, options).unwrap();
     let gpu = gpu();
     let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
         compiled.weight(n)
     }))
     .unwrap();
-    let on_gpu = pollster::block_on(executor.run(gpu, inputs)).unwrap();
-    let on_cpu = reference::run(graph, inputs).unwrap();
+    let on_gpu = pollster::block_on(executor.run_training(gpu, inputs, training)).unwrap();
+    let on_cpu = run_in::<f32>(graph, inputs, training).unwrap();
     let mut worst = 0.0f64;
     for (name, expected) in &on_cpu {
         let actual = &on_gpu[name];
@@ -128,7 +148,8 @@ fn check_op_with(
     let out = build(&mut g, &mut random);
     g.mark_output("out", out);
     let inputs = inputs_for(&g, &mut random, 29);
-    let error = gpu_vs_reference(&g, &inputs, options);
+    let training = training_inputs_for(&g, &mut random);
+    let error = gpu_vs_reference(&g, &inputs, &training, options);
     eprintln!("{label}: relative error {error:.2e}");
     assert!(
         error < TOLERANCE,
@@ -214,6 +235,237 @@ fn backward_activations_and_column_sums() {
             let dy = weight(g, r, "dy", &[rows, cols]);
             g.op("db", Op::ColumnSum { dy })
         });
+    }
+}
+
+/// The backward GEMMs read their operands where they lie (dx = dy w: w
+/// k-major; dw = dyᵀ x: both k-major), on shapes off the 64-wide tiles.
+#[test]
+fn backward_gemms_on_shapes_off_the_tiles() {
+    for (m, n, k) in [
+        (70, 37, 45),
+        (3, 130, 17),
+        (1, 1, 1),
+        (129, 65, 385),
+        (20, 70, 33),
+    ] {
+        check_op(&format!("matmul dx {m}x{n}x{k}"), 1, 1, |g, r| {
+            let dy = weight(g, r, "dy", &[m, n]);
+            let w = weight(g, r, "w", &[n, k]);
+            g.op("dx", Op::MatMulBackwardX { dy, weight: w })
+        });
+        check_op(&format!("matmul dw {m}x{n}x{k}"), 1, 1, |g, r| {
+            let dy = weight(g, r, "dy", &[m, n]);
+            let x = weight(g, r, "x", &[m, k]);
+            g.op("dw", Op::MatMulBackwardWeight { dy, x })
+        });
+    }
+}
+
+/// LayerNorm's saved statistics and its gradients of x and gamma, on rows
+/// narrower and wider than the 64-thread workgroup.
+#[test]
+fn layer_norm_backward_on_narrow_and_wide_rows() {
+    for (rows, width) in [(13, 37), (5, 384), (2, 1001), (70, 1)] {
+        let operands = |g: &mut Graph, r: &mut Random| {
+            let x = weight(g, r, "x", &[rows, width]);
+            let statistics = g.op("stats", Op::LayerNormStatistics { x, eps: 1e-5 });
+            let dy = weight(g, r, "dy", &[rows, width]);
+            (x, statistics, dy)
+        };
+        check_op(
+            &format!("layer_norm statistics {rows}x{width}"),
+            1,
+            1,
+            |g, r| operands(g, r).1,
+        );
+        check_op(&format!("layer_norm dx {rows}x{width}"), 1, 1, |g, r| {
+            let (x, statistics, dy) = operands(g, r);
+            let gamma = weight(g, r, "gamma", &[width]);
+            let op = Op::LayerNormBackwardX {
+                dy,
+                x,
+                statistics,
+                gamma,
+            };
+            g.op("dx", op)
+        });
+        check_op(
+            &format!("layer_norm dgamma {rows}x{width}"),
+            1,
+            1,
+            |g, r| {
+                let (x, statistics, dy) = operands(g, r);
+                g.op("dgamma", Op::LayerNormBackwardGamma { dy, x, statistics })
+            },
+        );
+    }
+}
+
+/// The un-fused attention's backward: the softmax's (from the saved
+/// probabilities, padding keys included), the scores' of query and key,
+/// the context's of the probabilities and the values.
+#[test]
+fn attention_backward_with_padding() {
+    for (batch, seq, heads, head_dim) in [(3, 7, 3, 5), (2, 33, 2, 12), (1, 1, 1, 3)] {
+        let width = heads * head_dim;
+        let tokens = batch * seq;
+        let shape = format!("b{batch} s{seq} h{heads} d{head_dim}");
+        let probs = |g: &mut Graph, r: &mut Random| {
+            let query = weight(g, r, "q", &[tokens, width]);
+            let key = weight(g, r, "k", &[tokens, width]);
+            let mask = g.input(Input::AttentionMask);
+            let scores = g.op("s", Op::AttentionScores { query, key, heads });
+            g.op("p", Op::MaskedSoftmax { scores, mask })
+        };
+        check_op(
+            &format!("masked softmax backward {shape}"),
+            batch,
+            seq,
+            |g, r| {
+                let probs = probs(g, r);
+                let dy = weight(g, r, "dp", &[batch, heads, seq, seq]);
+                g.op("ds", Op::MaskedSoftmaxBackward { probs, dy })
+            },
+        );
+        for of_key in [false, true] {
+            check_op(
+                &format!("scores backward {of_key} {shape}"),
+                batch,
+                seq,
+                |g, r| {
+                    let dy = weight(g, r, "ds", &[batch, heads, seq, seq]);
+                    let other = weight(g, r, "other", &[tokens, width]);
+                    let op = Op::AttentionScoresBackward {
+                        dy,
+                        other,
+                        heads,
+                        of_key,
+                    };
+                    g.op("d", op)
+                },
+            );
+        }
+        check_op(
+            &format!("context backward probs {shape}"),
+            batch,
+            seq,
+            |g, r| {
+                let dy = weight(g, r, "dc", &[tokens, width]);
+                let value = weight(g, r, "v", &[tokens, width]);
+                g.op("dp", Op::AttentionContextBackwardProbs { dy, value, heads })
+            },
+        );
+        check_op(
+            &format!("context backward value {shape}"),
+            batch,
+            seq,
+            |g, r| {
+                let probs = probs(g, r);
+                let dy = weight(g, r, "dc", &[tokens, width]);
+                g.op("dv", Op::AttentionContextBackwardValue { dy, probs, heads })
+            },
+        );
+    }
+}
+
+/// The poolings' gradients, the loss and its gradient (the last row of the
+/// batch is padding, so its gradient must be zero), and dropout at two
+/// rates: the mask must be the reference's exactly, or the error is of the
+/// order of the values themselves.
+#[test]
+fn pooling_loss_and_dropout_gradients() {
+    let (batch, seq, width) = (4, 9, 37);
+    check_op("first token backward", batch, seq, |g, r| {
+        let dy = weight(g, r, "dy", &[batch, width]);
+        g.op("dx", Op::FirstTokenBackward { dy })
+    });
+    check_op("mean pool backward", batch, seq, |g, r| {
+        let dy = weight(g, r, "dy", &[batch, width]);
+        let mask = g.input(Input::AttentionMask);
+        g.op("dx", Op::MeanPoolBackward { dy, mask })
+    });
+    for backward in [false, true] {
+        check_op(&format!("cross entropy {backward}"), batch, seq, |g, r| {
+            let logits = weight(g, r, "logits", &[batch, CLASSES]);
+            let labels = g.input(Input::Labels);
+            let example_mask = g.input(Input::ExampleMask);
+            let op = if backward {
+                Op::CrossEntropyBackward {
+                    logits,
+                    labels,
+                    example_mask,
+                }
+            } else {
+                Op::CrossEntropy {
+                    logits,
+                    labels,
+                    example_mask,
+                }
+            };
+            g.op("loss", op)
+        });
+    }
+    for (p, count) in [(0.1, 1001), (0.5, 77 * 13), (0.0, 5)] {
+        check_op(
+            &format!("dropout p {p} over {count}"),
+            batch,
+            seq,
+            |g, r| {
+                let x = weight(g, r, "x", &[count]);
+                let key = g.input(Input::DropoutKey);
+                let dropped = g.op("dropped", Op::Dropout { x, key, site: 7, p });
+                g.op(
+                    "again",
+                    Op::DropoutBackward {
+                        dy: dropped,
+                        key,
+                        site: 7,
+                        p,
+                    },
+                )
+            },
+        );
+    }
+}
+
+/// The gradient of a gather: ids repeat (35 tokens over 29 rows), each
+/// row the sum of its tokens' rows; rows no token picked are zero, also on
+/// a second run with other ids on the same buffers (where the first run
+/// left sums in rows the second does not touch).
+#[test]
+fn gather_backward_sums_rows_by_id() {
+    let (batch, seq, rows, width) = (5, 7, 29, 13);
+    let mut random = Random::fresh();
+    let seed = random.0;
+    let mut g = Graph::new(batch, seq);
+    let dy = weight(&mut g, &mut random, "dy", &[batch * seq, width]);
+    let ids = g.input(Input::InputIds);
+    let table_gradient = g.op("dtable", Op::GatherBackward { dy, ids, rows });
+    g.mark_output("dtable", table_gradient);
+    let compiled = lower(&g, &CodegenOptions::default()).unwrap();
+    let executor = pollster::block_on(Executor::load(gpu(), compiled.program.clone(), |n| {
+        compiled.weight(n)
+    }))
+    .unwrap();
+    for vocab in [rows as u32, 4] {
+        let inputs = inputs_for(&g, &mut random, vocab);
+        let on_gpu = pollster::block_on(executor.run(gpu(), &inputs)).unwrap();
+        let on_cpu = reference::run(&g, &inputs).unwrap();
+        let (a, e) = (&on_gpu["dtable"].data, &on_cpu["dtable"].data);
+        let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+        let e64: Vec<f64> = e.iter().map(|&v| v as f64).collect();
+        let error = relative_error(&a64, &e64);
+        eprintln!("gather backward, ids below {vocab}: relative error {error:.2e}");
+        assert!(error < TOLERANCE, "relative error {error:e} (seed {seed})");
+        let untouched = (0..rows as u32).filter(|r| !inputs.input_ids.contains(r));
+        for row in untouched {
+            let row = row as usize;
+            assert!(
+                a[row * width..(row + 1) * width].iter().all(|&v| v == 0.0),
+                "row {row}, which no token picked, is not zero (seed {seed})"
+            );
+        }
     }
 }
 

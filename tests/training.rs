@@ -3,19 +3,22 @@
 //! classifiers, on a batch of six multilingual pairs with a perturbation on
 //! the word embeddings, from the autodiff pass run by the CPU reference in
 //! f64 and in f32, against transformers' own model classes in float64
-//! (tests/fixtures/training, made by tests/golden/make_training_reference.py).
+//! (tests/fixtures/training, made by tests/golden/make_training_reference.py);
+//! the same training graph compiled to WGSL and run on the GPU, against
+//! PyTorch and against the reference, twice for bit-identical gradients.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use safetensors::{Dtype, SafeTensors};
+use xltc::codegen::{lower, CodegenOptions};
 use xltc::frontend::Model;
 use xltc::passes::{autodiff, gradient_name, WORD_EMBEDDING_GRADIENT};
 use xltc::reference::{run_in, Real, Tensor, TrainingInputs};
-use xltc_runtime::{Encoding, ModelInputs};
+use xltc_runtime::{Encoding, Executor, ModelInputs};
 
-use common::{fixtures, model_dir};
+use common::{fixtures, gpu, model_dir};
 
 /// The fixture's tensors, every dtype read as f64.
 fn read_fixture(name: &str) -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
@@ -178,6 +181,111 @@ fn loss_and_every_gradient_equal_pytorchs() {
     }
 }
 
+/// Runs a training graph compiled to WGSL twice on the GPU; the two runs'
+/// outputs must be equal bit for bit (no atomics, every reduction in a
+/// fixed order). Returns them as reference tensors.
+fn train_step_on_gpu(
+    graph: &xltc::ir::Graph,
+    inputs: &ModelInputs,
+    training: &TrainingInputs,
+) -> BTreeMap<String, Tensor<f32>> {
+    let compiled = lower(graph, &CodegenOptions::default()).unwrap();
+    let executor = pollster::block_on(Executor::load(gpu(), compiled.program.clone(), |n| {
+        compiled.weight(n)
+    }))
+    .unwrap();
+    let run = || pollster::block_on(executor.run_training(gpu(), inputs, training)).unwrap();
+    let (first, second) = (run(), run());
+    for (name, output) in &first {
+        let bits = |data: &[f32]| data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        assert!(
+            bits(&output.data) == bits(&second[name].data),
+            "{name} differs between two runs of one program"
+        );
+    }
+    first
+        .into_iter()
+        .map(|(name, o)| {
+            let tensor = Tensor {
+                shape: o.shape,
+                data: o.data,
+            };
+            (name, tensor)
+        })
+        .collect()
+}
+
+/// The loss, every parameter's gradient and the word embeddings' from the
+/// un-fused training graph on the GPU equal PyTorch's (relative error
+/// below 1e-4), and repeat bit for bit.
+#[test]
+fn gpu_gradients_equal_pytorchs_and_repeat_bit_for_bit() {
+    for name in ["tiny-bert", "tiny-xlmr"] {
+        let model = Model::load(&model_dir(name)).unwrap();
+        let f = read_fixture(name);
+        let (inputs, training) = inputs(&model, &f);
+        let forward = model
+            .training_graph(inputs.batch, inputs.seq, false)
+            .unwrap();
+        let graph = autodiff(&forward).unwrap();
+        let out = train_step_on_gpu(&graph, &inputs, &training);
+        let worst = check(name, &out, &f, 1e-4);
+        eprintln!("{name}: GPU gradients within {worst:.1e} of PyTorch's");
+    }
+}
+
+/// With dropout on, the GPU draws the reference's masks exactly (Philox
+/// keyed by seed, step, micro-batch and site): every output of the training
+/// graph within 1e-4 of the reference's in f32, bit-identical run to run.
+#[test]
+fn gpu_dropout_draws_the_references_masks() {
+    let model = Model::load(&model_dir("tiny-bert")).unwrap();
+    let f = read_fixture("tiny-bert");
+    let (inputs, mut training) = inputs(&model, &f);
+    training.dropout_key = vec![0x9e37_79b9, 0x0000_0007, 3, 1];
+    let graph = autodiff(
+        &model
+            .training_graph(inputs.batch, inputs.seq, true)
+            .unwrap(),
+    )
+    .unwrap();
+    let on_gpu = train_step_on_gpu(&graph, &inputs, &training);
+    let on_cpu = run_in::<f32>(&graph, &inputs, &training).unwrap();
+    let without = run_in::<f32>(
+        &autodiff(
+            &model
+                .training_graph(inputs.batch, inputs.seq, false)
+                .unwrap(),
+        )
+        .unwrap(),
+        &inputs,
+        &training,
+    )
+    .unwrap();
+    assert!(
+        (without["loss"].data[0] - on_cpu["loss"].data[0]).abs() > 1e-3,
+        "dropout changed nothing: the test would not see a wrong mask"
+    );
+    // Scaled by its own largest value, at least a hundredth of the largest
+    // gradient of the model: a gradient that is zero in exact arithmetic
+    // (the key biases': softmax ignores a constant added to a row of scores)
+    // holds only rounding noise, here from two f32 computations, a few ulps
+    // of the largest gradient.
+    let largest = on_cpu
+        .iter()
+        .filter(|(name, _)| name.starts_with("grad."))
+        .flat_map(|(_, t)| t.data.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs() as f64));
+    let mut worst = 0.0f64;
+    for (name, expected) in &on_cpu {
+        let theirs: Vec<f64> = expected.data.iter().map(|&v| v as f64).collect();
+        let error = relative_error(&on_gpu[name].data, &theirs, 1e-2 * largest);
+        assert!(error < 1e-4, "{name}: relative error {error:e}");
+        worst = worst.max(error);
+    }
+    eprintln!("dropout on the GPU: every output within {worst:.1e} of the reference");
+}
+
 /// The fixture's rows `rows` as a micro-batch, padded to the full batch's
 /// length as the fixture's slices are, with no perturbation.
 fn micro_batch(
@@ -305,6 +413,139 @@ fn three_adamw_steps_with_accumulation_and_clipping_equal_pytorchs() {
     }
 }
 
+/// The same three steps on the GPU, f32 throughout: a train-step program
+/// for the micro-batches (each parameter's gradient added into its buffer)
+/// and an optimizer program (global norm, clipping, AdamW in place, the
+/// gradients zeroed), sharing weights, gradients and moments. Every step's
+/// loss and norm within 1e-5 of PyTorch's, every parameter after the third
+/// step within 1e-5; a second run from the same start gives the same bits.
+#[test]
+fn three_adamw_steps_on_the_gpu_equal_pytorchs() {
+    use xltc::codegen::{lower_optimizer, lower_train_step, optimizer_input, OPTIMIZER_INPUT};
+    use xltc::reference::{linear_schedule, AdamW};
+    use xltc_runtime::program::BufferRole;
+    use xltc_runtime::WeightBuffers;
+
+    for name in ["tiny-bert", "tiny-xlmr"] {
+        let model = Model::load(&model_dir(name)).unwrap();
+        let f = read_fixture(name);
+        let (inputs, training) = inputs(&model, &f);
+        let graph = autodiff(&model.training_graph(3, inputs.seq, false).unwrap()).unwrap();
+        let step_program = lower_train_step(&graph, &CodegenOptions::default()).unwrap();
+        let parameters: Vec<(String, usize)> = step_program
+            .weights
+            .iter()
+            .map(|(n, w)| (n.clone(), w.len()))
+            .collect();
+        let adam = AdamW {
+            weight_decay: 0.01,
+            ..AdamW::default()
+        };
+        let optimizer = lower_optimizer(&parameters, &adam).unwrap();
+        let run = || {
+            let shared = WeightBuffers::default();
+            let weight = |n: &str| step_program.weight(n);
+            let load = |p| pollster::block_on(Executor::load_sharing(gpu(), p, &shared, weight));
+            let train_step = load(step_program.program.clone()).unwrap();
+            let optimizer = load(optimizer.clone()).unwrap();
+            let mut record = Vec::new();
+            for step in 0..3 {
+                let mut loss = 0.0;
+                for rows in [0..3, 3..6] {
+                    let (micro, micro_training) =
+                        micro_batch(&inputs, &training, rows, model.config.hidden);
+                    let out =
+                        pollster::block_on(train_step.run_training(gpu(), &micro, &micro_training))
+                            .unwrap();
+                    loss += out["loss"].data[0] as f64 / 2.0;
+                }
+                let lr = 1e-3 * linear_schedule(step, 10, 0);
+                let scalars = optimizer_input(&adam, step as u32 + 1, lr, 0.5, 1.0);
+                let input =
+                    |n: &str| (n == OPTIMIZER_INPUT).then(|| bytemuck::cast_slice(&scalars[..]));
+                let out = pollster::block_on(optimizer.run_named(gpu(), input)).unwrap();
+                record.push((loss, out["gradient_norm"].data[0] as f64));
+            }
+            let weights: Vec<usize> = (0..optimizer.program().buffers.len())
+                .filter(|&b| matches!(optimizer.program().buffers[b].role, BufferRole::Weight(_)))
+                .collect();
+            let params = pollster::block_on(optimizer.read_buffers(gpu(), &weights)).unwrap();
+            (record, params)
+        };
+        let (record, params) = run();
+        for (step, (loss, norm)) in record.iter().enumerate() {
+            let (expected_loss, expected_norm) =
+                (f["step_losses"].1[step], f["step_gradient_norms"].1[step]);
+            assert!(
+                (loss - expected_loss).abs() / expected_loss < 1e-5,
+                "{name} step {step}: loss {loss} vs {expected_loss}"
+            );
+            assert!(
+                (norm - expected_norm).abs() / expected_norm < 1e-5,
+                "{name} step {step}: norm {norm} vs {expected_norm}"
+            );
+        }
+        // In f32 a gradient is exact to about 1e-7 of the largest terms it
+        // sums, and Adam divides each element's step by its own gradient's
+        // size: an element whose gradient is far below its tensor's largest
+        // (here below 1e-4 of it, not zero) takes a step whose length carries that
+        // gradient's relative error, up to a few percent. Those elements
+        // are held to 5% of the three steps' learning rates (1.35e-4); a
+        // gradient zero in exact arithmetic (the key biases': softmax
+        // ignores a constant added to a row of scores) is all noise, which
+        // Adam turns into steps of up to lr / 10 (PyTorch in f32 too): held
+        // to the three steps' learning rates. Every other element within
+        // 1e-5 of its tensor's largest value.
+        let lr_sum: f64 = (0..3).map(|s| 1e-3 * linear_schedule(s, 10, 0)).sum();
+        let largest = f
+            .iter()
+            .filter(|(k, _)| k.starts_with("grad."))
+            .flat_map(|(_, (_, v))| v.iter())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        let (mut worst, mut small, mut all) = (0.0f64, 0, 0);
+        for ((n, _), p) in parameters.iter().zip(&params) {
+            let expected = &f[&format!("after.{n}")].1;
+            let gradient = &f[&format!("grad.{n}")].1;
+            let tensor_largest = gradient.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let scale = expected.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+            for ((a, b), g) in p.iter().zip(expected).zip(gradient) {
+                let difference = (*a as f64 - b).abs();
+                all += 1;
+                if tensor_largest < 1e-9 * largest {
+                    assert!(difference <= lr_sum, "{name} {n}: moved {difference:e}");
+                } else if *g != 0.0 && g.abs() < 1e-4 * tensor_largest {
+                    small += 1;
+                    assert!(
+                        difference <= 0.05 * lr_sum,
+                        "{name} {n}: off by {difference:e}"
+                    );
+                } else {
+                    worst = worst.max(difference / scale);
+                    assert!(
+                        difference / scale < 1e-5,
+                        "{name} {n}: relative error {:e}",
+                        difference / scale
+                    );
+                }
+            }
+        }
+        eprintln!(
+            "{name}: {small} of {all} parameters have non-zero gradients below 1e-4 of their tensor's"
+        );
+        assert_eq!(params.len(), parameters.len());
+        let (again, params_again) = run();
+        assert_eq!(
+            record, again,
+            "{name}: losses and norms differ between runs"
+        );
+        assert!(
+            params == params_again,
+            "{name}: parameters differ between runs"
+        );
+        eprintln!("{name}: GPU parameters after 3 AdamW steps within {worst:.1e} of PyTorch's");
+    }
+}
+
 fn xltc(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_xltc"))
         .args(args)
@@ -327,21 +568,29 @@ fn yes_no_training(out: &std::path::Path, extra: &[&str]) -> Vec<String> {
         "-o".into(),
         path(out.to_owned()),
     ];
-    let flags = ["--cpu", "--batch", "8", "--accum", "1", "--lr", "1e-3"];
+    let flags = ["--batch", "8", "--accum", "1", "--lr", "1e-3"];
     args.extend(flags.iter().chain(extra).map(|s| s.to_string()));
     args
 }
 
-/// `xltc train --cpu` on a small learnable task (label 1 when the second
-/// sentence starts with "yes"), dropout off so that 80 steps suffice: the
-/// loss falls, dev accuracy beats chance, the checkpoints load in `xltc run`,
-/// and a second run with the same seed writes the same weights bit for bit.
-/// (The resume test below trains with dropout on.)
+/// `xltc train` on a small learnable task (label 1 when the second sentence
+/// starts with "yes"), on the CPU reference and on the GPU, dropout off so
+/// that 80 steps suffice: the loss falls, dev accuracy beats chance, the
+/// checkpoints load in `xltc run`, and a second run with the same seed
+/// writes the same weights bit for bit. (The resume test below trains with
+/// dropout on.)
 #[test]
 fn xltc_train_learns_a_small_task_reproducibly() {
+    learns_a_small_task_reproducibly("cpu");
+    learns_a_small_task_reproducibly("gpu");
+}
+
+/// The test above on `device`: "cpu" (the reference) or "gpu".
+fn learns_a_small_task_reproducibly(device: &str) {
     let out = tempfile::tempdir().unwrap();
     let run = |folder: &std::path::Path| {
-        let extra = ["--epochs", "10", "--eval-every", "10", "--no-dropout"];
+        let mut extra = vec!["--epochs", "10", "--eval-every", "10", "--no-dropout"];
+        extra.extend((device == "cpu").then_some("--cpu"));
         let args = yes_no_training(folder, &extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let output = xltc(&args);
@@ -363,12 +612,12 @@ fn xltc_train_learns_a_small_task_reproducibly() {
     let loss = |l: &serde_json::Value| l["loss"].as_f64().unwrap();
     let early: f64 = steps[..8].iter().map(|l| loss(l)).sum::<f64>() / 8.0;
     let late: f64 = steps[72..].iter().map(|l| loss(l)).sum::<f64>() / 8.0;
-    assert!(late < 0.3 * early, "loss {early} -> {late}");
+    assert!(late < 0.3 * early, "{device}: loss {early} -> {late}");
     let best = steps
         .iter()
         .filter_map(|l| l.get("dev_accuracy").and_then(|a| a.as_f64()))
         .fold(0.0, f64::max);
-    assert!(best >= 0.75, "best dev accuracy {best}");
+    assert!(best >= 0.75, "{device}: best dev accuracy {best}");
     for field in [
         "learning_rate",
         "gradient_norm",
@@ -402,14 +651,15 @@ fn xltc_train_learns_a_small_task_reproducibly() {
         |f: &std::path::Path| std::fs::read(f.join("last").join("model.safetensors")).unwrap();
     assert!(
         weights(&first) == weights(&second),
-        "the same seed gave different weights"
+        "{device}: the same seed gave different weights"
     );
+    eprintln!("{device}: loss {early:.3} -> {late:.3}, best dev accuracy {best}");
 }
 
 /// A bad label stops training before any step, naming the file and line;
-/// nothing is written. Without --cpu the command says the GPU path is not built.
+/// nothing is written, on the CPU reference as on the GPU.
 #[test]
-fn xltc_train_refuses_bad_data_and_the_gpu_clearly() {
+fn xltc_train_refuses_bad_data_before_any_step() {
     let model = model_dir("tiny-xlmr");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("train.tsv");
@@ -423,26 +673,32 @@ fn xltc_train_refuses_bad_data_and_the_gpu_clearly() {
         "-o",
         out.to_str().unwrap(),
     ];
-    let output = xltc(&[&args[..], &["--cpu"]].concat());
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("train.tsv line 2: label \"maybe\""),
-        "{stderr}"
-    );
-    assert!(!out.exists(), "a refused run wrote {}", out.display());
-    let output = xltc(&args);
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--cpu"));
+    for device in [&["--cpu"][..], &[]] {
+        let output = xltc(&[&args[..], device].concat());
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("train.tsv line 2: label \"maybe\""),
+            "{stderr}"
+        );
+        assert!(!out.exists(), "a refused run wrote {}", out.display());
+    }
 }
 
 /// A run killed with SIGKILL in the middle resumes from its folder alone and
 /// ends with the weights, bit for bit, and the log of an uninterrupted run.
 #[test]
 fn a_killed_run_resumes_bit_identically() {
+    killed_run_resumes_bit_identically("cpu");
+    killed_run_resumes_bit_identically("gpu");
+}
+
+/// The test above on `device`: "cpu" (the reference) or "gpu".
+fn killed_run_resumes_bit_identically(device: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
-    let extra = ["--epochs", "30", "--eval-every", "20", "--save-every", "3"];
+    let mut extra = vec!["--epochs", "30", "--eval-every", "20", "--save-every", "3"];
+    extra.extend((device == "cpu").then_some("--cpu"));
     let args = |out: &std::path::Path| yes_no_training(out, &extra);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_xltc"))
         .args(args(&whole))
@@ -480,7 +736,7 @@ fn a_killed_run_resumes_bit_identically() {
         "killed at step {killed_at} of 240: too late to test a resume"
     );
     assert!(!killed.join("last").exists(), "the killed run had finished");
-    let output = xltc(&["train", "--resume", killed.to_str().unwrap(), "--cpu"]);
+    let output = xltc(&["train", "--resume", killed.to_str().unwrap()]);
     assert!(
         output.status.success(),
         "{}",
@@ -490,7 +746,7 @@ fn a_killed_run_resumes_bit_identically() {
     assert!(
         read(&whole.join("last"), "model.safetensors")
             == read(&killed.join("last"), "model.safetensors"),
-        "resumed weights differ from the uninterrupted run's (killed at step {killed_at})"
+        "{device}: resumed weights differ from the uninterrupted run's (killed at step {killed_at})"
     );
     let steps = |f: &std::path::Path| -> Vec<String> {
         String::from_utf8(read(f, "log.jsonl"))
@@ -501,7 +757,7 @@ fn a_killed_run_resumes_bit_identically() {
             .map(|v| format!("{} {} {}", v["step"], v["loss"], v["dev_accuracy"]))
             .collect()
     };
-    assert_eq!(steps(&whole), steps(&killed), "the logs differ");
+    assert_eq!(steps(&whole), steps(&killed), "{device}: the logs differ");
 }
 
 /// An encoder without a head gets a new one, as transformers initialises it

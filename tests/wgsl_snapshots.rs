@@ -1,7 +1,8 @@
 //! Snapshots of the WGSL that codegen emits for the tiny BERT classifier
-//! (batch 2, sequence 5), fused (as `xltc compile` emits it) and one kernel
-//! an op: every kernel instance, in dispatch order of first use, compared with
-//! tests/fixtures/wgsl/tiny-bert/ and tiny-bert-unfused/. After a deliberate
+//! (batch 2, sequence 5), fused (as `xltc compile` emits it), one kernel an
+//! op, and its training step with dropout (forward, loss and backward): every
+//! kernel instance, in dispatch order of first use, compared with
+//! tests/fixtures/wgsl/tiny-bert/, tiny-bert-unfused/ and tiny-bert-training/. After a deliberate
 //! change to a template or to codegen, rewrite them with
 //! `XLTC_BLESS=1 cargo test --release --test wgsl_snapshots` and read the diff.
 
@@ -17,6 +18,8 @@ fn emitted_wgsl_matches_the_snapshots() {
     let graph = model.graph(2, 5);
     check_snapshots(&xltc::passes::fuse(&graph), "tiny-bert");
     check_snapshots(&graph, "tiny-bert-unfused");
+    let training = xltc::passes::autodiff(&model.training_graph(2, 5, true).unwrap()).unwrap();
+    check_snapshots(&training, "tiny-bert-training");
 }
 
 fn check_snapshots(graph: &xltc::ir::Graph, snapshot: &str) {

@@ -733,6 +733,11 @@ impl Graph {
         self.outputs.push((name.to_owned(), id));
     }
 
+    /// Keeps only the outputs whose name `keep` accepts.
+    pub fn retain_outputs(&mut self, keep: impl Fn(&str) -> bool) {
+        self.outputs.retain(|(name, _)| keep(name));
+    }
+
     fn push(&mut self, name: String, shape: Vec<usize>, dtype: DType, source: Source) -> ValueId {
         self.values.push(Value {
             name,

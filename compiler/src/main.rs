@@ -220,7 +220,8 @@ pub struct TrainArgs {
     /// English dev accuracy every this many optimizer steps.
     #[arg(long, default_value_t = 500)]
     pub eval_every: usize,
-    /// Train on the CPU reference (the only path built so far).
+    /// Train on the CPU reference instead of the GPU (f64 sums, slow; the
+    /// oracle the GPU is tested against).
     #[arg(long)]
     pub cpu: bool,
     /// Train without dropout (the recipe trains with the model's

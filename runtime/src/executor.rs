@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::device::{Gpu, GpuError};
-use crate::inputs::ModelInputs;
+use crate::inputs::{input_bytes, ModelInputs, TrainingInputs};
 use crate::program::{BufferRole, Dispatch, Program, WeightSlice};
 
 /// An output read back from the GPU.
@@ -27,10 +27,22 @@ pub struct Executor {
     staging_offsets: Vec<u64>,
 }
 
-/// Weight buffers by what they hold, shared by the executors of one model's
-/// programs: every bucket binds the same weights, uploaded once.
+/// The buffers the executors of one model's programs share, by role: every
+/// bucket binds the same weights, uploaded once; a train step adds into the
+/// gradients the optimizer step reads, which updates the weights and the
+/// moments in place.
 #[derive(Default)]
-pub struct WeightBuffers(RefCell<HashMap<Vec<WeightSlice>, wgpu::Buffer>>);
+pub struct WeightBuffers(RefCell<HashMap<BufferRole, wgpu::Buffer>>);
+
+impl BufferRole {
+    /// Whether the buffer outlives a run and is shared between programs.
+    fn shared(&self) -> bool {
+        matches!(
+            self,
+            BufferRole::Weight(_) | BufferRole::Gradient(_) | BufferRole::Moment { .. }
+        )
+    }
+}
 
 impl Executor {
     /// Creates every GPU object the program needs; `weight(name)` gives the
@@ -101,7 +113,32 @@ impl Executor {
         gpu: &Gpu,
         inputs: &ModelInputs,
     ) -> Result<BTreeMap<String, Output>, GpuError> {
-        self.write_inputs(gpu, inputs)?;
+        self.run_training(gpu, inputs, &TrainingInputs::default())
+            .await
+    }
+
+    /// As [`Executor::run`], for a program that also reads training inputs
+    /// (labels, the example mask, the word-embedding perturbation, the
+    /// dropout key).
+    pub async fn run_training(
+        &self,
+        gpu: &Gpu,
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+    ) -> Result<BTreeMap<String, Output>, GpuError> {
+        self.check_ids(inputs)?;
+        self.run_named(gpu, |name| input_bytes(name, inputs, training))
+            .await
+    }
+
+    /// Runs the program with each input buffer filled from `input(name)`
+    /// (its bytes, exactly as many as the buffer holds).
+    pub async fn run_named<'a>(
+        &self,
+        gpu: &Gpu,
+        input: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<BTreeMap<String, Output>, GpuError> {
+        self.write_inputs(gpu, input)?;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -126,7 +163,9 @@ impl Executor {
         self.read_back(gpu).await
     }
 
-    fn write_inputs(&self, gpu: &Gpu, inputs: &ModelInputs) -> Result<(), GpuError> {
+    /// Refuses inputs of another bucket, and ids past their table (a GPU
+    /// gather cannot fail).
+    fn check_ids(&self, inputs: &ModelInputs) -> Result<(), GpuError> {
         if (inputs.batch, inputs.seq) != (self.program.batch, self.program.seq) {
             return Err(GpuError::Input {
                 name: "batch".into(),
@@ -136,14 +175,11 @@ impl Executor {
                 ),
             });
         }
-        let no_such_input = |name: &str| GpuError::Input {
-            name: name.into(),
-            message: "the runtime has no such input".into(),
-        };
         for bound in &self.program.id_bounds {
-            let ids = inputs
-                .ids(&bound.input)
-                .ok_or_else(|| no_such_input(&bound.input))?;
+            let ids = inputs.ids(&bound.input).ok_or_else(|| GpuError::Input {
+                name: bound.input.clone(),
+                message: "the runtime has no such input".into(),
+            })?;
             if let Some(&id) = ids.iter().find(|&&id| id >= bound.rows) {
                 return Err(GpuError::Input {
                     name: bound.input.clone(),
@@ -154,40 +190,112 @@ impl Executor {
                 });
             }
         }
+        Ok(())
+    }
+
+    fn write_inputs<'a>(
+        &self,
+        gpu: &Gpu,
+        input: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<(), GpuError> {
+        let no_such_input = |name: &str| GpuError::Input {
+            name: name.into(),
+            message: "the runtime has no such input".into(),
+        };
         for (spec, buffer) in self.program.buffers.iter().zip(&self.buffers) {
             let BufferRole::Input(names) = &spec.role else {
                 continue;
             };
             let mut offset = 0;
             for name in names {
-                let bytes: &[u8] = match name.as_str() {
-                    "attention_mask" => bytemuck::cast_slice(&inputs.attention_mask),
-                    ids => bytemuck::cast_slice(inputs.ids(ids).ok_or_else(|| no_such_input(ids))?),
-                };
-                gpu.queue.write_buffer(buffer, offset, bytes);
+                let bytes = input(name).ok_or_else(|| no_such_input(name))?;
                 offset += bytes.len() as u64;
+                if offset > spec.bytes {
+                    return Err(GpuError::Input {
+                        name: name.clone(),
+                        message: format!(
+                            "{} bytes given, past the {} bytes of buffer {}",
+                            bytes.len(),
+                            spec.bytes,
+                            spec.name
+                        ),
+                    });
+                }
+                gpu.queue
+                    .write_buffer(buffer, offset - bytes.len() as u64, bytes);
+            }
+            if offset != spec.bytes {
+                return Err(GpuError::Input {
+                    name: names.join(", "),
+                    message: format!(
+                        "{offset} bytes given, buffer {} holds {}",
+                        spec.name, spec.bytes
+                    ),
+                });
             }
         }
         Ok(())
     }
 
-    // The browser has no blocking poll: there the map callback fires from its event loop.
-    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
-    async fn read_back(&self, gpu: &Gpu) -> Result<BTreeMap<String, Output>, GpuError> {
-        let (sender, receiver) = futures_channel::oneshot::channel();
-        self.staging
-            .map_async(wgpu::MapMode::Read, .., move |result| {
-                // The receiver only goes away if the run was abandoned.
-                let _ = sender.send(result);
+    /// Overwrites buffer `buffer` with `data` (a parameter or moment restored
+    /// from a checkpoint).
+    pub fn write_buffer(&self, gpu: &Gpu, buffer: usize, data: &[f32]) -> Result<(), GpuError> {
+        let spec = &self.program.buffers[buffer];
+        if data.len() as u64 * 4 != spec.bytes {
+            return Err(GpuError::Input {
+                name: spec.name.clone(),
+                message: format!(
+                    "{} values given, the buffer holds {}",
+                    data.len(),
+                    spec.bytes / 4
+                ),
             });
-        #[cfg(not(target_arch = "wasm32"))]
-        gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
+        }
+        gpu.queue
+            .write_buffer(&self.buffers[buffer], 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// The contents of `buffers` (parameters, moments), read back after
+    /// everything submitted so far.
+    pub async fn read_buffers(
+        &self,
+        gpu: &Gpu,
+        buffers: &[usize],
+    ) -> Result<Vec<Vec<f32>>, GpuError> {
+        let sizes: Vec<u64> = buffers
+            .iter()
+            .map(|&b| self.program.buffers[b].bytes)
+            .collect();
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("xltc read back"),
+            size: sizes.iter().sum::<u64>().max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let mut offset = 0;
+        for (&buffer, &bytes) in buffers.iter().zip(&sizes) {
+            encoder.copy_buffer_to_buffer(&self.buffers[buffer], 0, &staging, offset, bytes);
+            offset += bytes;
+        }
+        gpu.queue.submit([encoder.finish()]);
+        map(gpu, &staging).await?;
+        let view = staging
+            .get_mapped_range(..)
             .map_err(|e| GpuError::Readback(e.to_string()))?;
-        receiver
-            .await
-            .map_err(|e| GpuError::Readback(e.to_string()))?
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for bytes in sizes {
+            let range = offset as usize..(offset + bytes) as usize;
+            out.push(bytemuck::cast_slice(&view[range]).to_vec());
+            offset += bytes;
+        }
+        Ok(out)
+    }
+
+    async fn read_back(&self, gpu: &Gpu) -> Result<BTreeMap<String, Output>, GpuError> {
+        map(gpu, &self.staging).await?;
         let mut outputs = BTreeMap::new();
         {
             let view = self
@@ -214,6 +322,25 @@ impl Executor {
     }
 }
 
+/// Maps `staging` for reading, once everything submitted before has run.
+// The browser has no blocking poll: there the map callback fires from its event loop.
+#[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+async fn map(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<(), GpuError> {
+    let (sender, receiver) = futures_channel::oneshot::channel();
+    staging.map_async(wgpu::MapMode::Read, .., move |result| {
+        // The receiver only goes away if the run was abandoned.
+        let _ = sender.send(result);
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| GpuError::Readback(e.to_string()))?;
+    receiver
+        .await
+        .map_err(|e| GpuError::Readback(e.to_string()))?
+        .map_err(|e| GpuError::Readback(e.to_string()))
+}
+
 fn create_buffers<'w>(
     gpu: &Gpu,
     program: &Program,
@@ -232,11 +359,19 @@ fn create_buffers<'w>(
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let mut buffers = Vec::with_capacity(program.buffers.len());
     for spec in &program.buffers {
-        if let BufferRole::Weight(slices) = &spec.role {
-            if let Some(buffer) = shared.0.borrow().get(slices) {
-                buffers.push(buffer.clone());
-                continue;
+        if let Some(buffer) = shared.0.borrow().get(&spec.role) {
+            if buffer.size() != spec.bytes.max(4).next_multiple_of(4) {
+                return Err(GpuError::Input {
+                    name: spec.name.clone(),
+                    message: format!(
+                        "programs of one model disagree on this buffer's size ({} and {} bytes)",
+                        buffer.size(),
+                        spec.bytes
+                    ),
+                });
             }
+            buffers.push(buffer.clone());
+            continue;
         }
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&spec.name),
@@ -260,7 +395,12 @@ fn create_buffers<'w>(
                     .write_buffer(&buffer, offset, bytemuck::cast_slice(data));
                 offset += (count * 4) as u64;
             }
-            shared.0.borrow_mut().insert(slices.clone(), buffer.clone());
+        }
+        if spec.role.shared() {
+            shared
+                .0
+                .borrow_mut()
+                .insert(spec.role.clone(), buffer.clone());
         }
         buffers.push(buffer);
     }

@@ -1,5 +1,6 @@
 //! A batch of tokenized sequences padded to one length: the four inputs every
-//! encoder graph takes, laid out row-major as [batch, seq].
+//! encoder graph takes, laid out row-major as [batch, seq]; and what a
+//! training graph reads besides them.
 
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +103,37 @@ impl ModelInputs {
             .map(|row| row.iter().filter(|&&m| m > 0.0).count())
             .collect()
     }
+}
+
+/// What a training graph reads besides the model inputs; the graph's input
+/// names are the field names.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainingInputs {
+    /// The gold label of each sequence.
+    pub labels: Vec<u32>,
+    /// 1.0 for a real example, 0.0 for a row that only pads the batch.
+    pub example_mask: Vec<f32>,
+    /// Added to the gathered word embeddings ([tokens, hidden]).
+    pub word_embedding_delta: Vec<f32>,
+    /// Dropout's key: [seed low, seed high, optimizer step, micro-batch].
+    pub dropout_key: Vec<u32>,
+}
+
+/// The data of the input named `name`, model or training, as bytes; None
+/// for a name no graph input has.
+pub fn input_bytes<'a>(
+    name: &str,
+    inputs: &'a ModelInputs,
+    training: &'a TrainingInputs,
+) -> Option<&'a [u8]> {
+    Some(match name {
+        "attention_mask" => bytemuck::cast_slice(&inputs.attention_mask),
+        "labels" => bytemuck::cast_slice(&training.labels),
+        "example_mask" => bytemuck::cast_slice(&training.example_mask),
+        "word_embedding_delta" => bytemuck::cast_slice(&training.word_embedding_delta),
+        "dropout_key" => bytemuck::cast_slice(&training.dropout_key),
+        ids => bytemuck::cast_slice(inputs.ids(ids)?),
+    })
 }
 
 fn position_id(scheme: PositionScheme, slot: usize, is_token: bool) -> u32 {

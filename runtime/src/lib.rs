@@ -17,7 +17,7 @@ pub mod tokenizer;
 pub use artifact::{Artifact, ArtifactError, Manifest};
 pub use device::{AdapterReport, Gpu, GpuError};
 pub use executor::{Executor, Output, WeightBuffers};
-pub use inputs::{ModelInputs, PositionScheme};
+pub use inputs::{ModelInputs, PositionScheme, TrainingInputs};
 pub use pairs::{LabelledPair, PairFile, PairFileError};
 pub use program::Program;
 pub use random::{philox_uniform, SplitMix64};

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 /// A buffer, by index into [`Program::buffers`].
 pub type BufferId = usize;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BufferRole {
-    /// Filled from the model inputs before every run: the named inputs
-    /// ("input_ids", "token_type_ids", "position_ids", "attention_mask")
-    /// laid end to end; most buffers hold one, fused embeddings read the
-    /// three kinds of ids from one.
+    /// Filled from the named inputs before every run ("input_ids",
+    /// "token_type_ids", "position_ids", "attention_mask", the training
+    /// inputs, the optimizer's scalars), laid end to end; most buffers hold
+    /// one, fused embeddings read the three kinds of ids from one.
     Input(Vec<String>),
     /// Filled once at load with slices of checkpoint weights laid end to
     /// end: the whole of one weight, a part of a table split by rows, or
@@ -20,6 +20,14 @@ pub enum BufferRole {
     Weight(Vec<WeightSlice>),
     /// Written and read by kernels only.
     Activation,
+    /// The gradient of the parameter of checkpoint name `.0`, summed over
+    /// the micro-batches of an optimizer step: zero when made, added into by
+    /// a train step, read and zeroed by the optimizer step. Like weights and
+    /// moments, shared by every program of one model.
+    Gradient(String),
+    /// AdamW's first (`order` 1) or second (2) moment of parameter `of`,
+    /// zero when made, updated in place by the optimizer step.
+    Moment { of: String, order: u8 },
 }
 
 /// `count` elements of the weight of checkpoint name `name`, from element

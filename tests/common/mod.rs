@@ -4,9 +4,22 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+
+/// The adapter wgpu finds (lavapipe on machines without a GPU), made once
+/// a test binary; none is a failure, never a skip.
+pub fn gpu() -> &'static xltc_runtime::Gpu {
+    static GPU: OnceLock<xltc_runtime::Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = xltc_runtime::Gpu::new_blocking()
+            .unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        eprintln!("adapter: {}", gpu.adapter);
+        gpu
+    })
+}
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -90,6 +90,8 @@ fn print_bucket(bucket: &Bucket, args: &InspectArgs) {
                 }
                 BufferRole::Weight(_) => ("weight".to_owned(), String::new()),
                 BufferRole::Activation => ("activation".to_owned(), String::new()),
+                BufferRole::Gradient(of) => ("gradient".to_owned(), of.clone()),
+                BufferRole::Moment { of, order } => (format!("moment {order}"), of.clone()),
             };
             let packed = if packed.is_empty() {
                 packed

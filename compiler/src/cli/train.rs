@@ -1,5 +1,5 @@
 //! `xltc train`: fine-tunes a sequence-pair classifier with the public
-//! recipe, on the CPU reference for now. Every line of the data is checked
+//! recipe, on the GPU (or with --cpu on the CPU reference). Every line of the data is checked
 //! before the first step; checkpoints are Hugging Face model folders, each
 //! written to a temporary folder and renamed into place.
 
@@ -30,6 +30,14 @@ struct RunSpec {
     output: PathBuf,
     settings: Settings,
     save_every: usize,
+    /// On the CPU reference, not the GPU (a run resumes where it ran).
+    #[serde(default = "before_gpu_training")]
+    cpu: bool,
+}
+
+/// States saved before GPU training existed are all from CPU runs.
+fn before_gpu_training() -> bool {
+    true
 }
 
 /// Where a run stands after an optimizer step.
@@ -51,12 +59,6 @@ struct State {
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
-    if !args.cpu {
-        bail!(
-            "training on the GPU is not built yet (docs/training.md says what comes); \
-             run with --cpu to train on the CPU reference"
-        );
-    }
     let (run, model, saved) = match &args.resume {
         Some(out) => {
             let (state, tensors) = read_state(out)?;
@@ -101,6 +103,7 @@ fn run_spec(args: &TrainArgs) -> Result<(RunSpec, Model)> {
         output: output.clone(),
         settings,
         save_every: args.save_every.unwrap_or(args.eval_every),
+        cpu: args.cpu,
     };
     let model = Model::load(&run.model)?;
     if model.output == ModelOutput::Classification {
@@ -152,12 +155,18 @@ fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> 
     };
     let out = &run.output;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut trainer = Trainer::new(model, settings.clone())?;
+    let mut trainer = if run.cpu {
+        Trainer::new(model, settings.clone())?
+    } else {
+        Trainer::on_gpu(model, settings.clone())
+            .context("cannot train on the GPU; --cpu trains on the CPU reference")?
+    };
     let mut position = Position::default();
     let log_path = out.join("log.jsonl");
     match saved {
         Some((at, tensors)) => {
             restore(&mut trainer, &tensors, at.step)?;
+            trainer.upload()?;
             keep_log_until(&log_path, at.step)?;
             eprintln!("xltc: resuming {} at step {}", out.display(), at.step);
             position = at;
@@ -173,8 +182,11 @@ fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> 
         .open(&log_path)
         .with_context(|| format!("cannot write {}", log_path.display()))?;
     let total = trainer.total_steps(train.len());
+    let device = trainer
+        .adapter()
+        .unwrap_or_else(|| "the CPU reference".to_owned());
     eprintln!(
-        "xltc: training {} on {} pairs for {total} optimizer steps on the CPU reference",
+        "xltc: training {} on {} pairs for {total} optimizer steps on {device}",
         model.name,
         train.len()
     );
@@ -203,6 +215,7 @@ fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> 
                     // The public code keeps the checkpoint that strictly beats the best so far.
                     if position.best.is_none_or(|b| accuracy > b) {
                         position.best = Some(accuracy);
+                        trainer.sync()?;
                         save_model(model, &trainer.params, &out.join("best"))?;
                     }
                 }
@@ -211,11 +224,13 @@ fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> 
             position.losses.push((record.step, record.loss));
             (position.step, position.epoch, position.group) = (trainer.step, epoch, index + 1);
             if trainer.step % run.save_every == 0 || last {
+                trainer.sync()?;
                 save_state(run, &position, &trainer)?;
             }
             progress.update(trainer.step, total, 1.0);
         }
     }
+    trainer.sync()?;
     save_model(model, &trainer.params, &out.join("last"))?;
     let losses: Vec<(f64, f64)> = position
         .losses

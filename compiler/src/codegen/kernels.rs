@@ -31,6 +31,9 @@ pub struct KernelInstance {
     /// The values bound read-only, in binding order; the output comes last.
     pub reads: Vec<ValueId>,
     pub workgroups: [u32; 3],
+    /// The kernel writes only part of its output (a gather's gradient
+    /// writes the rows its ids picked): codegen zeroes the output first.
+    pub zeroed: bool,
 }
 
 /// Workgroups for `groups` work items spread over x and y, and the x count the
@@ -41,7 +44,7 @@ fn grid(groups: usize) -> ([u32; 3], u32) {
     ([x, groups.div_ceil(x), 1], x)
 }
 
-fn per_element(count: usize) -> ([u32; 3], Vec<(&'static str, String)>) {
+pub(super) fn per_element(count: usize) -> ([u32; 3], Vec<(&'static str, String)>) {
     let (workgroups, groups_x) = grid(count.div_ceil(ELEMENT_WORKGROUP as usize));
     let constants = vec![
         ("WORKGROUP", ELEMENT_WORKGROUP.to_string()),
@@ -59,19 +62,13 @@ fn per_row_thread(rows: usize) -> ([u32; 3], Vec<(&'static str, String)>) {
     (workgroups, constants)
 }
 
-/// The kernel that computes `op`, or None for an op with no kernel yet (the
-/// training ops run on the CPU reference only, for now).
-pub fn instance(
-    graph: &Graph,
-    output: ValueId,
-    op: &Op,
-    max_binding_bytes: u64,
-) -> Option<KernelInstance> {
+/// The kernel that computes `op`.
+pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64) -> KernelInstance {
     let shape = |id: ValueId| graph.value(id).shape.clone();
     let count = graph.value(output).elements();
     let (batch, seq) = (graph.batch, graph.seq);
     let last = |id: ValueId| *graph.value(id).shape.last().expect("not a scalar");
-    let (template, mut constants, reads, workgroups) = match *op {
+    let (template, constants, reads, workgroups) = match *op {
         Op::Gather { table, ids } => {
             let (workgroups, grid) = per_element(count);
             let [rows, width] = dims2(&shape(table));
@@ -140,13 +137,38 @@ pub fn instance(
                 workgroups,
             )
         }
-        Op::MatMul { x, weight } => matmul(&shape, x, weight, None, false),
+        Op::MatMul { x, weight } => {
+            let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
+            gemm(Gemm::new(m, n, k), [x, weight], None, false)
+        }
         Op::Linear {
             x,
             weight,
             bias,
             gelu,
-        } => matmul(&shape, x, weight, Some(bias), gelu),
+        } => {
+            let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
+            gemm(Gemm::new(m, n, k), [x, weight], Some(bias), gelu)
+        }
+        // dx = dy [m, n] times w [n, k]: w is the right operand stored k-major.
+        Op::MatMulBackwardX { dy, weight } => {
+            let ([m, n], [_, k]) = (dims2(&shape(dy)), dims2(&shape(weight)));
+            let layout = Gemm {
+                w_transposed: true,
+                ..Gemm::new(m, k, n)
+            };
+            gemm(layout, [dy, weight], None, false)
+        }
+        // dw = dy [m, n] transposed times x [m, k]: both operands k-major.
+        Op::MatMulBackwardWeight { dy, x } => {
+            let ([m, n], [_, k]) = (dims2(&shape(dy)), dims2(&shape(x)));
+            let layout = Gemm {
+                x_transposed: true,
+                w_transposed: true,
+                ..Gemm::new(n, k, m)
+            };
+            gemm(layout, [dy, x], None, false)
+        }
         Op::Attention {
             query,
             key,
@@ -337,15 +359,210 @@ pub fn instance(
                 workgroups,
             )
         }
-        _ => return None,
+        Op::LayerNormStatistics { x, eps } => {
+            let [rows, width] = dims2(&shape(x));
+            let (workgroups, groups_x) = grid(rows);
+            let c = vec![
+                ("ROWS", rows.to_string()),
+                ("WIDTH", width.to_string()),
+                ("EPS", format!("{eps:e}")),
+                ("WORKGROUP", ROW_WORKGROUP.to_string()),
+                ("GROUPS_X", groups_x.to_string()),
+            ];
+            (Template::LayerNormStatistics, c, vec![x], workgroups)
+        }
+        Op::LayerNormBackwardX {
+            dy,
+            x,
+            statistics,
+            gamma,
+        } => {
+            let [rows, width] = dims2(&shape(x));
+            let (workgroups, groups_x) = grid(rows);
+            let c = vec![
+                ("ROWS", rows.to_string()),
+                ("WIDTH", width.to_string()),
+                ("WORKGROUP", ROW_WORKGROUP.to_string()),
+                ("GROUPS_X", groups_x.to_string()),
+            ];
+            let reads = vec![dy, x, statistics, gamma];
+            (Template::LayerNormBackward, c, reads, workgroups)
+        }
+        Op::LayerNormBackwardGamma { dy, x, statistics } => {
+            let [rows, width] = dims2(&shape(x));
+            let (workgroups, grid) = per_element(width);
+            let c = vec![("ROWS", rows.to_string()), ("WIDTH", width.to_string())];
+            (
+                Template::LayerNormGammaBackward,
+                [c, grid].concat(),
+                vec![dy, x, statistics],
+                workgroups,
+            )
+        }
+        Op::MaskedSoftmaxBackward { probs, dy } => {
+            let seq_len = last(probs);
+            let rows = count / seq_len;
+            let (workgroups, grid) = per_row_thread(rows);
+            let c = vec![("ROWS", rows.to_string()), ("SEQ", seq_len.to_string())];
+            (
+                Template::MaskedSoftmaxBackward,
+                [c, grid].concat(),
+                vec![probs, dy],
+                workgroups,
+            )
+        }
+        Op::AttentionScoresBackward {
+            dy,
+            other,
+            heads,
+            of_key,
+        } => {
+            let mode = if of_key { 1 } else { 0 };
+            attention_backward(batch, seq, heads, last(other), count, mode, [dy, other])
+        }
+        Op::AttentionContextBackwardProbs { dy, value, heads } => {
+            attention_backward(batch, seq, heads, last(dy), count, 2, [dy, value])
+        }
+        Op::AttentionContextBackwardValue { dy, probs, heads } => {
+            attention_backward(batch, seq, heads, last(dy), count, 3, [dy, probs])
+        }
+        Op::FirstTokenBackward { dy } | Op::MeanPoolBackward { dy, .. } => {
+            let (workgroups, grid) = per_element(count);
+            let mut c = pooling_constants(batch, seq, last(dy));
+            let (mode, mask) = match *op {
+                Op::MeanPoolBackward { mask, .. } => (1, mask),
+                _ => (0, dy),
+            };
+            c.push(("MODE", mode.to_string()));
+            (
+                Template::PoolingBackward,
+                [c, grid].concat(),
+                vec![dy, mask],
+                workgroups,
+            )
+        }
+        Op::CrossEntropy {
+            logits,
+            labels,
+            example_mask,
+        }
+        | Op::CrossEntropyBackward {
+            logits,
+            labels,
+            example_mask,
+        } => {
+            let mode = u32::from(matches!(op, Op::CrossEntropyBackward { .. }));
+            let (workgroups, _) = per_row_thread(batch);
+            let c = vec![
+                ("BATCH", batch.to_string()),
+                ("LABELS", last(logits).to_string()),
+                ("MODE", mode.to_string()),
+                ("WORKGROUP", ROW_WORKGROUP.to_string()),
+            ];
+            let reads = vec![logits, labels, example_mask];
+            (Template::CrossEntropy, c, reads, workgroups)
+        }
+        Op::Dropout { x: a, key, site, p }
+        | Op::DropoutBackward {
+            dy: a,
+            key,
+            site,
+            p,
+        } => {
+            let (workgroups, grid) = per_element(count);
+            // The reference keeps an element when word / 2^32 >= p: in
+            // integers, word >= ceil(p 2^32), exact in f64.
+            let threshold = (f64::from(p) * 4_294_967_296.0).ceil();
+            assert!(
+                (0.0..4_294_967_296.0).contains(&threshold),
+                "dropout probability {p} outside [0, 1)"
+            );
+            let scale = (1.0 / (1.0 - f64::from(p))) as f32;
+            let c = vec![
+                ("COUNT", count.to_string()),
+                ("SITE", site.to_string()),
+                ("THRESHOLD", (threshold as u32).to_string()),
+                ("SCALE", format!("{scale:e}")),
+            ];
+            (
+                Template::Dropout,
+                [c, grid].concat(),
+                vec![a, key],
+                workgroups,
+            )
+        }
+        Op::GatherBackward { dy, ids, .. } => {
+            let [tokens, width] = dims2(&shape(dy));
+            let (workgroups, grid) = per_element(tokens * width);
+            let c = vec![("TOKENS", tokens.to_string()), ("WIDTH", width.to_string())];
+            let mut instance = finish(
+                Template::GatherBackward,
+                [c, grid].concat(),
+                vec![dy, ids],
+                workgroups,
+            );
+            instance.zeroed = true;
+            return instance;
+        }
     };
+    finish(template, constants, reads, workgroups)
+}
+
+pub(super) fn finish(
+    template: Template,
+    mut constants: Vec<(&'static str, String)>,
+    reads: Vec<ValueId>,
+    workgroups: [u32; 3],
+) -> KernelInstance {
     constants.sort_by_key(|(name, _)| *name);
-    Some(KernelInstance {
+    KernelInstance {
         template,
         constants,
         reads,
         workgroups,
-    })
+        zeroed: false,
+    }
+}
+
+/// The kernel that adds a value of `count` elements into a gradient buffer.
+pub fn accumulate(count: usize) -> KernelInstance {
+    let (workgroups, grid) = per_element(count);
+    let c = vec![("COUNT", count.to_string())];
+    finish(
+        Template::Accumulate,
+        [c, grid].concat(),
+        Vec::new(),
+        workgroups,
+    )
+}
+
+/// The kernel that zeroes a value of `count` elements.
+pub fn fill(count: usize) -> KernelInstance {
+    let (workgroups, grid) = per_element(count);
+    let c = vec![("COUNT", count.to_string())];
+    finish(Template::Fill, [c, grid].concat(), Vec::new(), workgroups)
+}
+
+/// One of the un-fused attention's backward products (attention_backward.wgsl's
+/// modes), over `count` output elements.
+fn attention_backward(
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    width: usize,
+    count: usize,
+    mode: u32,
+    reads: [ValueId; 2],
+) -> Parts {
+    let (workgroups, grid) = per_element(count);
+    let mut c = attention_constants(batch, seq, heads, width);
+    c.push(("MODE", mode.to_string()));
+    (
+        Template::AttentionBackward,
+        [c, grid].concat(),
+        reads.to_vec(),
+        workgroups,
+    )
 }
 
 type Parts = (
@@ -355,16 +572,34 @@ type Parts = (
     [u32; 3],
 );
 
+/// A GEMM out [m, n] = x [m, k] times w [n, k] transposed, with either
+/// operand possibly stored k-major ([k, m], [k, n]): the backward GEMMs read
+/// their operands where they lie.
+#[derive(Clone, Copy)]
+struct Gemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    x_transposed: bool,
+    w_transposed: bool,
+}
+
+impl Gemm {
+    fn new(m: usize, n: usize, k: usize) -> Self {
+        Self {
+            m,
+            n,
+            k,
+            x_transposed: false,
+            w_transposed: false,
+        }
+    }
+}
+
 /// The GEMM, plain or with the Linear epilogue (bias, then GELU when asked).
-/// Without a bias, `x` is bound in its place and never read.
-fn matmul(
-    shape: &impl Fn(ValueId) -> Vec<usize>,
-    x: ValueId,
-    weight: ValueId,
-    bias: Option<ValueId>,
-    gelu: bool,
-) -> Parts {
-    let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
+/// Without a bias, the left operand is bound in its place and never read.
+fn gemm(layout: Gemm, [x, w]: [ValueId; 2], bias: Option<ValueId>, gelu: bool) -> Parts {
+    let Gemm { m, n, k, .. } = layout;
     // Rows a thread: enough for the workgroup to cover m, at most the maximum.
     let thread_m = m
         .div_ceil(MATMUL_THREADS_SIDE)
@@ -382,11 +617,13 @@ fn matmul(
         ("THREAD_M", thread_m.to_string()),
         ("HAS_BIAS", u32::from(bias.is_some()).to_string()),
         ("ACTIVATION", u32::from(gelu).to_string()),
+        ("X_TRANSPOSED", u32::from(layout.x_transposed).to_string()),
+        ("W_TRANSPOSED", u32::from(layout.w_transposed).to_string()),
     ];
     (
         Template::Matmul,
         c,
-        vec![x, weight, bias.unwrap_or(x)],
+        vec![x, w, bias.unwrap_or(x)],
         workgroups,
     )
 }

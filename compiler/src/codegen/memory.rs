@@ -41,6 +41,12 @@ pub fn plan_activations(graph: &Graph) -> ActivationPlan {
         let slot = take_slot(&mut plan.slot_bytes, &mut free, bytes);
         plan.slot_of[id.index()] = Some(slot);
         release_dead_operands(&plan, &last_use, id, &op.operands(), &mut free);
+        // Nothing reads it and it is no output (a gradient a train step adds
+        // into its buffer by the dispatch right after its kernel): the next
+        // op may take its slot.
+        if last_use[id.index()] == id.index() {
+            free.push(slot);
+        }
     }
     plan
 }

@@ -5,6 +5,7 @@
 mod kernels;
 mod memory;
 mod templates;
+mod training;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use xltc_runtime::Program;
 use crate::ir::{Graph, Op, Source, ValueId};
 
 pub use templates::Template;
+pub use training::{lower_optimizer, lower_train_step, optimizer_input, OPTIMIZER_INPUT};
 pub use validate::validate_wgsl;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +36,6 @@ pub enum CodegenError {
         bytes: u64,
         limit: u64,
     },
-    #[error("{value}: no GPU kernel computes this op yet (it runs on the CPU reference)")]
-    NoKernel { value: String },
 }
 
 /// WebGPU's default maxStorageBufferBindingSize: what every browser allows.
@@ -68,6 +68,17 @@ impl Compiled {
 }
 
 pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, CodegenError> {
+    lower_with(graph, options, &BTreeMap::new())
+}
+
+/// As [`lower`]; each value of `accumulate` (a parameter's gradient) is
+/// also added, right after its kernel, into the gradient buffer of the
+/// parameter it names.
+fn lower_with(
+    graph: &Graph,
+    options: &CodegenOptions,
+    accumulate: &BTreeMap<ValueId, String>,
+) -> Result<Compiled, CodegenError> {
     let mut program = Program {
         batch: graph.batch,
         seq: graph.seq,
@@ -75,27 +86,33 @@ pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, Codege
     };
     let mut weights = BTreeMap::new();
     let value_buffers = allocate_buffers(graph, options, &mut program, &mut weights)?;
+    let mut gradient_buffers = BTreeMap::new();
+    for (&id, parameter) in accumulate {
+        let bytes = graph.value(id).elements() as u64 * 4;
+        let role = BufferRole::Gradient(parameter.clone());
+        let buffer = push_buffer(&mut program, format!("grad {parameter}"), bytes, role);
+        gradient_buffers.insert(id, buffer);
+    }
     let mut kernel_ids: BTreeMap<String, usize> = BTreeMap::new();
     for (id, value) in graph.values() {
         let Source::Op(op) = &value.source else {
             continue;
         };
-        let Some(instance) = kernels::instance(graph, id, op, options.max_binding_bytes) else {
-            return Err(CodegenError::NoKernel {
-                value: value.name.clone(),
-            });
+        let instance = kernels::instance(graph, id, op, options.max_binding_bytes);
+        let output = Binding {
+            buffer: value_buffers[id.index()][0],
+            read_only: false,
         };
-        let wgsl = instance.template.specialise(&instance.constants);
-        let next = program.kernels.len();
-        let kernel = *kernel_ids.entry(wgsl.clone()).or_insert(next);
-        if kernel == next {
-            let name = kernel_name(&instance);
-            validate_wgsl(&wgsl).map_err(|message| CodegenError::InvalidWgsl {
-                kernel: name.clone(),
-                message,
-            })?;
-            program.kernels.push(KernelSpec { name, wgsl });
+        if instance.zeroed {
+            let fill = kernels::fill(value.elements());
+            let kernel = add_kernel(&mut program, &mut kernel_ids, &fill)?;
+            program.dispatches.push(Dispatch {
+                kernel,
+                bindings: vec![output],
+                workgroups: fill.workgroups,
+            });
         }
+        let kernel = add_kernel(&mut program, &mut kernel_ids, &instance)?;
         let mut bindings = Vec::new();
         for (position, read) in instance.reads.iter().enumerate() {
             let parts = &value_buffers[read.index()];
@@ -113,15 +130,29 @@ pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, Codege
                 });
             }
         }
-        bindings.push(Binding {
-            buffer: value_buffers[id.index()][0],
-            read_only: false,
-        });
+        bindings.push(output);
         program.dispatches.push(Dispatch {
             kernel,
             bindings,
             workgroups: instance.workgroups,
         });
+        if let Some(&gradient) = gradient_buffers.get(&id) {
+            let add = kernels::accumulate(value.elements());
+            let kernel = add_kernel(&mut program, &mut kernel_ids, &add)?;
+            let read = Binding {
+                read_only: true,
+                ..output
+            };
+            let sum = Binding {
+                buffer: gradient,
+                read_only: false,
+            };
+            program.dispatches.push(Dispatch {
+                kernel,
+                bindings: vec![read, sum],
+                workgroups: add.workgroups,
+            });
+        }
     }
     program.id_bounds = id_bounds(graph);
     for (name, id) in graph.outputs() {
@@ -132,6 +163,27 @@ pub fn lower(graph: &Graph, options: &CodegenOptions) -> Result<Compiled, Codege
         });
     }
     Ok(Compiled { program, weights })
+}
+
+/// The index of `instance`'s kernel in the program: a module already
+/// emitted for the same WGSL, or a new one, validated with naga.
+pub(super) fn add_kernel(
+    program: &mut Program,
+    kernel_ids: &mut BTreeMap<String, usize>,
+    instance: &kernels::KernelInstance,
+) -> Result<usize, CodegenError> {
+    let wgsl = instance.template.specialise(&instance.constants);
+    let next = program.kernels.len();
+    let kernel = *kernel_ids.entry(wgsl.clone()).or_insert(next);
+    if kernel == next {
+        let name = kernel_name(instance);
+        validate_wgsl(&wgsl).map_err(|message| CodegenError::InvalidWgsl {
+            kernel: name.clone(),
+            message,
+        })?;
+        program.kernels.push(KernelSpec { name, wgsl });
+    }
+    Ok(kernel)
 }
 
 /// Buffers for every value a kernel binds: one per input (or packed
@@ -220,7 +272,12 @@ fn bound_values(graph: &Graph) -> Vec<bool> {
     bound
 }
 
-fn push_buffer(program: &mut Program, name: String, bytes: u64, role: BufferRole) -> usize {
+pub(super) fn push_buffer(
+    program: &mut Program,
+    name: String,
+    bytes: u64,
+    role: BufferRole,
+) -> usize {
     program.buffers.push(BufferSpec { name, bytes, role });
     program.buffers.len() - 1
 }

@@ -22,6 +22,20 @@ pub enum Template {
     Embeddings,
     LinearNorm,
     Head,
+    LayerNormStatistics,
+    LayerNormBackward,
+    LayerNormGammaBackward,
+    MaskedSoftmaxBackward,
+    AttentionBackward,
+    PoolingBackward,
+    CrossEntropy,
+    Dropout,
+    GatherBackward,
+    Fill,
+    Accumulate,
+    SquareSum,
+    Clip,
+    AdamW,
 }
 
 impl Template {
@@ -44,6 +58,20 @@ impl Template {
             Template::Embeddings => "embeddings",
             Template::LinearNorm => "linear_norm",
             Template::Head => "head",
+            Template::LayerNormStatistics => "layer_norm_statistics",
+            Template::LayerNormBackward => "layer_norm_backward",
+            Template::LayerNormGammaBackward => "layer_norm_gamma_backward",
+            Template::MaskedSoftmaxBackward => "masked_softmax_backward",
+            Template::AttentionBackward => "attention_backward",
+            Template::PoolingBackward => "pooling_backward",
+            Template::CrossEntropy => "cross_entropy",
+            Template::Dropout => "dropout",
+            Template::GatherBackward => "gather_backward",
+            Template::Fill => "fill",
+            Template::Accumulate => "accumulate",
+            Template::SquareSum => "square_sum",
+            Template::Clip => "clip",
+            Template::AdamW => "adamw",
         }
     }
 
@@ -96,6 +124,33 @@ impl Template {
                 include_str!("../../../shaders/tanh.wgsl"),
                 include_str!("../../../shaders/workgroup_reduce.wgsl")
             ),
+            Template::LayerNormStatistics => concat!(
+                include_str!("../../../shaders/layer_norm_statistics.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
+            Template::LayerNormBackward => concat!(
+                include_str!("../../../shaders/layer_norm_backward.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
+            Template::LayerNormGammaBackward => {
+                include_str!("../../../shaders/layer_norm_gamma_backward.wgsl")
+            }
+            Template::MaskedSoftmaxBackward => {
+                include_str!("../../../shaders/masked_softmax_backward.wgsl")
+            }
+            Template::AttentionBackward => include_str!("../../../shaders/attention_backward.wgsl"),
+            Template::PoolingBackward => include_str!("../../../shaders/pooling_backward.wgsl"),
+            Template::CrossEntropy => include_str!("../../../shaders/cross_entropy.wgsl"),
+            Template::Dropout => include_str!("../../../shaders/dropout.wgsl"),
+            Template::GatherBackward => include_str!("../../../shaders/gather_backward.wgsl"),
+            Template::Fill => include_str!("../../../shaders/fill.wgsl"),
+            Template::Accumulate => include_str!("../../../shaders/accumulate.wgsl"),
+            Template::SquareSum => concat!(
+                include_str!("../../../shaders/square_sum.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
+            Template::Clip => include_str!("../../../shaders/clip.wgsl"),
+            Template::AdamW => include_str!("../../../shaders/adamw.wgsl"),
         }
     }
 

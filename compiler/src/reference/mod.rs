@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use xltc_runtime::ModelInputs;
+pub use xltc_runtime::TrainingInputs;
 
 use crate::ir::{Graph, Input, Op, Source, ValueId};
 
@@ -37,19 +38,6 @@ impl<T> Tensor<T> {
         let width = self.data.len() / self.shape[0].max(1);
         &self.data[i * width..(i + 1) * width]
     }
-}
-
-/// What a training graph reads besides the model inputs.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TrainingInputs {
-    /// The gold label of each sequence.
-    pub labels: Vec<u32>,
-    /// 1.0 for a real example, 0.0 for a row that only pads the batch.
-    pub example_mask: Vec<f32>,
-    /// Added to the gathered word embeddings ([tokens, hidden]).
-    pub word_embedding_delta: Vec<f32>,
-    /// Dropout's key: [seed low, seed high, optimizer step, micro-batch].
-    pub dropout_key: Vec<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,10 @@
 //! gradient accumulation, English dev accuracy every few steps, the
 //! checkpoint that strictly beats the best so far kept). The training graph
 //! and its backward come from `Model::training_graph` and `passes::autodiff`;
-//! the GPU path will run the same graphs compiled.
+//! on the GPU the same graphs run compiled (gpu.rs), the parameters staying
+//! on the adapter between steps.
+
+mod gpu;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -84,6 +87,8 @@ pub enum TrainError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Frontend(#[from] crate::frontend::FrontendError),
+    #[error("on the GPU: {0}")]
+    Gpu(String),
 }
 
 /// Tokenizes `(sentence1, sentence2, label, origin)` rows, truncating
@@ -131,7 +136,14 @@ pub struct Trainer<'m> {
     pub step: usize,
     graphs: HashMap<(usize, usize), Graph>,
     forward_graphs: HashMap<(usize, usize), Graph>,
+    /// Where the steps run: None on the CPU reference. On the GPU,
+    /// `params` and `moments` are what [`Trainer::sync`] last read back.
+    gpu: Option<Box<gpu::GpuSteps>>,
 }
+
+/// Sequence lengths of the GPU's programs are rounded up to a multiple of
+/// this: a few programs serve every batch.
+const GPU_SEQUENCE_BUCKET: usize = 16;
 
 impl<'m> Trainer<'m> {
     pub fn new(model: &'m Model, settings: Settings) -> Result<Self, TrainError> {
@@ -155,7 +167,59 @@ impl<'m> Trainer<'m> {
             step: 0,
             graphs: HashMap::new(),
             forward_graphs: HashMap::new(),
+            gpu: None,
         })
+    }
+
+    /// A trainer whose steps run on the GPU (the adapter wgpu finds).
+    pub fn on_gpu(model: &'m Model, settings: Settings) -> Result<Self, TrainError> {
+        let mut trainer = Self::new(model, settings)?;
+        trainer.gpu = Some(Box::new(gpu::GpuSteps::new(
+            &trainer.params,
+            &trainer.adam(),
+        )?));
+        Ok(trainer)
+    }
+
+    /// The adapter the steps run on; None on the CPU reference.
+    pub fn adapter(&self) -> Option<String> {
+        self.gpu.as_ref().map(|g| g.adapter())
+    }
+
+    /// Reads the parameters and moments back from the GPU into `params`
+    /// and `moments` (nothing to do on the CPU).
+    pub fn sync(&mut self) -> Result<(), TrainError> {
+        let Some(gpu) = &self.gpu else {
+            return Ok(());
+        };
+        let values = gpu.read()?;
+        for (((_, _, p), (m, v)), [param, first, second]) in
+            self.params.iter_mut().zip(&mut self.moments).zip(values)
+        {
+            (*p, *m, *v) = (param, first, second);
+        }
+        Ok(())
+    }
+
+    /// Writes `params` and `moments` (a restored state) to the GPU.
+    pub fn upload(&mut self) -> Result<(), TrainError> {
+        let Some(gpu) = &self.gpu else {
+            return Ok(());
+        };
+        let values: Vec<[&[f32]; 3]> = self
+            .params
+            .iter()
+            .zip(&self.moments)
+            .map(|((_, _, p), (m, v))| [&p[..], &m[..], &v[..]])
+            .collect();
+        gpu.write(&values)
+    }
+
+    fn adam(&self) -> AdamW {
+        AdamW {
+            weight_decay: self.settings.weight_decay,
+            ..AdamW::default()
+        }
     }
 
     /// Optimizer steps the run takes: every epoch's full and partial
@@ -181,18 +245,33 @@ impl<'m> Trainer<'m> {
 
     /// A padded batch; `micro` numbers it within the optimizer step, which
     /// with the step keys its dropout.
-    fn padded(&self, batch: &[&Example], micro: usize) -> (ModelInputs, TrainingInputs) {
+    /// On the CPU to the longest sequence; on the GPU to a bucket of `rows`
+    /// rows (the rows past the batch are padding, their example mask 0) of
+    /// a length rounded up to [`GPU_SEQUENCE_BUCKET`].
+    fn padded(
+        &self,
+        batch: &[&Example],
+        micro: usize,
+        rows: usize,
+    ) -> (ModelInputs, TrainingInputs) {
         let encodings: Vec<Encoding> = batch.iter().map(|e| e.encoding.clone()).collect();
         let config = &self.model.config;
-        let inputs = ModelInputs::pad(
-            &encodings,
-            0,
-            config.pad_token_id,
-            self.model.position_scheme(),
-        );
+        let (pad, positions) = (config.pad_token_id, self.model.position_scheme());
+        let inputs = if self.gpu.is_some() {
+            let longest = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+            let seq = longest.next_multiple_of(GPU_SEQUENCE_BUCKET);
+            let seq = seq.min(self.model.max_tokens()).max(longest);
+            ModelInputs::pad_to_bucket(&encodings, rows.max(batch.len()), seq, pad, positions)
+        } else {
+            ModelInputs::pad(&encodings, 0, pad, positions)
+        };
+        let mut labels: Vec<u32> = batch.iter().map(|e| e.label).collect();
+        labels.resize(inputs.batch, 0);
+        let mut example_mask = vec![1.0; batch.len()];
+        example_mask.resize(inputs.batch, 0.0);
         let training = TrainingInputs {
-            labels: batch.iter().map(|e| e.label).collect(),
-            example_mask: vec![1.0; batch.len()],
+            labels,
+            example_mask,
             word_embedding_delta: vec![0.0; inputs.batch * inputs.seq * config.hidden],
             dropout_key: vec![
                 self.settings.seed as u32,
@@ -220,9 +299,40 @@ impl<'m> Trainer<'m> {
             .iter()
             .map(|(_, _, p)| vec![0.0; p.len()])
             .collect();
+        let lr = self.settings.lr * linear_schedule(self.step, total, self.settings.warmup);
+        if self.gpu.is_some() {
+            let batches: Vec<(ModelInputs, TrainingInputs)> = group
+                .chunks(self.settings.batch)
+                .enumerate()
+                .map(|(index, micro)| self.padded(micro, index, self.settings.batch))
+                .collect();
+            let (adam, model, dropout) = (self.adam(), self.model, self.settings.dropout);
+            let gpu = self.gpu.as_mut().ok_or(TrainError::Gpu("no adapter".into()))?;
+            let mut loss = 0.0;
+            for (inputs, training) in &batches {
+                loss += gpu.micro_step(model, dropout, inputs, training)? * scale as f64;
+            }
+            self.step += 1;
+            let norm = gpu.optimizer_step(
+                &adam,
+                self.step as u32,
+                lr,
+                scale as f64,
+                self.settings.clip,
+            )?;
+            return Ok(StepRecord {
+                step: self.step,
+                epoch,
+                loss,
+                learning_rate: lr,
+                gradient_norm: norm,
+                sequences_per_second: group.len() as f64
+                    / started.elapsed().as_secs_f64().max(1e-9),
+            });
+        }
         let mut loss = 0.0;
         for (index, micro) in group.chunks(self.settings.batch).enumerate() {
-            let (inputs, training) = self.padded(micro, index);
+            let (inputs, training) = self.padded(micro, index, 0);
             let (model, dropout) = (self.model, self.settings.dropout);
             let out = run_with_params(
                 &mut self.graphs,
@@ -242,11 +352,7 @@ impl<'m> Trainer<'m> {
         }
         let mut slices: Vec<&mut [f32]> = grads.iter_mut().map(|g| &mut g[..]).collect();
         let norm = clip_by_global_norm(&mut slices, self.settings.clip);
-        let lr = self.settings.lr * linear_schedule(self.step, total, self.settings.warmup);
-        let adam = AdamW {
-            weight_decay: self.settings.weight_decay,
-            ..AdamW::default()
-        };
+        let adam = self.adam();
         self.step += 1;
         for (((name, _, p), (m, v)), g) in self.params.iter_mut().zip(&mut self.moments).zip(&grads)
         {
@@ -267,16 +373,22 @@ impl<'m> Trainer<'m> {
         let mut correct = 0;
         for chunk in examples.chunks(self.settings.batch.max(1) * 4) {
             let refs: Vec<&Example> = chunk.iter().collect();
-            let (inputs, training) = self.padded(&refs, 0);
+            let rows = self.settings.batch.max(1) * 4;
+            let (inputs, training) = self.padded(&refs, 0, rows);
             let model = self.model;
-            let out = run_with_params(
-                &mut self.forward_graphs,
-                &self.params,
-                &inputs,
-                &training,
-                |b, s| Ok(model.graph(b, s)),
-            )?;
-            let logits = &out["logits"];
+            let logits = match &mut self.gpu {
+                Some(gpu) => gpu.logits(model, &inputs)?,
+                None => run_with_params(
+                    &mut self.forward_graphs,
+                    &self.params,
+                    &inputs,
+                    &training,
+                    |b, s| Ok(model.graph(b, s)),
+                )?
+                .remove("logits")
+                .expect("a classifier's graph gives logits"),
+            };
+            let logits = &logits;
             for (i, e) in chunk.iter().enumerate() {
                 correct += usize::from(argmax(logits.row(i)) == e.label as usize);
             }

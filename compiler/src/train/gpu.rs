@@ -1,0 +1,199 @@
+//! The trainer's GPU side: the train-step programs (one a bucket of batch
+//! rows x sequence length, compiled on first use), the optimizer program and
+//! the forward programs of dev evaluation, all sharing the weight, gradient
+//! and moment buffers, so parameters stay on the GPU from step to step; the
+//! host reads them back only for a checkpoint. Every program is compiled
+//! from the un-fused graphs, whose weights are the checkpoint's tensors one
+//! a buffer: a fused program's packed weights would be other buffers.
+
+use std::collections::HashMap;
+
+use xltc_runtime::program::BufferRole;
+use xltc_runtime::{Executor, Gpu, GpuError, ModelInputs, TrainingInputs, WeightBuffers};
+
+use crate::codegen::{
+    lower, lower_optimizer, lower_train_step, optimizer_input, CodegenError, CodegenOptions,
+    OPTIMIZER_INPUT,
+};
+use crate::frontend::Model;
+use crate::passes::autodiff;
+use crate::reference::{AdamW, Tensor};
+
+use super::TrainError;
+
+pub struct GpuSteps {
+    gpu: Gpu,
+    /// Every parameter's buffers, made by the optimizer program: the
+    /// programs compiled later find them here.
+    shared: WeightBuffers,
+    train_steps: HashMap<(usize, usize), Executor>,
+    forwards: HashMap<(usize, usize), Executor>,
+    optimizer: Executor,
+    /// The optimizer program's buffers of each parameter: (weight, first
+    /// moment, second moment), in parameter order.
+    parameter_buffers: Vec<[usize; 3]>,
+}
+
+fn gpu_error(error: GpuError) -> TrainError {
+    TrainError::Gpu(error.to_string())
+}
+
+fn codegen_error(error: CodegenError) -> TrainError {
+    TrainError::Gpu(error.to_string())
+}
+
+impl GpuSteps {
+    /// Uploads `params` ((name, shape, data), in the trainer's order) to the
+    /// adapter wgpu finds, and compiles the optimizer program for them.
+    pub fn new(
+        params: &[(String, Vec<usize>, Vec<f32>)],
+        adam: &AdamW,
+    ) -> Result<Self, TrainError> {
+        let gpu = Gpu::new_blocking().map_err(gpu_error)?;
+        let parameters: Vec<(String, usize)> = params
+            .iter()
+            .map(|(n, _, d)| (n.clone(), d.len()))
+            .collect();
+        let program = lower_optimizer(&parameters, adam).map_err(codegen_error)?;
+        let parameter_buffers = parameters
+            .iter()
+            .map(|(name, _)| {
+                let find = |wanted: &dyn Fn(&BufferRole) -> bool| {
+                    program
+                        .buffers
+                        .iter()
+                        .position(|b| wanted(&b.role))
+                        .expect("the optimizer program has every parameter's buffers")
+                };
+                let weight = find(&|r| matches!(r, BufferRole::Weight(s) if s[0].name == *name));
+                let moment = |order: u8| {
+                    find(&|r| {
+                        *r == BufferRole::Moment {
+                            of: name.clone(),
+                            order,
+                        }
+                    })
+                };
+                [weight, moment(1), moment(2)]
+            })
+            .collect();
+        let shared = WeightBuffers::default();
+        let optimizer = pollster::block_on(Executor::load_sharing(&gpu, program, &shared, |n| {
+            params
+                .iter()
+                .find(|(name, _, _)| name == n)
+                .map(|(_, _, d)| &d[..])
+        }))
+        .map_err(gpu_error)?;
+        Ok(Self {
+            gpu,
+            shared,
+            train_steps: HashMap::new(),
+            forwards: HashMap::new(),
+            optimizer,
+            parameter_buffers,
+        })
+    }
+
+    pub fn adapter(&self) -> String {
+        self.gpu.adapter.to_string()
+    }
+
+    /// Forward and backward of one micro-batch, its gradients added into
+    /// the gradient buffers; returns its loss.
+    pub fn micro_step(
+        &mut self,
+        model: &Model,
+        dropout: bool,
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+    ) -> Result<f64, TrainError> {
+        let key = (inputs.batch, inputs.seq);
+        if !self.train_steps.contains_key(&key) {
+            let graph = autodiff(&model.training_graph(key.0, key.1, dropout)?)?;
+            let compiled =
+                lower_train_step(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+            let executor = self.load(compiled.program)?;
+            self.train_steps.insert(key, executor);
+        }
+        let executor = &self.train_steps[&key];
+        let out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
+            .map_err(gpu_error)?;
+        Ok(out["loss"].data[0] as f64)
+    }
+
+    /// Clipping and AdamW over the summed gradients (zeroing them) for
+    /// optimizer step `step` (from 1); returns the gradient norm.
+    pub fn optimizer_step(
+        &mut self,
+        adam: &AdamW,
+        step: u32,
+        lr: f64,
+        gradient_scale: f64,
+        max_norm: f64,
+    ) -> Result<f64, TrainError> {
+        let scalars = optimizer_input(adam, step, lr, gradient_scale, max_norm);
+        let input =
+            |name: &str| (name == OPTIMIZER_INPUT).then(|| bytemuck::cast_slice(&scalars[..]));
+        let out =
+            pollster::block_on(self.optimizer.run_named(&self.gpu, input)).map_err(gpu_error)?;
+        Ok(out["gradient_norm"].data[0] as f64)
+    }
+
+    /// The logits of a padded batch with the current parameters.
+    pub fn logits(&mut self, model: &Model, inputs: &ModelInputs) -> Result<Tensor, TrainError> {
+        let key = (inputs.batch, inputs.seq);
+        if !self.forwards.contains_key(&key) {
+            let compiled = lower(&model.graph(key.0, key.1), &CodegenOptions::default())
+                .map_err(codegen_error)?;
+            let executor = self.load(compiled.program)?;
+            self.forwards.insert(key, executor);
+        }
+        let out =
+            pollster::block_on(self.forwards[&key].run(&self.gpu, inputs)).map_err(gpu_error)?;
+        let logits = &out["logits"];
+        Ok(Tensor {
+            shape: logits.shape.clone(),
+            data: logits.data.clone(),
+        })
+    }
+
+    /// Each parameter and its two moments, read back, in parameter order.
+    pub fn read(&self) -> Result<Vec<[Vec<f32>; 3]>, TrainError> {
+        let buffers: Vec<usize> = self.parameter_buffers.iter().flatten().copied().collect();
+        let mut data = pollster::block_on(self.optimizer.read_buffers(&self.gpu, &buffers))
+            .map_err(gpu_error)?
+            .into_iter();
+        let mut next = || data.next().expect("three buffers a parameter");
+        Ok(self
+            .parameter_buffers
+            .iter()
+            .map(|_| [next(), next(), next()])
+            .collect())
+    }
+
+    /// Overwrites every parameter and moment (a restored state), in
+    /// parameter order.
+    pub fn write(&self, values: &[[&[f32]; 3]]) -> Result<(), TrainError> {
+        for (buffers, values) in self.parameter_buffers.iter().zip(values) {
+            for (&buffer, data) in buffers.iter().zip(values) {
+                self.optimizer
+                    .write_buffer(&self.gpu, buffer, data)
+                    .map_err(gpu_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A program whose weights are all parameters the optimizer program
+    /// made buffers for.
+    fn load(&self, program: xltc_runtime::Program) -> Result<Executor, TrainError> {
+        pollster::block_on(Executor::load_sharing(
+            &self.gpu,
+            program,
+            &self.shared,
+            |_| None,
+        ))
+        .map_err(gpu_error)
+    }
+}
