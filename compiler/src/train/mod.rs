@@ -307,7 +307,10 @@ impl<'m> Trainer<'m> {
                 .map(|(index, micro)| self.padded(micro, index, self.settings.batch))
                 .collect();
             let (adam, model, dropout) = (self.adam(), self.model, self.settings.dropout);
-            let gpu = self.gpu.as_mut().ok_or(TrainError::Gpu("no adapter".into()))?;
+            let gpu = self
+                .gpu
+                .as_mut()
+                .ok_or(TrainError::Gpu("no adapter".into()))?;
             let mut loss = 0.0;
             for (inputs, training) in &batches {
                 loss += gpu.micro_step(model, dropout, inputs, training)? * scale as f64;
