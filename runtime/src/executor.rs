@@ -176,10 +176,9 @@ impl Executor {
             });
         }
         for bound in &self.program.id_bounds {
-            let ids = inputs.ids(&bound.input).ok_or_else(|| GpuError::Input {
-                name: bound.input.clone(),
-                message: "the runtime has no such input".into(),
-            })?;
+            let ids = inputs
+                .ids(&bound.input)
+                .ok_or_else(|| no_such_input(&bound.input))?;
             if let Some(&id) = ids.iter().find(|&&id| id >= bound.rows) {
                 return Err(GpuError::Input {
                     name: bound.input.clone(),
@@ -198,10 +197,6 @@ impl Executor {
         gpu: &Gpu,
         input: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<(), GpuError> {
-        let no_such_input = |name: &str| GpuError::Input {
-            name: name.into(),
-            message: "the runtime has no such input".into(),
-        };
         for (spec, buffer) in self.program.buffers.iter().zip(&self.buffers) {
             let BufferRole::Input(names) = &spec.role else {
                 continue;
@@ -319,6 +314,13 @@ impl Executor {
         }
         self.staging.unmap();
         Ok(outputs)
+    }
+}
+
+fn no_such_input(name: &str) -> GpuError {
+    GpuError::Input {
+        name: name.into(),
+        message: "the runtime has no such input".into(),
     }
 }
 

@@ -62,6 +62,18 @@ fn per_row_thread(rows: usize) -> ([u32; 3], Vec<(&'static str, String)>) {
     (workgroups, constants)
 }
 
+/// A workgroup a row of a [rows, width] value (the LayerNorm family).
+fn per_row_workgroup([rows, width]: [usize; 2]) -> ([u32; 3], Vec<(&'static str, String)>) {
+    let (workgroups, groups_x) = grid(rows);
+    let constants = vec![
+        ("ROWS", rows.to_string()),
+        ("WIDTH", width.to_string()),
+        ("WORKGROUP", ROW_WORKGROUP.to_string()),
+        ("GROUPS_X", groups_x.to_string()),
+    ];
+    (workgroups, constants)
+}
+
 /// The kernel that computes `op`.
 pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64) -> KernelInstance {
     let shape = |id: ValueId| graph.value(id).shape.clone();
@@ -269,15 +281,8 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
             beta,
             eps,
         } => {
-            let [rows, width] = dims2(&shape(x));
-            let (workgroups, groups_x) = grid(rows);
-            let c = vec![
-                ("ROWS", rows.to_string()),
-                ("WIDTH", width.to_string()),
-                ("EPS", format!("{eps:e}")),
-                ("WORKGROUP", ROW_WORKGROUP.to_string()),
-                ("GROUPS_X", groups_x.to_string()),
-            ];
+            let (workgroups, mut c) = per_row_workgroup(dims2(&shape(x)));
+            c.push(("EPS", format!("{eps:e}")));
             (Template::LayerNorm, c, vec![x, gamma, beta], workgroups)
         }
         Op::AttentionScores { query, key, heads } => {
@@ -360,15 +365,8 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
             )
         }
         Op::LayerNormStatistics { x, eps } => {
-            let [rows, width] = dims2(&shape(x));
-            let (workgroups, groups_x) = grid(rows);
-            let c = vec![
-                ("ROWS", rows.to_string()),
-                ("WIDTH", width.to_string()),
-                ("EPS", format!("{eps:e}")),
-                ("WORKGROUP", ROW_WORKGROUP.to_string()),
-                ("GROUPS_X", groups_x.to_string()),
-            ];
+            let (workgroups, mut c) = per_row_workgroup(dims2(&shape(x)));
+            c.push(("EPS", format!("{eps:e}")));
             (Template::LayerNormStatistics, c, vec![x], workgroups)
         }
         Op::LayerNormBackwardX {
@@ -377,14 +375,7 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
             statistics,
             gamma,
         } => {
-            let [rows, width] = dims2(&shape(x));
-            let (workgroups, groups_x) = grid(rows);
-            let c = vec![
-                ("ROWS", rows.to_string()),
-                ("WIDTH", width.to_string()),
-                ("WORKGROUP", ROW_WORKGROUP.to_string()),
-                ("GROUPS_X", groups_x.to_string()),
-            ];
+            let (workgroups, c) = per_row_workgroup(dims2(&shape(x)));
             let reads = vec![dy, x, statistics, gamma];
             (Template::LayerNormBackward, c, reads, workgroups)
         }
@@ -524,23 +515,12 @@ pub(super) fn finish(
     }
 }
 
-/// The kernel that adds a value of `count` elements into a gradient buffer.
-pub fn accumulate(count: usize) -> KernelInstance {
+/// A kernel over the `count` elements of a buffer that codegen binds
+/// itself: the fill that zeroes an output, the add into a gradient buffer.
+pub fn over_buffer(template: Template, count: usize) -> KernelInstance {
     let (workgroups, grid) = per_element(count);
     let c = vec![("COUNT", count.to_string())];
-    finish(
-        Template::Accumulate,
-        [c, grid].concat(),
-        Vec::new(),
-        workgroups,
-    )
-}
-
-/// The kernel that zeroes a value of `count` elements.
-pub fn fill(count: usize) -> KernelInstance {
-    let (workgroups, grid) = per_element(count);
-    let c = vec![("COUNT", count.to_string())];
-    finish(Template::Fill, [c, grid].concat(), Vec::new(), workgroups)
+    finish(template, [c, grid].concat(), Vec::new(), workgroups)
 }
 
 /// One of the un-fused attention's backward products (attention_backward.wgsl's

@@ -104,7 +104,7 @@ fn lower_with(
             read_only: false,
         };
         if instance.zeroed {
-            let fill = kernels::fill(value.elements());
+            let fill = kernels::over_buffer(Template::Fill, value.elements());
             let kernel = add_kernel(&mut program, &mut kernel_ids, &fill)?;
             program.dispatches.push(Dispatch {
                 kernel,
@@ -137,7 +137,7 @@ fn lower_with(
             workgroups: instance.workgroups,
         });
         if let Some(&gradient) = gradient_buffers.get(&id) {
-            let add = kernels::accumulate(value.elements());
+            let add = kernels::over_buffer(Template::Accumulate, value.elements());
             let kernel = add_kernel(&mut program, &mut kernel_ids, &add)?;
             let read = Binding {
                 read_only: true,

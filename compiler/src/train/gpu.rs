@@ -6,6 +6,7 @@
 //! from the un-fused graphs, whose weights are the checkpoint's tensors one
 //! a buffer: a fused program's packed weights would be other buffers.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use xltc_runtime::program::BufferRole;
@@ -109,14 +110,13 @@ impl GpuSteps {
         training: &TrainingInputs,
     ) -> Result<f64, TrainError> {
         let key = (inputs.batch, inputs.seq);
-        if !self.train_steps.contains_key(&key) {
+        let executor = cached(&mut self.train_steps, key, &self.gpu, &self.shared, || {
             let graph = autodiff(&model.training_graph(key.0, key.1, dropout)?)?;
-            let compiled =
-                lower_train_step(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
-            let executor = self.load(compiled.program)?;
-            self.train_steps.insert(key, executor);
-        }
-        let executor = &self.train_steps[&key];
+            let options = CodegenOptions::default();
+            Ok(lower_train_step(&graph, &options)
+                .map_err(codegen_error)?
+                .program)
+        })?;
         let out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
             .map_err(gpu_error)?;
         Ok(out["loss"].data[0] as f64)
@@ -143,18 +143,18 @@ impl GpuSteps {
     /// The logits of a padded batch with the current parameters.
     pub fn logits(&mut self, model: &Model, inputs: &ModelInputs) -> Result<Tensor, TrainError> {
         let key = (inputs.batch, inputs.seq);
-        if !self.forwards.contains_key(&key) {
-            let compiled = lower(&model.graph(key.0, key.1), &CodegenOptions::default())
-                .map_err(codegen_error)?;
-            let executor = self.load(compiled.program)?;
-            self.forwards.insert(key, executor);
-        }
-        let out =
-            pollster::block_on(self.forwards[&key].run(&self.gpu, inputs)).map_err(gpu_error)?;
-        let logits = &out["logits"];
+        let executor = cached(&mut self.forwards, key, &self.gpu, &self.shared, || {
+            let graph = model.graph(key.0, key.1);
+            let options = CodegenOptions::default();
+            Ok(lower(&graph, &options).map_err(codegen_error)?.program)
+        })?;
+        let mut out = pollster::block_on(executor.run(&self.gpu, inputs)).map_err(gpu_error)?;
+        let logits = out
+            .remove("logits")
+            .expect("a classifier's graph gives logits");
         Ok(Tensor {
-            shape: logits.shape.clone(),
-            data: logits.data.clone(),
+            shape: logits.shape,
+            data: logits.data,
         })
     }
 
@@ -184,16 +184,23 @@ impl GpuSteps {
         }
         Ok(())
     }
+}
 
-    /// A program whose weights are all parameters the optimizer program
-    /// made buffers for.
-    fn load(&self, program: xltc_runtime::Program) -> Result<Executor, TrainError> {
-        pollster::block_on(Executor::load_sharing(
-            &self.gpu,
-            program,
-            &self.shared,
-            |_| None,
-        ))
-        .map_err(gpu_error)
+/// The executor of bucket `key` from `cache`, compiled by `build` and
+/// loaded on first use. Its weights are all parameters the optimizer
+/// program made buffers for, found in `shared`.
+fn cached<'c>(
+    cache: &'c mut HashMap<(usize, usize), Executor>,
+    key: (usize, usize),
+    gpu: &Gpu,
+    shared: &WeightBuffers,
+    build: impl FnOnce() -> Result<xltc_runtime::Program, TrainError>,
+) -> Result<&'c Executor, TrainError> {
+    match cache.entry(key) {
+        Entry::Occupied(entry) => Ok(entry.into_mut()),
+        Entry::Vacant(entry) => {
+            let executor = Executor::load_sharing(gpu, build()?, shared, |_| None);
+            Ok(entry.insert(pollster::block_on(executor).map_err(gpu_error)?))
+        }
     }
 }

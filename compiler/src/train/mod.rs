@@ -294,56 +294,58 @@ impl<'m> Trainer<'m> {
     ) -> Result<StepRecord, TrainError> {
         let started = std::time::Instant::now();
         let scale = 1.0 / self.settings.accumulation as f32;
+        let lr = self.settings.lr * linear_schedule(self.step, total, self.settings.warmup);
+        let batches: Vec<(ModelInputs, TrainingInputs)> = group
+            .chunks(self.settings.batch)
+            .enumerate()
+            .map(|(index, micro)| self.padded(micro, index, self.settings.batch))
+            .collect();
+        let (adam, model, dropout) = (self.adam(), self.model, self.settings.dropout);
+        let step = self.step as u32 + 1;
+        let (loss, norm) = match self.gpu.as_deref_mut() {
+            Some(gpu) => {
+                let mut loss = 0.0;
+                for (inputs, training) in &batches {
+                    loss += gpu.micro_step(model, dropout, inputs, training)? * scale as f64;
+                }
+                let norm = gpu.optimizer_step(&adam, step, lr, scale as f64, self.settings.clip)?;
+                (loss, norm)
+            }
+            None => self.step_on_cpu(&batches, step, lr, scale, &adam)?,
+        };
+        self.step += 1;
+        Ok(StepRecord {
+            step: self.step,
+            epoch,
+            loss,
+            learning_rate: lr,
+            gradient_norm: norm,
+            sequences_per_second: group.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        })
+    }
+
+    /// On the CPU reference: forward and backward of each micro-batch, the
+    /// gradients summed (each scaled by `scale`) on the host, then clipping
+    /// and AdamW for optimizer step `step` (from 1); the loss and the norm.
+    fn step_on_cpu(
+        &mut self,
+        batches: &[(ModelInputs, TrainingInputs)],
+        step: u32,
+        lr: f64,
+        scale: f32,
+        adam: &AdamW,
+    ) -> Result<(f64, f64), TrainError> {
         let mut grads: Vec<Vec<f32>> = self
             .params
             .iter()
             .map(|(_, _, p)| vec![0.0; p.len()])
             .collect();
-        let lr = self.settings.lr * linear_schedule(self.step, total, self.settings.warmup);
-        if self.gpu.is_some() {
-            let batches: Vec<(ModelInputs, TrainingInputs)> = group
-                .chunks(self.settings.batch)
-                .enumerate()
-                .map(|(index, micro)| self.padded(micro, index, self.settings.batch))
-                .collect();
-            let (adam, model, dropout) = (self.adam(), self.model, self.settings.dropout);
-            let gpu = self
-                .gpu
-                .as_mut()
-                .ok_or(TrainError::Gpu("no adapter".into()))?;
-            let mut loss = 0.0;
-            for (inputs, training) in &batches {
-                loss += gpu.micro_step(model, dropout, inputs, training)? * scale as f64;
-            }
-            self.step += 1;
-            let norm = gpu.optimizer_step(
-                &adam,
-                self.step as u32,
-                lr,
-                scale as f64,
-                self.settings.clip,
-            )?;
-            return Ok(StepRecord {
-                step: self.step,
-                epoch,
-                loss,
-                learning_rate: lr,
-                gradient_norm: norm,
-                sequences_per_second: group.len() as f64
-                    / started.elapsed().as_secs_f64().max(1e-9),
-            });
-        }
         let mut loss = 0.0;
-        for (index, micro) in group.chunks(self.settings.batch).enumerate() {
-            let (inputs, training) = self.padded(micro, index, 0);
+        for (inputs, training) in batches {
             let (model, dropout) = (self.model, self.settings.dropout);
-            let out = run_with_params(
-                &mut self.graphs,
-                &self.params,
-                &inputs,
-                &training,
-                |b, s| Ok(autodiff(&model.training_graph(b, s, dropout)?)?),
-            )?;
+            let out = run_with_params(&mut self.graphs, &self.params, inputs, training, |b, s| {
+                Ok(autodiff(&model.training_graph(b, s, dropout)?)?)
+            })?;
             loss += out["loss"].data[0] as f64 * scale as f64;
             for ((name, _, _), sum) in self.params.iter().zip(&mut grads) {
                 if let Some(g) = out.get(&gradient_name(name)) {
@@ -355,20 +357,11 @@ impl<'m> Trainer<'m> {
         }
         let mut slices: Vec<&mut [f32]> = grads.iter_mut().map(|g| &mut g[..]).collect();
         let norm = clip_by_global_norm(&mut slices, self.settings.clip);
-        let adam = self.adam();
-        self.step += 1;
         for (((name, _, p), (m, v)), g) in self.params.iter_mut().zip(&mut self.moments).zip(&grads)
         {
-            adamw_step(p, g, m, v, self.step as u32, lr, decays(name), &adam);
+            adamw_step(p, g, m, v, step, lr, decays(name), adam);
         }
-        Ok(StepRecord {
-            step: self.step,
-            epoch,
-            loss,
-            learning_rate: lr,
-            gradient_norm: norm,
-            sequences_per_second: group.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
-        })
+        Ok((loss, norm))
     }
 
     /// Accuracy of the current parameters on `examples` (argmax of the logits).
