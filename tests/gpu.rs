@@ -936,3 +936,172 @@ fn ids_past_the_table_are_refused() {
         "{message}"
     );
 }
+
+/// The training kernels codegen binds itself, on fresh random inputs with
+/// sizes off the workgroups (1, 255, 1001 and 70,001 elements): a train
+/// step's gradients added into the parameters' gradient buffers (run twice:
+/// the sums of two micro-batches), then the optimizer program (each
+/// gradient's squares, the global norm and the clipping factor, AdamW with
+/// and without weight decay) against the reference's `clip_by_global_norm`
+/// and `adamw_step` in f64: the norm, every parameter's update and both
+/// moments within 1e-4; every gradient zeroed for the next step.
+#[test]
+fn gradient_sums_and_the_optimizer_against_the_reference() {
+    use xltc::codegen::{lower_optimizer, lower_train_step, optimizer_input, OPTIMIZER_INPUT};
+    use xltc::passes::gradient_name;
+    use xltc::reference::{adamw_step, clip_by_global_norm, decays, AdamW};
+    use xltc_runtime::program::BufferRole;
+    use xltc_runtime::WeightBuffers;
+
+    let mut random = Random::fresh();
+    let seed = random.0;
+    let sizes = [
+        ("w.weight", 1usize),
+        ("b.bias", 255),
+        ("x.weight", 1001),
+        ("y.bias", 70_001),
+    ];
+    // A "train step": each parameter's gradient is a sum of two random values.
+    let mut g = Graph::new(1, 1);
+    let mut expected_sums = Vec::new();
+    let mut params = Vec::new();
+    for (name, count) in sizes {
+        let param = random.floats(count, 1.0);
+        g.weight(name, vec![count], param.clone().into());
+        params.push(param);
+        let a = weight(&mut g, &mut random, &format!("{name}.a"), &[count]);
+        let b = weight(&mut g, &mut random, &format!("{name}.b"), &[count]);
+        let gradient = g.op(format!("{name}.g"), Op::Add { a, b });
+        g.mark_output(&gradient_name(name), gradient);
+        let sum = reference::run(&g, &inputs_for(&g, &mut random, 1)).unwrap();
+        let doubled: Vec<f64> = sum[&gradient_name(name)]
+            .data
+            .iter()
+            .map(|&v| 2.0 * v as f64)
+            .collect();
+        expected_sums.push(doubled);
+    }
+    let step = lower_train_step(&g, &CodegenOptions::default()).unwrap();
+    let parameters: Vec<(String, usize)> = sizes.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    let adam = AdamW {
+        weight_decay: 0.1,
+        ..AdamW::default()
+    };
+    let optimizer = lower_optimizer(&parameters, &adam).unwrap();
+    let shared = WeightBuffers::default();
+    let load = |program| {
+        pollster::block_on(Executor::load_sharing(gpu(), program, &shared, |n| {
+            step.weight(n)
+        }))
+        .unwrap()
+    };
+    let (train_step, optimizer) = (load(step.program.clone()), load(optimizer));
+    let inputs = inputs_for(&g, &mut random, 1);
+    for _ in 0..2 {
+        pollster::block_on(train_step.run(gpu(), &inputs)).unwrap();
+    }
+    let buffers = |role: &dyn Fn(&str) -> BufferRole| -> Vec<usize> {
+        let program = optimizer.program();
+        sizes
+            .iter()
+            .map(|(n, _)| {
+                (0..program.buffers.len())
+                    .find(|&b| program.buffers[b].role == role(n))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let gradients = buffers(&|n| BufferRole::Gradient(n.to_owned()));
+    let moment = |order| {
+        buffers(&move |n| BufferRole::Moment {
+            of: n.to_owned(),
+            order,
+        })
+    };
+    let read = |ids: &[usize]| pollster::block_on(optimizer.read_buffers(gpu(), ids)).unwrap();
+    let sums = read(&gradients);
+    let close = |label: &str, ours: &[f32], theirs: &[f64]| {
+        let ours: Vec<f64> = ours.iter().map(|&v| v as f64).collect();
+        let error = relative_error(&ours, theirs);
+        eprintln!("{label}: relative error {error:.2e}");
+        assert!(
+            error < TOLERANCE,
+            "{label}: relative error {error:e} (seed {seed})"
+        );
+    };
+    for (((name, _), ours), theirs) in sizes.iter().zip(&sums).zip(&expected_sums) {
+        close(&format!("gradient sum of {name}"), ours, theirs);
+    }
+    // Moments from an earlier step (v must be positive), then step 3.
+    let (m1, m2) = (moment(1), moment(2));
+    let mut first: Vec<Vec<f32>> = Vec::new();
+    let mut second: Vec<Vec<f32>> = Vec::new();
+    for (i, (_, count)) in sizes.iter().enumerate() {
+        first.push(random.floats(*count, 0.01));
+        second.push(
+            random
+                .floats(*count, 1e-4)
+                .iter()
+                .map(|v| v.abs())
+                .collect(),
+        );
+        optimizer.write_buffer(gpu(), m1[i], &first[i]).unwrap();
+        optimizer.write_buffer(gpu(), m2[i], &second[i]).unwrap();
+    }
+    let (lr, gradient_scale, max_norm) = (1e-2, 0.5, 1.0);
+    let scalars = optimizer_input(&adam, 3, lr, gradient_scale, max_norm);
+    let input = |n: &str| (n == OPTIMIZER_INPUT).then(|| bytemuck::cast_slice(&scalars[..]));
+    let out = pollster::block_on(optimizer.run_named(gpu(), input)).unwrap();
+    let mut grads: Vec<Vec<f64>> = sums
+        .iter()
+        .map(|s| s.iter().map(|&v| v as f64 * gradient_scale).collect())
+        .collect();
+    let mut slices: Vec<&mut [f64]> = grads.iter_mut().map(|g| &mut g[..]).collect();
+    let norm = clip_by_global_norm(&mut slices, max_norm);
+    assert!(
+        norm > max_norm,
+        "clipping must act (norm {norm}, seed {seed})"
+    );
+    close("gradient norm", &out["gradient_norm"].data, &[norm]);
+    let after = read(&buffers(&|n| {
+        BufferRole::Weight(vec![xltc_runtime::program::WeightSlice {
+            name: n.to_owned(),
+            first: 0,
+            count: sizes.iter().find(|s| s.0 == n).unwrap().1,
+        }])
+    }));
+    let (after_m, after_v) = (read(&m1), read(&m2));
+    for (i, (name, _)) in sizes.iter().enumerate() {
+        let mut p: Vec<f64> = params[i].iter().map(|&v| v as f64).collect();
+        let mut m: Vec<f64> = first[i].iter().map(|&v| v as f64).collect();
+        let mut v: Vec<f64> = second[i].iter().map(|&v| v as f64).collect();
+        adamw_step(
+            &mut p,
+            &grads[i],
+            &mut m,
+            &mut v,
+            3,
+            lr,
+            decays(name),
+            &adam,
+        );
+        // The update itself (about lr), not the parameter (about 1).
+        let ours: Vec<f32> = after[i]
+            .iter()
+            .zip(&params[i])
+            .map(|(a, b)| a - b)
+            .collect();
+        let theirs: Vec<f64> = p
+            .iter()
+            .zip(&params[i])
+            .map(|(a, &b)| a - b as f64)
+            .collect();
+        close(&format!("{name}'s AdamW update"), &ours, &theirs);
+        close(&format!("{name} first moment"), &after_m[i], &m);
+        close(&format!("{name} second moment"), &after_v[i], &v);
+    }
+    assert!(
+        read(&gradients).iter().flatten().all(|&g| g == 0.0),
+        "the optimizer step left gradients for the next step"
+    );
+}
