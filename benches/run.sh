@@ -5,6 +5,7 @@
 #   bash benches/run.sh [label]      e.g. bash benches/run.sh lavapipe
 # Sizes: XLTC_BENCH_TOKENS, XLTC_BENCH_LAYERS, XLTC_BENCH_SEQ, XLTC_BENCH_BATCHES,
 # XLTC_BENCH_RUNS (see each benchmark); the defaults are the BERT-base shapes.
+# XLTC_BENCHES="encoder train_step" runs only those benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 label=${1:-$(hostname)}
@@ -16,7 +17,7 @@ out=$(mktemp)
   echo
   echo "Sizes: $(env | grep '^XLTC_BENCH_' | sort | xargs || true) (unset: the BERT-base defaults)"
   echo
-  for bench in gemm encoder compile; do
+  for bench in ${XLTC_BENCHES:-gemm encoder train_step compile}; do
     echo "### $bench"
     echo
     cargo bench -q -p xltc --bench "$bench" 2>/dev/null

@@ -115,6 +115,60 @@ fn inspect_shows_buckets_kernels_memory_and_flops() {
     }
 }
 
+/// `xltc compile --training` adds training's programs by kind; inspect
+/// shows what every program shares (the tiny BERT's 41,621 parameters are
+/// 162.6 KiB in f32; gradients the same, two AdamW moments twice that) and
+/// each bucket's train step with its peak training memory.
+#[test]
+fn inspect_shows_training_programs_and_their_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("tiny-bert.xltc");
+    compile("tiny-bert", &artifact);
+    let out = ok(&xltc(&["inspect", artifact.to_str().unwrap()]));
+    assert!(out.contains("training: not compiled"), "{out}");
+    compile_with(
+        "tiny-bert",
+        &artifact,
+        &["--training", "--train-batch", "2"],
+    );
+    let out = ok(&xltc(&["inspect", artifact.to_str().unwrap(), "--buffers"]));
+    for needle in [
+        "training: 41 parameters (41621 elements), dropout on, weight decay 0",
+        "parameters 162.6 KiB, gradients 162.6 KiB, AdamW moments 325.2 KiB (total 650.3 KiB)",
+        "optimizer step:",
+        "train step batch 2 x seq 16",
+        "train step batch 2 x seq 112",
+        "peak training memory",
+        "dev forward batch 8 x seq 16",
+        "moment 2",
+        "gradient           grad bert.encoder.layer.0.attention.self.query.weight",
+    ] {
+        assert!(out.contains(needle), "inspect lacks {needle:?}:\n{out}");
+    }
+    // Longer sequences hold more activations.
+    let activations: Vec<f64> = out
+        .lines()
+        .filter(|l| l.contains("train step batch"))
+        .map(|l| {
+            let after = l.split("activations ").nth(1).unwrap();
+            let mut words = after.split(' ');
+            let (value, unit) = (words.next().unwrap(), words.next().unwrap());
+            let scale = match unit {
+                "B" => 1.0,
+                "KiB" => 1024.0,
+                "MiB" => 1024.0 * 1024.0,
+                other => panic!("unit {other}"),
+            };
+            value.parse::<f64>().unwrap() * scale
+        })
+        .collect();
+    assert_eq!(activations.len(), 7, "{out}");
+    assert!(
+        activations.windows(2).all(|w| w[0] < w[1]),
+        "{activations:?}"
+    );
+}
+
 #[test]
 fn a_damaged_artifact_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();

@@ -846,3 +846,103 @@ fn an_encoder_without_a_head_gets_a_new_one() {
     let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(record["labels"], serde_json::json!(["no", "yes"]));
 }
+
+/// `xltc compile --training` stores training's programs, by kind, in the
+/// artifact, and a GPU trainer given them runs them: two accumulated steps
+/// with dropout, then dev accuracy, equal bit for bit a trainer that
+/// compiled its own. To show that the stored programs, not fresh ones, ran:
+/// the same programs labelled as compiled without dropout, given to a
+/// trainer without dropout, reproduce the dropout run, which a trainer
+/// without dropout that compiles its own does not. Programs compiled for
+/// other settings are refused.
+#[test]
+fn training_programs_stored_in_the_artifact_train_as_compiled_ones() {
+    use xltc::train::{Example, Settings, Trainer};
+    use xltc_runtime::Artifact;
+
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("tiny-xlmr.xltc");
+    let model_path = model_dir("tiny-xlmr");
+    let output = xltc(&[
+        "compile",
+        model_path.to_str().unwrap(),
+        "-o",
+        artifact.to_str().unwrap(),
+        "--max-seq",
+        "32",
+        "--training",
+        "--train-batch",
+        "4",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bytes = std::fs::read(&artifact).unwrap();
+    let stored = Artifact::from_bytes("tiny-xlmr.xltc", &bytes)
+        .unwrap()
+        .manifest
+        .training
+        .expect("compiled with --training");
+    let shapes: Vec<(usize, usize)> = stored
+        .steps
+        .iter()
+        .map(|b| (b.program.batch, b.program.seq))
+        .collect();
+    assert_eq!(shapes, vec![(4, 16), (4, 32)]);
+    assert!(stored.dropout);
+
+    let model = Model::load(&model_path).unwrap();
+    let examples: Vec<Example> = (0..8)
+        .map(|i| {
+            let len = 6 + 3 * i;
+            Example {
+                encoding: Encoding {
+                    ids: (0..len)
+                        .map(|t| 5 + ((t * 7 + i * 13) % 40) as u32)
+                        .collect(),
+                    type_ids: vec![0; len],
+                },
+                label: (i % 2) as u32,
+            }
+        })
+        .collect();
+    let settings = |dropout| Settings {
+        batch: 4,
+        accumulation: 2,
+        lr: 1e-3,
+        dropout,
+        ..Settings::default()
+    };
+    let run = |mut trainer: Trainer| {
+        let group: Vec<&Example> = examples.iter().collect();
+        let losses: Vec<f64> = (0..2)
+            .map(|_| trainer.train_step(&group, 0, 10).unwrap().loss)
+            .collect();
+        let accuracy = trainer.accuracy(&examples).unwrap();
+        trainer.sync().unwrap();
+        (losses, accuracy, trainer.params.clone())
+    };
+    let compiled = run(Trainer::on_gpu(&model, settings(true)).unwrap());
+    let from_artifact =
+        run(Trainer::on_gpu_with(&model, settings(true), Some(stored.clone())).unwrap());
+    assert!(
+        compiled == from_artifact,
+        "the artifact's programs trained otherwise"
+    );
+    let without_dropout = run(Trainer::on_gpu(&model, settings(false)).unwrap());
+    assert_ne!(without_dropout.0, compiled.0, "dropout changed nothing");
+    let mut labelled_without = stored.clone();
+    labelled_without.dropout = false;
+    let ran_stored =
+        run(Trainer::on_gpu_with(&model, settings(false), Some(labelled_without)).unwrap());
+    assert!(
+        ran_stored == compiled,
+        "the trainer compiled programs instead of running the stored ones"
+    );
+    let refused = Trainer::on_gpu_with(&model, settings(false), Some(stored))
+        .err()
+        .expect("programs compiled with dropout, for a run without");
+    assert!(refused.to_string().contains("dropout true"), "{refused}");
+}

@@ -52,6 +52,9 @@ pub struct EncoderShape {
     pub intermediate: usize,
     pub max_positions: usize,
     pub pad_token_id: u32,
+    /// Labels of a sequence-classification head (Hugging Face's, with its
+    /// pooler for BERT); 0 writes a bare encoder.
+    pub labels: usize,
 }
 
 pub const BERT_BASE: EncoderShape = EncoderShape {
@@ -63,6 +66,7 @@ pub const BERT_BASE: EncoderShape = EncoderShape {
     intermediate: 3072,
     max_positions: 512,
     pad_token_id: 0,
+    labels: 0,
 };
 
 pub const XLMR_BASE: EncoderShape = EncoderShape {
@@ -74,6 +78,7 @@ pub const XLMR_BASE: EncoderShape = EncoderShape {
     intermediate: 3072,
     max_positions: 514,
     pad_token_id: 1,
+    labels: 0,
 };
 
 /// Writes a bare encoder of `shape` with random weights (config.json,
@@ -120,6 +125,20 @@ pub fn write_random_encoder(dir: &Path, shape: &EncoderShape) -> PathBuf {
             specs.push((format!("{p}{name}.bias"), vec![h]));
         }
     }
+    if shape.labels > 0 {
+        let head: [(&str, usize); 2] = if shape.model_type == "bert" {
+            [("bert.pooler.dense", h), ("classifier", shape.labels)]
+        } else {
+            [
+                ("classifier.dense", h),
+                ("classifier.out_proj", shape.labels),
+            ]
+        };
+        for (name, rows) in head {
+            specs.push((format!("{name}.weight"), vec![rows, h]));
+            specs.push((format!("{name}.bias"), vec![rows]));
+        }
+    }
     let data: Vec<Vec<f32>> = specs
         .iter()
         .enumerate()
@@ -144,12 +163,13 @@ pub fn write_random_encoder(dir: &Path, shape: &EncoderShape) -> PathBuf {
         .collect();
     let bytes = safetensors::tensor::serialize(views, None).unwrap();
     std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
-    let architecture = if shape.model_type == "bert" {
-        "BertModel"
-    } else {
-        "XLMRobertaModel"
+    let architecture = match (shape.model_type, shape.labels > 0) {
+        ("bert", false) => "BertModel",
+        ("bert", true) => "BertForSequenceClassification",
+        (_, false) => "XLMRobertaModel",
+        (_, true) => "XLMRobertaForSequenceClassification",
     };
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "architectures": [architecture],
         "model_type": shape.model_type,
         "vocab_size": shape.vocab,
@@ -163,6 +183,9 @@ pub fn write_random_encoder(dir: &Path, shape: &EncoderShape) -> PathBuf {
         "hidden_act": "gelu",
         "pad_token_id": shape.pad_token_id,
     });
+    if shape.labels > 0 {
+        config["num_labels"] = shape.labels.into();
+    }
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/models/tiny-bert/tokenizer.json");

@@ -73,6 +73,7 @@ pub fn compile(
             model: model.info(),
             tokenizer_json: model.tokenizer_json.clone(),
             buckets,
+            training: None,
         },
         weights: model.weights_safetensors(),
     })

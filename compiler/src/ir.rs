@@ -555,6 +555,18 @@ impl Graph {
                     2 * elements * (self.value(query).shape[1] / heads) as u64
                 }
                 Op::AttentionContext { .. } => 2 * elements * self.seq as u64,
+                Op::MatMulBackwardX { dy, .. } => {
+                    2 * elements * *self.value(dy).shape.last().unwrap() as u64
+                }
+                Op::MatMulBackwardWeight { dy, .. } => {
+                    2 * elements * self.value(dy).shape[0] as u64
+                }
+                Op::AttentionScoresBackward { .. } | Op::AttentionContextBackwardValue { .. } => {
+                    2 * elements * self.seq as u64
+                }
+                Op::AttentionContextBackwardProbs { dy, heads, .. } => {
+                    2 * elements * (self.value(dy).shape[1] / heads) as u64
+                }
                 Op::Gather { .. } | Op::FirstToken { .. } => 0,
                 _ => elements,
             }
@@ -940,6 +952,11 @@ mod tests {
         let y = g.op("y", Op::MatMul { x, weight });
         g.op("z", Op::Tanh { x: y });
         assert_eq!(g.flops(), 2 * 3 * 7 * 5 + 3 * 7);
+        // Each backward GEMM does the forward's multiply-adds again.
+        let before = g.flops();
+        g.op("dx", Op::MatMulBackwardX { dy: y, weight });
+        g.op("dw", Op::MatMulBackwardWeight { dy: y, x });
+        assert_eq!(g.flops() - before, 2 * (2 * 3 * 7 * 5));
     }
 
     #[test]

@@ -98,6 +98,21 @@ pub struct CompileArgs {
     /// attention steps each on their own).
     #[arg(long)]
     pub no_fuse: bool,
+    /// Also compile training's programs (a sequence classifier only): for
+    /// each sequence bucket (multiples of 16 up to --max-seq) a train step
+    /// of --train-batch rows and a dev-evaluation forward, and the AdamW
+    /// optimizer step; `xltc inspect` shows the memory each bucket needs.
+    #[arg(long)]
+    pub training: bool,
+    /// With --training: sequences a micro-batch (`xltc train --batch`).
+    #[arg(long, default_value_t = 8, requires = "training")]
+    pub train_batch: usize,
+    /// With --training: AdamW's decoupled weight decay (`xltc train --weight-decay`).
+    #[arg(long, default_value_t = 0.0, requires = "training")]
+    pub weight_decay: f64,
+    /// With --training: train steps without dropout (`xltc train --no-dropout`).
+    #[arg(long, requires = "training")]
+    pub no_dropout: bool,
 }
 
 #[derive(Args)]

@@ -4,7 +4,7 @@
 //! ```text
 //! magic       8 bytes   "XLTC\r\n\x1a\n"
 //! version     u32 LE    FORMAT_VERSION
-//! manifest    u64 LE length, then JSON (model, tokenizer, programs)
+//! manifest    u64 LE length, then JSON (model, tokenizer, programs by kind)
 //! weights     u64 LE length, then a safetensors blob (F32, checkpoint names)
 //! checksum    32 bytes  SHA-256 of every byte before it
 //! ```
@@ -19,7 +19,8 @@ use crate::inputs::PositionScheme;
 use crate::program::Program;
 
 pub const MAGIC: [u8; 8] = *b"XLTC\r\n\x1a\n";
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: programs by kind (the forward buckets, and optionally training's).
+pub const FORMAT_VERSION: u32 = 3;
 const CHECKSUM_BYTES: usize = 32;
 
 /// What a model gives besides its hidden states.
@@ -51,11 +52,42 @@ pub struct Bucket {
     pub flops: u64,
 }
 
+/// The programs of fine-tuning on the GPU (`xltc compile --training`). They
+/// share every parameter's weight, gradient and moment buffers by role
+/// ([`crate::program::BufferRole`]): the parameters stay on the adapter
+/// from step to step. Their weights are the checkpoint's tensors one a
+/// buffer, never packed, so a checkpoint written from them keeps Hugging
+/// Face's layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    /// Forward, loss and backward of one micro-batch, each parameter's
+    /// gradient added into its gradient buffer: one a (batch rows,
+    /// sequence) bucket, its loss the output `loss`.
+    pub steps: Vec<Bucket>,
+    /// The forward program of dev evaluation at the same shapes (logits),
+    /// un-fused, so that it reads the parameters the steps update.
+    pub forwards: Vec<Bucket>,
+    /// Global-norm clipping and AdamW over every parameter, in place,
+    /// zeroing the gradients; its output `gradient_norm`.
+    pub optimizer: Program,
+    /// Each parameter (checkpoint name, elements), in the order the
+    /// optimizer adds their squares.
+    pub parameters: Vec<(String, usize)>,
+    /// Whether the steps apply the model's dropout.
+    pub dropout: bool,
+    /// AdamW's decoupled weight decay, compiled into the optimizer.
+    pub weight_decay: f64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub model: ModelInfo,
     pub tokenizer_json: String,
+    /// The forward programs (prediction).
     pub buckets: Vec<Bucket>,
+    /// Training's programs, where compiled for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<Training>,
 }
 
 pub struct Artifact {
@@ -201,6 +233,14 @@ mod tests {
                 },
                 tokenizer_json: "{}".into(),
                 buckets: vec![],
+                training: Some(Training {
+                    steps: vec![],
+                    forwards: vec![],
+                    optimizer: Program::default(),
+                    parameters: vec![("w".into(), 3)],
+                    dropout: true,
+                    weight_decay: 0.01,
+                }),
             },
             weights: vec![1, 2, 3, 4, 5],
         }

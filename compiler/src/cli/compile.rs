@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use anyhow::{bail, Context, Result};
 use xltc::codegen::CodegenOptions;
 use xltc::compile::{compile as compile_model, CompileOptions};
-use xltc::frontend::Model;
+use xltc::frontend::{Model, ModelOutput};
+use xltc::reference::AdamW;
+use xltc::train::programs::compile_training;
 
 use crate::CompileArgs;
 
@@ -29,8 +31,18 @@ pub fn compile(args: CompileArgs) -> Result<()> {
             max_binding_bytes: args.max_binding_bytes,
         },
     };
+    if args.training && model.output != ModelOutput::Classification {
+        bail!(
+            "--training needs a sequence classifier; {} has no classification head \
+             (`xltc train` gives an encoder a new one)",
+            model.origin.display()
+        );
+    }
+    if args.train_batch == 0 {
+        bail!("--train-batch must be at least 1");
+    }
     let terminal = std::io::stderr().is_terminal();
-    let artifact = compile_model(&model, &options, |done, total| {
+    let mut artifact = compile_model(&model, &options, |done, total| {
         if terminal {
             eprint!("\rxltc: compiled {done}/{total} buckets");
         }
@@ -38,6 +50,29 @@ pub fn compile(args: CompileArgs) -> Result<()> {
     .with_context(|| format!("compiling {}", model.origin.display()))?;
     if terminal {
         eprintln!();
+    }
+    if args.training {
+        let adam = AdamW {
+            weight_decay: args.weight_decay,
+            ..AdamW::default()
+        };
+        let training = compile_training(
+            &model,
+            args.train_batch,
+            args.max_seq,
+            !args.no_dropout,
+            &adam,
+            |done, total| {
+                if terminal {
+                    eprint!("\rxltc: compiled {done}/{total} training programs");
+                }
+            },
+        )
+        .with_context(|| format!("compiling training for {}", model.origin.display()))?;
+        if terminal {
+            eprintln!();
+        }
+        artifact.manifest.training = Some(training);
     }
     let bytes = artifact.to_bytes();
     super::write_atomically(&args.output, &bytes)?;
@@ -47,8 +82,12 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         .iter()
         .map(|b| b.program.kernels.len())
         .sum();
+    let training = match &artifact.manifest.training {
+        Some(t) => format!(", training: {} train-step buckets", t.steps.len()),
+        None => String::new(),
+    };
     println!(
-        "{}: {} buckets, {kernels} kernels, {}",
+        "{}: {} buckets, {kernels} kernels{training}, {}",
         args.output.display(),
         artifact.manifest.buckets.len(),
         super::human_bytes(bytes.len() as u64)

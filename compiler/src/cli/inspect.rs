@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use xltc_runtime::artifact::Bucket;
+use xltc_runtime::artifact::{Bucket, Training};
 use xltc_runtime::program::BufferRole;
+use xltc_runtime::Program;
 
 use super::human_bytes;
 use crate::InspectArgs;
@@ -34,18 +35,96 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     for bucket in &artifact.manifest.buckets {
         print_bucket(bucket, &args);
     }
+    match &artifact.manifest.training {
+        Some(training) => print_training(training, &args),
+        None => println!("  training: not compiled (xltc compile --training)"),
+    }
     Ok(())
+}
+
+/// The number and total bytes of `p`'s buffers whose role `keep` takes.
+fn bytes_of(p: &Program, keep: fn(&BufferRole) -> bool) -> (usize, u64) {
+    let chosen = p.buffers.iter().filter(|b| keep(&b.role));
+    chosen.fold((0, 0), |(n, sum), b| (n + 1, sum + b.bytes))
+}
+
+/// What a program holds for one run only: activations (planned) and inputs.
+fn working_bytes(p: &Program) -> ((usize, u64), u64) {
+    let activations = bytes_of(p, |r| matches!(r, BufferRole::Activation));
+    (
+        activations,
+        bytes_of(p, |r| matches!(r, BufferRole::Input(_))).1,
+    )
+}
+
+/// Training's programs: what every program shares (parameters, their
+/// gradients and moments), and for each bucket the train step's and the
+/// dev forward's own memory; a step's peak is the shared memory plus the
+/// step's and the optimizer's own.
+fn print_training(training: &Training, args: &InspectArgs) {
+    let elements: usize = training.parameters.iter().map(|(_, n)| n).sum();
+    let optimizer = &training.optimizer;
+    let weights = bytes_of(optimizer, |r| matches!(r, BufferRole::Weight(_))).1;
+    let gradients = bytes_of(optimizer, |r| matches!(r, BufferRole::Gradient(_))).1;
+    let moments = bytes_of(optimizer, |r| matches!(r, BufferRole::Moment { .. })).1;
+    let shared = weights + gradients + moments;
+    let ((_, optimizer_activations), optimizer_inputs) = working_bytes(optimizer);
+    let optimizer_own = optimizer_activations + optimizer_inputs;
+    println!(
+        "  training: {} parameters ({elements} elements), dropout {}, weight decay {}",
+        training.parameters.len(),
+        if training.dropout { "on" } else { "off" },
+        training.weight_decay,
+    );
+    println!(
+        "    shared by every program: parameters {}, gradients {}, AdamW moments {} \
+         (total {})",
+        human_bytes(weights),
+        human_bytes(gradients),
+        human_bytes(moments),
+        human_bytes(shared),
+    );
+    println!(
+        "    optimizer step: {} kernels, {} dispatches, own buffers {}",
+        optimizer.kernels.len(),
+        optimizer.dispatches.len(),
+        human_bytes(optimizer_own),
+    );
+    print_details(optimizer, args);
+    for (step, forward) in training.steps.iter().zip(&training.forwards) {
+        let p = &step.program;
+        let ((count, activations), inputs) = working_bytes(p);
+        println!(
+            "    train step batch {} x seq {}: {} kernels, {} dispatches; activations {} in \
+             {count} (planned), inputs {}; peak training memory {}; {:.2} MFLOP per sequence",
+            p.batch,
+            p.seq,
+            p.kernels.len(),
+            p.dispatches.len(),
+            human_bytes(activations),
+            human_bytes(inputs),
+            human_bytes(shared + activations + inputs + optimizer_own),
+            step.flops as f64 / p.batch as f64 / 1e6,
+        );
+        print_details(p, args);
+        let f = &forward.program;
+        let ((_, activations), inputs) = working_bytes(f);
+        println!(
+            "      dev forward batch {} x seq {}: {} dispatches, activations {}, inputs {}",
+            f.batch,
+            f.seq,
+            f.dispatches.len(),
+            human_bytes(activations),
+            human_bytes(inputs),
+        );
+        print_details(f, args);
+    }
 }
 
 fn print_bucket(bucket: &Bucket, args: &InspectArgs) {
     let p = &bucket.program;
-    let bytes_of = |keep: fn(&BufferRole) -> bool| -> (usize, u64) {
-        let chosen = p.buffers.iter().filter(|b| keep(&b.role));
-        chosen.fold((0, 0), |(n, sum), b| (n + 1, sum + b.bytes))
-    };
-    let (weight_count, weight_bytes) = bytes_of(|r| matches!(r, BufferRole::Weight { .. }));
-    let (activation_count, activation_bytes) = bytes_of(|r| matches!(r, BufferRole::Activation));
-    let (_, input_bytes) = bytes_of(|r| matches!(r, BufferRole::Input(_)));
+    let (weight_count, weight_bytes) = bytes_of(p, |r| matches!(r, BufferRole::Weight { .. }));
+    let ((activation_count, activation_bytes), input_bytes) = working_bytes(p);
     let flops_per_sequence = bucket.flops as f64 / p.batch as f64;
     println!(
         "  bucket batch {} x seq {}: {} kernels, {} dispatches; buffers: weights {} in {}, \
@@ -62,6 +141,12 @@ fn print_bucket(bucket: &Bucket, args: &InspectArgs) {
         human_bytes(weight_bytes + activation_bytes + input_bytes),
         flops_per_sequence / 1e6,
     );
+    print_details(p, args);
+}
+
+/// Every kernel and its dispatch count, every buffer with its size and
+/// role, where asked.
+fn print_details(p: &Program, args: &InspectArgs) {
     if args.kernels {
         let mut uses: BTreeMap<usize, usize> = BTreeMap::new();
         for d in &p.dispatches {
@@ -90,8 +175,9 @@ fn print_bucket(bucket: &Bucket, args: &InspectArgs) {
                 }
                 BufferRole::Weight(_) => ("weight".to_owned(), String::new()),
                 BufferRole::Activation => ("activation".to_owned(), String::new()),
-                BufferRole::Gradient(of) => ("gradient".to_owned(), of.clone()),
-                BufferRole::Moment { of, order } => (format!("moment {order}"), of.clone()),
+                // Their buffers' names say whose.
+                BufferRole::Gradient(_) => ("gradient".to_owned(), String::new()),
+                BufferRole::Moment { order, .. } => (format!("moment {order}"), String::new()),
             };
             let packed = if packed.is_empty() {
                 packed

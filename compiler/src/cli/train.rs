@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xltc::frontend::{Family, Model, ModelOutput};
 use xltc::plot;
+use xltc::train::programs::Parameter;
 use xltc::train::{encode, Example, Settings, Trainer};
 use xltc_runtime::pairs::label_index;
 use xltc_runtime::{PairFile, SplitMix64, TextTokenizer};
@@ -274,7 +275,7 @@ fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> 
 }
 
 /// (name, shape, data) of f32 tensors, as a state file holds them.
-type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+type Tensors = Vec<Parameter>;
 
 /// OUT/state/: state.json and tensors.safetensors (param.NAME, m.NAME,
 /// v.NAME), swapped in by `replace_folder`, which keeps the old state as
@@ -369,7 +370,7 @@ fn keep_log_until(path: &Path, step: usize) -> Result<()> {
     super::write_atomically(path, kept.as_bytes())
 }
 
-fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+fn serialize(tensors: &[Parameter]) -> Result<Vec<u8>> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(name, shape, data)| {
@@ -415,11 +416,7 @@ fn read_examples(
 
 /// A Hugging Face model folder with the trained parameters (the tensor names
 /// of the checkpoint it came from), config.json and tokenizer.json.
-fn save_model(
-    model: &Model,
-    params: &[(String, Vec<usize>, Vec<f32>)],
-    folder: &Path,
-) -> Result<()> {
+fn save_model(model: &Model, params: &[Parameter], folder: &Path) -> Result<()> {
     let config: serde_json::Value = serde_json::from_str(&model.config_json)?;
     write_model_folder(
         folder,
@@ -434,7 +431,7 @@ fn save_model(
 /// id2label and label2id.
 fn write_model_folder(
     folder: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    tensors: &[Parameter],
     mut config: serde_json::Value,
     labels: &[String],
     tokenizer_json: &str,
@@ -484,7 +481,7 @@ fn with_new_head(model: &Model, labels: &[String], seed: u64, folder: &Path) -> 
         ),
     };
     let checkpoint = model.checkpoint();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = checkpoint
+    let mut tensors: Vec<Parameter> = checkpoint
         .names()
         .map(|name| {
             let t = checkpoint.tensor(name);

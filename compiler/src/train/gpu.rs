@@ -9,17 +9,15 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use xltc_runtime::artifact::{Bucket, Training};
 use xltc_runtime::program::BufferRole;
 use xltc_runtime::{Executor, Gpu, GpuError, ModelInputs, TrainingInputs, WeightBuffers};
 
-use crate::codegen::{
-    lower, lower_optimizer, lower_train_step, optimizer_input, CodegenError, CodegenOptions,
-    OPTIMIZER_INPUT,
-};
+use crate::codegen::{optimizer_input, OPTIMIZER_INPUT};
 use crate::frontend::Model;
-use crate::passes::autodiff;
 use crate::reference::{AdamW, Tensor};
 
+use super::programs::{self, Parameter};
 use super::TrainError;
 
 pub struct GpuSteps {
@@ -33,29 +31,33 @@ pub struct GpuSteps {
     /// The optimizer program's buffers of each parameter: (weight, first
     /// moment, second moment), in parameter order.
     parameter_buffers: Vec<[usize; 3]>,
+    /// Programs compiled ahead (an artifact's), used before compiling.
+    stored: Option<Training>,
 }
 
 fn gpu_error(error: GpuError) -> TrainError {
     TrainError::Gpu(error.to_string())
 }
 
-fn codegen_error(error: CodegenError) -> TrainError {
-    TrainError::Gpu(error.to_string())
-}
-
 impl GpuSteps {
     /// Uploads `params` ((name, shape, data), in the trainer's order) to the
-    /// adapter wgpu finds, and compiles the optimizer program for them.
+    /// adapter wgpu finds, with the optimizer program for them: `stored`'s
+    /// when given (its programs then serve every bucket they cover), else
+    /// compiled now.
     pub fn new(
-        params: &[(String, Vec<usize>, Vec<f32>)],
+        params: &[Parameter],
         adam: &AdamW,
+        stored: Option<Training>,
     ) -> Result<Self, TrainError> {
         let gpu = Gpu::new_blocking().map_err(gpu_error)?;
         let parameters: Vec<(String, usize)> = params
             .iter()
             .map(|(n, _, d)| (n.clone(), d.len()))
             .collect();
-        let program = lower_optimizer(&parameters, adam).map_err(codegen_error)?;
+        let program = match &stored {
+            Some(training) => training.optimizer.clone(),
+            None => programs::optimizer(&parameters, adam)?,
+        };
         let parameter_buffers = parameters
             .iter()
             .map(|(name, _)| {
@@ -93,6 +95,7 @@ impl GpuSteps {
             forwards: HashMap::new(),
             optimizer,
             parameter_buffers,
+            stored,
         })
     }
 
@@ -110,13 +113,17 @@ impl GpuSteps {
         training: &TrainingInputs,
     ) -> Result<f64, TrainError> {
         let key = (inputs.batch, inputs.seq);
-        let executor = cached(&mut self.train_steps, key, &self.gpu, &self.shared, || {
-            let graph = autodiff(&model.training_graph(key.0, key.1, dropout)?)?;
-            let options = CodegenOptions::default();
-            Ok(lower_train_step(&graph, &options)
-                .map_err(codegen_error)?
-                .program)
-        })?;
+        let stored = self.stored.as_ref().map(|t| &t.steps[..]);
+        let executor = cached(
+            &mut self.train_steps,
+            key,
+            &self.gpu,
+            &self.shared,
+            || match find(stored, key) {
+                Some(program) => Ok(program),
+                None => Ok(programs::train_step(model, key.0, key.1, dropout)?.program),
+            },
+        )?;
         let out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
             .map_err(gpu_error)?;
         Ok(out["loss"].data[0] as f64)
@@ -143,11 +150,17 @@ impl GpuSteps {
     /// The logits of a padded batch with the current parameters.
     pub fn logits(&mut self, model: &Model, inputs: &ModelInputs) -> Result<Tensor, TrainError> {
         let key = (inputs.batch, inputs.seq);
-        let executor = cached(&mut self.forwards, key, &self.gpu, &self.shared, || {
-            let graph = model.graph(key.0, key.1);
-            let options = CodegenOptions::default();
-            Ok(lower(&graph, &options).map_err(codegen_error)?.program)
-        })?;
+        let stored = self.stored.as_ref().map(|t| &t.forwards[..]);
+        let executor = cached(
+            &mut self.forwards,
+            key,
+            &self.gpu,
+            &self.shared,
+            || match find(stored, key) {
+                Some(program) => Ok(program),
+                None => Ok(programs::forward(model, key.0, key.1)?.program),
+            },
+        )?;
         let mut out = pollster::block_on(executor.run(&self.gpu, inputs)).map_err(gpu_error)?;
         let logits = out
             .remove("logits")
@@ -184,6 +197,14 @@ impl GpuSteps {
         }
         Ok(())
     }
+}
+
+/// The program of bucket `key` among `stored`, if any.
+fn find(stored: Option<&[Bucket]>, key: (usize, usize)) -> Option<xltc_runtime::Program> {
+    stored?
+        .iter()
+        .find(|b| (b.program.batch, b.program.seq) == key)
+        .map(|b| b.program.clone())
 }
 
 /// The executor of bucket `key` from `cache`, compiled by `build` and

@@ -7,6 +7,9 @@
 //! on the adapter between steps.
 
 mod gpu;
+pub mod programs;
+
+use programs::Parameter;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +19,7 @@ use xltc_runtime::{Encoding, ModelInputs, Overflow, SplitMix64, TextTokenizer, T
 
 use crate::evaluate::argmax;
 use crate::frontend::Model;
-use crate::ir::{Graph, Source};
+use crate::ir::Graph;
 use crate::passes::{autodiff, gradient_name, AutodiffError};
 use crate::reference::{
     self, adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW, ReferenceError, Tensor,
@@ -129,7 +132,7 @@ pub struct Trainer<'m> {
     model: &'m Model,
     pub settings: Settings,
     /// (checkpoint name, shape, data) of every parameter, in graph order.
-    pub params: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub params: Vec<Parameter>,
     /// AdamW's first and second moments of each parameter.
     pub moments: Vec<(Vec<f32>, Vec<f32>)>,
     /// Optimizer steps done.
@@ -141,20 +144,9 @@ pub struct Trainer<'m> {
     gpu: Option<Box<gpu::GpuSteps>>,
 }
 
-/// Sequence lengths of the GPU's programs are rounded up to a multiple of
-/// this: a few programs serve every batch.
-const GPU_SEQUENCE_BUCKET: usize = 16;
-
 impl<'m> Trainer<'m> {
     pub fn new(model: &'m Model, settings: Settings) -> Result<Self, TrainError> {
-        let graph = model.training_graph(1, 2, false)?;
-        let params: Vec<(String, Vec<usize>, Vec<f32>)> = graph
-            .values()
-            .filter_map(|(_, v)| match &v.source {
-                Source::Weight(data) => Some((v.name.clone(), v.shape.clone(), data.to_vec())),
-                _ => None,
-            })
-            .collect();
+        let params = programs::parameters(model)?;
         let moments = params
             .iter()
             .map(|(_, _, p)| (vec![0.0; p.len()], vec![0.0; p.len()]))
@@ -171,12 +163,47 @@ impl<'m> Trainer<'m> {
         })
     }
 
-    /// A trainer whose steps run on the GPU (the adapter wgpu finds).
+    /// A trainer whose steps run on the GPU (the adapter wgpu finds),
+    /// compiling each bucket's programs on first use.
     pub fn on_gpu(model: &'m Model, settings: Settings) -> Result<Self, TrainError> {
+        Self::on_gpu_with(model, settings, None)
+    }
+
+    /// A trainer on the GPU that runs `stored`'s programs (an artifact's,
+    /// from `xltc compile --training`) and compiles only the buckets they
+    /// lack. They must have been compiled for this model's parameters and
+    /// these settings' dropout and weight decay.
+    pub fn on_gpu_with(
+        model: &'m Model,
+        settings: Settings,
+        stored: Option<xltc_runtime::artifact::Training>,
+    ) -> Result<Self, TrainError> {
         let mut trainer = Self::new(model, settings)?;
+        if let Some(training) = &stored {
+            let ours: Vec<(String, usize)> = trainer
+                .params
+                .iter()
+                .map(|(name, _, data)| (name.clone(), data.len()))
+                .collect();
+            let settings = &trainer.settings;
+            if training.parameters != ours
+                || training.dropout != settings.dropout
+                || training.weight_decay != settings.weight_decay
+            {
+                return Err(TrainError::Gpu(format!(
+                    "the stored training programs were compiled for other parameters or \
+                     settings (dropout {}, weight decay {}; this run: dropout {}, weight decay {})",
+                    training.dropout,
+                    training.weight_decay,
+                    settings.dropout,
+                    settings.weight_decay
+                )));
+            }
+        }
         trainer.gpu = Some(Box::new(gpu::GpuSteps::new(
             &trainer.params,
             &trainer.adam(),
+            stored,
         )?));
         Ok(trainer)
     }
@@ -247,7 +274,7 @@ impl<'m> Trainer<'m> {
     /// with the step keys its dropout.
     /// On the CPU to the longest sequence; on the GPU to a bucket of `rows`
     /// rows (the rows past the batch are padding, their example mask 0) of
-    /// a length rounded up to [`GPU_SEQUENCE_BUCKET`].
+    /// a length rounded up by [`programs::sequence_bucket`].
     fn padded(
         &self,
         batch: &[&Example],
@@ -259,8 +286,7 @@ impl<'m> Trainer<'m> {
         let (pad, positions) = (config.pad_token_id, self.model.position_scheme());
         let inputs = if self.gpu.is_some() {
             let longest = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(1);
-            let seq = longest.next_multiple_of(GPU_SEQUENCE_BUCKET);
-            let seq = seq.min(self.model.max_tokens()).max(longest);
+            let seq = programs::sequence_bucket(longest, self.model.max_tokens());
             ModelInputs::pad_to_bucket(&encodings, rows.max(batch.len()), seq, pad, positions)
         } else {
             ModelInputs::pad(&encodings, 0, pad, positions)
@@ -367,9 +393,9 @@ impl<'m> Trainer<'m> {
     /// Accuracy of the current parameters on `examples` (argmax of the logits).
     pub fn accuracy(&mut self, examples: &[Example]) -> Result<f64, TrainError> {
         let mut correct = 0;
-        for chunk in examples.chunks(self.settings.batch.max(1) * 4) {
+        let rows = self.settings.batch.max(1) * programs::EVALUATION_BATCHES;
+        for chunk in examples.chunks(rows) {
             let refs: Vec<&Example> = chunk.iter().collect();
-            let rows = self.settings.batch.max(1) * 4;
             let (inputs, training) = self.padded(&refs, 0, rows);
             let model = self.model;
             let logits = match &mut self.gpu {
@@ -398,7 +424,7 @@ impl<'m> Trainer<'m> {
 /// parameters.
 fn run_with_params(
     cache: &mut HashMap<(usize, usize), Graph>,
-    params: &[(String, Vec<usize>, Vec<f32>)],
+    params: &[Parameter],
     inputs: &ModelInputs,
     training: &TrainingInputs,
     build: impl FnOnce(usize, usize) -> Result<Graph, TrainError>,

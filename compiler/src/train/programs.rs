@@ -1,0 +1,145 @@
+//! Training's GPU programs, by kind: the train step of a (batch rows,
+//! sequence) bucket, the un-fused forward of dev evaluation, and the
+//! optimizer step. The trainer compiles a bucket's programs with these
+//! functions when it first meets the bucket; `xltc compile --training`
+//! compiles every bucket with them into the artifact, so `xltc inspect`
+//! shows what training will hold.
+
+use xltc_runtime::artifact::{Bucket, Training};
+use xltc_runtime::Program;
+
+use super::TrainError;
+use crate::codegen::{lower, lower_optimizer, lower_train_step, CodegenOptions};
+use crate::frontend::Model;
+use crate::ir::Source;
+use crate::passes::autodiff;
+use crate::reference::AdamW;
+
+/// Sequence lengths of training's programs are rounded up to a multiple of
+/// this: a few programs serve every batch.
+pub const SEQUENCE_BUCKET: usize = 16;
+
+/// Rows of a dev-evaluation batch: this many training batches.
+pub const EVALUATION_BATCHES: usize = 4;
+
+/// The sequence length of the bucket a batch whose longest sequence has
+/// `longest` tokens runs in, for a model of `max_tokens` positions.
+pub fn sequence_bucket(longest: usize, max_tokens: usize) -> usize {
+    longest
+        .next_multiple_of(SEQUENCE_BUCKET)
+        .min(max_tokens)
+        .max(longest)
+}
+
+/// Every sequence bucket of sequences up to `max_seq` tokens.
+pub fn sequence_buckets(max_seq: usize, max_tokens: usize) -> Vec<usize> {
+    let mut buckets: Vec<usize> = (1..=max_seq)
+        .map(|l| sequence_bucket(l, max_tokens))
+        .collect();
+    buckets.dedup();
+    buckets
+}
+
+/// A trainable parameter: checkpoint name, shape, data.
+pub type Parameter = (String, Vec<usize>, Vec<f32>);
+
+/// Every trainable parameter of `model`'s classifier, in graph order (the
+/// order the optimizer adds their squares).
+pub fn parameters(model: &Model) -> Result<Vec<Parameter>, TrainError> {
+    let graph = model.training_graph(1, 2, false)?;
+    Ok(graph
+        .values()
+        .filter_map(|(_, v)| match &v.source {
+            Source::Weight(data) => Some((v.name.clone(), v.shape.clone(), data.to_vec())),
+            _ => None,
+        })
+        .collect())
+}
+
+fn codegen_error(error: crate::codegen::CodegenError) -> TrainError {
+    TrainError::Gpu(error.to_string())
+}
+
+/// The train step of bucket `batch` x `seq`: forward (with the model's
+/// dropout when `dropout`), loss and backward, each parameter's gradient
+/// added into its gradient buffer.
+pub fn train_step(
+    model: &Model,
+    batch: usize,
+    seq: usize,
+    dropout: bool,
+) -> Result<Bucket, TrainError> {
+    let graph = autodiff(&model.training_graph(batch, seq, dropout)?)?;
+    let program = lower_train_step(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    Ok(Bucket {
+        program: program.program,
+        flops: graph.flops(),
+    })
+}
+
+/// The un-fused forward of bucket `batch` x `seq` (logits), whose weights
+/// are the parameters' buffers one a tensor.
+pub fn forward(model: &Model, batch: usize, seq: usize) -> Result<Bucket, TrainError> {
+    let graph = model.graph(batch, seq);
+    let program = lower(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    Ok(Bucket {
+        program: program.program,
+        flops: graph.flops(),
+    })
+}
+
+/// The optimizer step over `parameters` (name, elements).
+pub fn optimizer(parameters: &[(String, usize)], adam: &AdamW) -> Result<Program, TrainError> {
+    lower_optimizer(parameters, adam).map_err(codegen_error)
+}
+
+/// Every program training `model` in batches of `batch` sequences of up to
+/// `max_seq` tokens takes; `progress` hears (done, total) after each.
+pub fn compile_training(
+    model: &Model,
+    batch: usize,
+    max_seq: usize,
+    dropout: bool,
+    adam: &AdamW,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Training, TrainError> {
+    let parameters: Vec<(String, usize)> = parameters(model)?
+        .into_iter()
+        .map(|(name, _, data)| (name, data.len()))
+        .collect();
+    let seqs = sequence_buckets(max_seq, model.max_tokens());
+    let total = 2 * seqs.len() + 1;
+    let optimizer = optimizer(&parameters, adam)?;
+    progress(1, total);
+    let (mut steps, mut forwards) = (Vec::new(), Vec::new());
+    for (index, &seq) in seqs.iter().enumerate() {
+        steps.push(train_step(model, batch, seq, dropout)?);
+        forwards.push(forward(model, batch * EVALUATION_BATCHES, seq)?);
+        progress(2 * index + 3, total);
+    }
+    Ok(Training {
+        steps,
+        forwards,
+        optimizer,
+        parameters,
+        dropout,
+        weight_decay: adam.weight_decay,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_buckets_round_up_to_sixteen_within_the_positions() {
+        assert_eq!(sequence_bucket(1, 512), 16);
+        assert_eq!(sequence_bucket(16, 512), 16);
+        assert_eq!(sequence_bucket(17, 512), 32);
+        assert_eq!(sequence_bucket(100, 100), 100);
+        assert_eq!(sequence_bucket(97, 100), 100);
+        assert_eq!(sequence_buckets(40, 512), vec![16, 32, 48]);
+        assert_eq!(sequence_buckets(40, 40), vec![16, 32, 40]);
+        assert_eq!(sequence_buckets(5, 8), vec![8]);
+    }
+}
