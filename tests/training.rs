@@ -946,3 +946,100 @@ fn training_programs_stored_in_the_artifact_train_as_compiled_ones() {
         .expect("programs compiled with dropout, for a run without");
     assert!(refused.to_string().contains("dropout true"), "{refused}");
 }
+
+/// A run that can no longer write (a full disk; here a file-size limit,
+/// `RLIMIT_FSIZE`, set on the running process once it has saved step 30, so
+/// every checkpoint write after that fails with EFBIG as a full disk fails
+/// with ENOSPC) stops with an error that names the file, leaves no
+/// temporary file or folder in OUT, and keeps its last complete state:
+/// resumed once there is room again, it ends bit-identical to a run that
+/// was never interrupted.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_run_that_cannot_write_stops_clearly_and_keeps_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, full) = (dir.path().join("whole"), dir.path().join("full"));
+    let extra = [
+        "--epochs",
+        "30",
+        "--eval-every",
+        "20",
+        "--save-every",
+        "3",
+        "--cpu",
+    ];
+    let args = |out: &std::path::Path| yes_no_training(out, &extra);
+    let output = xltc(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xltc"))
+        .args(args(&full))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let state = full.join("state").join("state.json");
+    let started = std::time::Instant::now();
+    let mut limited_at = None;
+    while started.elapsed().as_secs() < 300 {
+        let step = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["position"]["step"].as_u64());
+        if let Some(step) = step.filter(|&s| s >= 30) {
+            // Stopped while the limit is set, so that no write straddles it.
+            let limit = libc::rlimit {
+                rlim_cur: 100_000,
+                rlim_max: 100_000,
+            };
+            unsafe {
+                assert_eq!(libc::kill(pid, libc::SIGSTOP), 0);
+                assert_eq!(
+                    libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()),
+                    0,
+                    "prlimit: {}",
+                    std::io::Error::last_os_error()
+                );
+                assert_eq!(libc::kill(pid, libc::SIGCONT), 0);
+            }
+            limited_at = Some(step);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    let limited_at = limited_at.expect("the run never saved step 30");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the run went on past a failed write (limited at step {limited_at}): {stderr}"
+    );
+    // The state (tensors.safetensors, 3 x 198 KB) or a checkpoint
+    // (model.safetensors) is the first file past the limit.
+    assert!(
+        stderr.contains("cannot write") && stderr.contains(".safetensors"),
+        "the error names no file: {stderr}"
+    );
+    assert!(stderr.contains("File too large"), "{stderr}");
+    let leftovers: Vec<String> = std::fs::read_dir(&full)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert!(!full.join("last").exists(), "the limited run had finished");
+    let output = xltc(&["train", "--resume", full.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |f: &std::path::Path| std::fs::read(f.join("last/model.safetensors")).unwrap();
+    assert!(
+        read(&whole) == read(&full),
+        "resumed weights differ from the uninterrupted run's (limited at step {limited_at})"
+    );
+}

@@ -279,9 +279,13 @@ pub struct InspectArgs {
 fn main() -> ExitCode {
     // Output piped into `head` and the like ends quietly when the reader
     // stops, as Unix tools do, instead of panicking on the closed pipe.
+    // A file-size limit (ulimit -f) reached while writing a checkpoint is
+    // an error like a full disk (EFBIG), reported with the file's name and
+    // the last checkpoint kept, not a core dump.
     #[cfg(unix)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     let cli = Cli::parse();
     let result = match cli.command {

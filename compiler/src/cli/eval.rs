@@ -133,10 +133,7 @@ fn default_report_folder(args: &EvalArgs) -> PathBuf {
 
 fn write_report(folder: &Path, header: &Header, e: &Evaluation) -> Result<()> {
     super::replace_folder(folder, |temporary| {
-        let put = |file: &str, text: String| {
-            std::fs::write(temporary.join(file), text)
-                .with_context(|| format!("cannot write {}", temporary.join(file).display()))
-        };
+        let put = |file: &str, text: String| super::write_file(&temporary.join(file), text);
         put("report.md", markdown(header, e))?;
         put(
             "report.json",

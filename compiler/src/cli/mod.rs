@@ -29,12 +29,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&temporary, bytes)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    write_file(&temporary, bytes).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })?;
     std::fs::rename(&temporary, path).with_context(|| {
         let _ = std::fs::remove_file(&temporary);
         format!("cannot move {} to {}", temporary.display(), path.display())
     })
+}
+
+/// `std::fs::write` whose error names the file (a full disk, a file-size
+/// limit, a read-only folder).
+pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Fills a temporary folder beside `folder` with `fill`, then swaps it into
@@ -55,26 +62,29 @@ pub fn replace_folder(folder: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> 
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let temporary = parent.join(format!(".{name}.{}.tmp", std::process::id()));
     let old = parent.join(format!("{name}.old"));
+    let cannot = || format!("cannot write {}", folder.display());
     let swap = || -> Result<()> {
-        std::fs::create_dir_all(&temporary)?;
+        std::fs::create_dir_all(&temporary).with_context(cannot)?;
+        // fill's errors name their files.
         fill(&temporary)?;
-        if folder.exists() {
+        let rename = || -> std::io::Result<()> {
+            if folder.exists() {
+                if old.exists() {
+                    std::fs::remove_dir_all(&old)?;
+                }
+                std::fs::rename(folder, &old)?;
+            }
+            std::fs::rename(&temporary, folder)?;
             if old.exists() {
                 std::fs::remove_dir_all(&old)?;
             }
-            std::fs::rename(folder, &old)?;
-        }
-        std::fs::rename(&temporary, folder)?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
-        Ok(())
+            Ok(())
+        };
+        rename().with_context(cannot)
     };
-    swap()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_dir_all(&temporary);
-        })
-        .with_context(|| format!("cannot write {}", folder.display()))
+    swap().inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&temporary);
+    })
 }
 
 /// Whether a path names a compiled artifact rather than a model folder.

@@ -221,7 +221,8 @@ fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> 
                     }
                 }
             }
-            writeln!(log, "{line}")?;
+            writeln!(log, "{line}")
+                .with_context(|| format!("cannot write {}", log_path.display()))?;
             position.losses.push((record.step, record.loss));
             (position.step, position.epoch, position.group) = (trainer.step, epoch, index + 1);
             if trainer.step % run.save_every == 0 || last {
@@ -293,11 +294,10 @@ fn save_state(run: &RunSpec, position: &Position, trainer: &Trainer) -> Result<(
     };
     let folder = run.output.join("state");
     super::replace_folder(&folder, |temporary| {
-        std::fs::write(temporary.join("tensors.safetensors"), serialize(&tensors)?)?;
-        std::fs::write(
-            temporary.join("state.json"),
-            serde_json::to_string_pretty(&state)?,
-        )?;
+        let tensors_file = temporary.join("tensors.safetensors");
+        super::write_file(&tensors_file, serialize(&tensors)?)?;
+        let json = serde_json::to_string_pretty(&state)?;
+        super::write_file(&temporary.join("state.json"), json)?;
         Ok(())
     })
     .with_context(|| format!("cannot save the training state in {}", folder.display()))
@@ -448,13 +448,10 @@ fn write_model_folder(
         .map(|(i, l)| (l.clone(), json!(i)))
         .collect();
     super::replace_folder(folder, |temporary| {
-        std::fs::write(temporary.join("model.safetensors"), &weights)?;
-        std::fs::write(
-            temporary.join("config.json"),
-            serde_json::to_string_pretty(&config)?,
-        )?;
-        std::fs::write(temporary.join("tokenizer.json"), tokenizer_json)?;
-        Ok(())
+        super::write_file(&temporary.join("model.safetensors"), &weights)?;
+        let json = serde_json::to_string_pretty(&config)?;
+        super::write_file(&temporary.join("config.json"), json)?;
+        super::write_file(&temporary.join("tokenizer.json"), tokenizer_json)
     })
 }
 
