@@ -1,14 +1,21 @@
 // gather_backward: the gradient of a gather's table, the rows of dy summed
 // by id. For each id the first token that picked it sums, in token order,
-// the rows of every token that picked it, and writes the table's row: a
-// fixed order, no atomics, deterministic. Rows no token picked are left as
-// they are; codegen zeroes the output first with the fill kernel.
-// Inputs:  dy [TOKENS, WIDTH] f32, ids [TOKENS] u32 (each below TABLE_ROWS,
-//          checked by the runtime before the dispatch)
-// Output:  out [TABLE_ROWS, WIDTH] f32
+// the rows of every token that picked it: a fixed order, no atomics,
+// deterministic. This dispatch covers table rows FIRST_ROW..FIRST_ROW+ROWS
+// (a table split over bindings takes one dispatch a part); its output holds
+// those rows. ACCUMULATE 0 writes each touched row (rows no token picked are
+// left as they are: codegen zeroes the output first with the fill kernel);
+// ACCUMULATE 1 adds into them (a parameter's gradient buffer, summed over
+// micro-batches: untouched rows get nothing added, so nothing is zeroed).
+// Inputs:  dy [TOKENS, WIDTH] f32, ids [TOKENS] u32 (each below the table's
+//          rows, checked by the runtime before the dispatch)
+// Output:  out [ROWS, WIDTH] f32
 // One thread an element of dy.
 const TOKENS: u32 = {{TOKENS}}u;
 const WIDTH: u32 = {{WIDTH}}u;
+const FIRST_ROW: u32 = {{FIRST_ROW}}u;
+const ROWS: u32 = {{ROWS}}u;
+const ACCUMULATE: u32 = {{ACCUMULATE}}u;
 const WORKGROUP: u32 = {{WORKGROUP}}u;
 const GROUPS_X: u32 = {{GROUPS_X}}u;
 
@@ -25,6 +32,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let column = index % WIDTH;
     let t = index / WIDTH;
     let id = ids[t];
+    if (id < FIRST_ROW || id - FIRST_ROW >= ROWS) {
+        return;
+    }
     for (var earlier = 0u; earlier < t; earlier++) {
         if (ids[earlier] == id) {
             return;
@@ -36,5 +46,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             sum += dy[later * WIDTH + column];
         }
     }
-    out[id * WIDTH + column] = sum;
+    let at = (id - FIRST_ROW) * WIDTH + column;
+    if (ACCUMULATE == 1u) {
+        out[at] += sum;
+    } else {
+        out[at] = sum;
+    }
 }

@@ -469,6 +469,82 @@ fn gather_backward_sums_rows_by_id() {
     }
 }
 
+/// A table's gradient in a train step: the gather's gradient added, one
+/// dispatch a part, straight into the parameter's gradient buffer split by
+/// rows (a 4,000-byte binding limit splits 300 rows x 13 into parts of 76
+/// rows). Over two runs with other ids (the second all in the first part,
+/// every id repeated), each part holds the sum of both runs' row sums
+/// (the reference's), and rows no token picked stay zero.
+#[test]
+fn gather_backward_adds_into_a_gradient_split_by_rows() {
+    use xltc::codegen::lower_train_step;
+    use xltc::passes::gradient_name;
+    use xltc_runtime::program::BufferRole;
+
+    let (batch, seq, rows, width) = (5, 7, 300, 13);
+    let mut random = Random::fresh();
+    let seed = random.0;
+    let mut g = Graph::new(batch, seq);
+    g.weight("table", vec![rows, width], vec![0.0; rows * width].into());
+    let dy = weight(&mut g, &mut random, "dy", &[batch * seq, width]);
+    let ids = g.input(Input::InputIds);
+    let table_gradient = g.op("dtable", Op::GatherBackward { dy, ids, rows });
+    g.mark_output(&gradient_name("table"), table_gradient);
+    let options = CodegenOptions {
+        max_binding_bytes: 4_000,
+    };
+    let compiled = lower_train_step(&g, &options).unwrap();
+    let mut parts: Vec<(usize, usize, usize)> = compiled
+        .program
+        .buffers
+        .iter()
+        .enumerate()
+        .filter_map(|(b, spec)| match &spec.role {
+            BufferRole::Gradient(slice) => Some((slice.first, slice.count, b)),
+            _ => None,
+        })
+        .collect();
+    parts.sort();
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    assert_eq!(parts[3], (3 * 76 * width, 72 * width, parts[3].2));
+    let executor = pollster::block_on(Executor::load(gpu(), compiled.program.clone(), |n| {
+        compiled.weight(n)
+    }))
+    .unwrap();
+    let mut expected = vec![0.0f64; rows * width];
+    let mut picked = vec![false; rows];
+    for vocab in [rows as u32, 4] {
+        let inputs = inputs_for(&g, &mut random, vocab);
+        pollster::block_on(executor.run(gpu(), &inputs)).unwrap();
+        let on_cpu = reference::run(&g, &inputs).unwrap();
+        for (e, v) in expected
+            .iter_mut()
+            .zip(&on_cpu[&gradient_name("table")].data)
+        {
+            *e += *v as f64;
+        }
+        for &id in &inputs.input_ids {
+            picked[id as usize] = true;
+        }
+    }
+    let buffers: Vec<usize> = parts.iter().map(|p| p.2).collect();
+    let on_gpu = pollster::block_on(executor.read_buffers(gpu(), &buffers))
+        .unwrap()
+        .concat();
+    let ours: Vec<f64> = on_gpu.iter().map(|&v| v as f64).collect();
+    let error = relative_error(&ours, &expected);
+    eprintln!("gather backward into 4 parts, two runs: relative error {error:.2e}");
+    assert!(error < TOLERANCE, "relative error {error:e} (seed {seed})");
+    for row in (0..rows).filter(|&r| !picked[r]) {
+        assert!(
+            on_gpu[row * width..(row + 1) * width]
+                .iter()
+                .all(|&v| v == 0.0),
+            "row {row}, which no token picked, is not zero (seed {seed})"
+        );
+    }
+}
+
 #[test]
 fn fused_linear_with_and_without_gelu() {
     for (m, n, k, gelu) in [
@@ -982,12 +1058,15 @@ fn gradient_sums_and_the_optimizer_against_the_reference() {
         expected_sums.push(doubled);
     }
     let step = lower_train_step(&g, &CodegenOptions::default()).unwrap();
-    let parameters: Vec<(String, usize)> = sizes.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    let parameters: Vec<(String, Vec<usize>)> = sizes
+        .iter()
+        .map(|(n, c)| (n.to_string(), vec![*c]))
+        .collect();
     let adam = AdamW {
         weight_decay: 0.1,
         ..AdamW::default()
     };
-    let optimizer = lower_optimizer(&parameters, &adam).unwrap();
+    let optimizer = lower_optimizer(&parameters, &adam, &CodegenOptions::default()).unwrap();
     let shared = WeightBuffers::default();
     let load = |program| {
         pollster::block_on(Executor::load_sharing(gpu(), program, &shared, |n| {
@@ -1011,10 +1090,15 @@ fn gradient_sums_and_the_optimizer_against_the_reference() {
             })
             .collect()
     };
-    let gradients = buffers(&|n| BufferRole::Gradient(n.to_owned()));
+    let whole = |n: &str| xltc_runtime::program::WeightSlice {
+        name: n.to_owned(),
+        first: 0,
+        count: sizes.iter().find(|s| s.0 == n).unwrap().1,
+    };
+    let gradients = buffers(&|n| BufferRole::Gradient(whole(n)));
     let moment = |order| {
         buffers(&move |n| BufferRole::Moment {
-            of: n.to_owned(),
+            of: whole(n),
             order,
         })
     };
@@ -1063,13 +1147,7 @@ fn gradient_sums_and_the_optimizer_against_the_reference() {
         "clipping must act (norm {norm}, seed {seed})"
     );
     close("gradient norm", &out["gradient_norm"].data, &[norm]);
-    let after = read(&buffers(&|n| {
-        BufferRole::Weight(vec![xltc_runtime::program::WeightSlice {
-            name: n.to_owned(),
-            first: 0,
-            count: sizes.iter().find(|s| s.0 == n).unwrap().1,
-        }])
-    }));
+    let after = read(&buffers(&|n| BufferRole::Weight(vec![whole(n)])));
     let (after_m, after_v) = (read(&m1), read(&m2));
     for (i, (name, _)) in sizes.iter().enumerate() {
         let mut p: Vec<f64> = params[i].iter().map(|&v| v as f64).collect();

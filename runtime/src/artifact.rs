@@ -70,9 +70,9 @@ pub struct Training {
     /// Global-norm clipping and AdamW over every parameter, in place,
     /// zeroing the gradients; its output `gradient_norm`.
     pub optimizer: Program,
-    /// Each parameter (checkpoint name, elements), in the order the
-    /// optimizer adds their squares.
-    pub parameters: Vec<(String, usize)>,
+    /// Each parameter (checkpoint name, shape), in the order the optimizer
+    /// adds their squares.
+    pub parameters: Vec<(String, Vec<usize>)>,
     /// Whether the steps apply the model's dropout.
     pub dropout: bool,
     /// AdamW's decoupled weight decay, compiled into the optimizer.
@@ -237,7 +237,7 @@ mod tests {
                     steps: vec![],
                     forwards: vec![],
                     optimizer: Program::default(),
-                    parameters: vec![("w".into(), 3)],
+                    parameters: vec![("w".into(), vec![3])],
                     dropout: true,
                     weight_decay: 0.01,
                 }),

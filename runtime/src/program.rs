@@ -20,14 +20,15 @@ pub enum BufferRole {
     Weight(Vec<WeightSlice>),
     /// Written and read by kernels only.
     Activation,
-    /// The gradient of the parameter of checkpoint name `.0`, summed over
-    /// the micro-batches of an optimizer step: zero when made, added into by
-    /// a train step, read and zeroed by the optimizer step. Like weights and
-    /// moments, shared by every program of one model.
-    Gradient(String),
-    /// AdamW's first (`order` 1) or second (2) moment of parameter `of`,
-    /// zero when made, updated in place by the optimizer step.
-    Moment { of: String, order: u8 },
+    /// The gradient of the parameter slice `.0` (a whole parameter, or the
+    /// rows of a table split over bindings, as its weight buffers are),
+    /// summed over the micro-batches of an optimizer step: zero when made,
+    /// added into by a train step, read and zeroed by the optimizer step.
+    /// Like weights and moments, shared by every program of one model.
+    Gradient(WeightSlice),
+    /// AdamW's first (`order` 1) or second (2) moment of parameter slice
+    /// `of`, zero when made, updated in place by the optimizer step.
+    Moment { of: WeightSlice, order: u8 },
 }
 
 /// `count` elements of the weight of checkpoint name `name`, from element

@@ -62,7 +62,11 @@ fn working_bytes(p: &Program) -> ((usize, u64), u64) {
 /// dev forward's own memory; a step's peak is the shared memory plus the
 /// step's and the optimizer's own.
 fn print_training(training: &Training, args: &InspectArgs) {
-    let elements: usize = training.parameters.iter().map(|(_, n)| n).sum();
+    let elements: usize = training
+        .parameters
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum();
     let optimizer = &training.optimizer;
     let weights = bytes_of(optimizer, |r| matches!(r, BufferRole::Weight(_))).1;
     let gradients = bytes_of(optimizer, |r| matches!(r, BufferRole::Gradient(_))).1;

@@ -482,21 +482,39 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
                 workgroups,
             )
         }
-        Op::GatherBackward { dy, ids, .. } => {
-            let [tokens, width] = dims2(&shape(dy));
-            let (workgroups, grid) = per_element(tokens * width);
-            let c = vec![("TOKENS", tokens.to_string()), ("WIDTH", width.to_string())];
-            let mut instance = finish(
-                Template::GatherBackward,
-                [c, grid].concat(),
-                vec![dy, ids],
-                workgroups,
-            );
+        Op::GatherBackward { dy, ids, rows } => {
+            let mut instance = gather_backward(graph, dy, ids, 0..rows, false);
             instance.zeroed = true;
             return instance;
         }
     };
     finish(template, constants, reads, workgroups)
+}
+
+/// The gradient of a gather's table rows `rows` from `dy` and `ids`:
+/// written into an output of those rows, or added into it (`accumulate`).
+pub(super) fn gather_backward(
+    graph: &Graph,
+    dy: ValueId,
+    ids: ValueId,
+    rows: std::ops::Range<usize>,
+    accumulate: bool,
+) -> KernelInstance {
+    let [tokens, width] = dims2(&graph.value(dy).shape);
+    let (workgroups, grid) = per_element(tokens * width);
+    let c = vec![
+        ("TOKENS", tokens.to_string()),
+        ("WIDTH", width.to_string()),
+        ("FIRST_ROW", rows.start.to_string()),
+        ("ROWS", rows.len().to_string()),
+        ("ACCUMULATE", u32::from(accumulate).to_string()),
+    ];
+    finish(
+        Template::GatherBackward,
+        [c, grid].concat(),
+        vec![dy, ids],
+        workgroups,
+    )
 }
 
 pub(super) fn finish(

@@ -5,6 +5,8 @@
 //! dispatch. Graph outputs keep their buffers. Weights too big for one storage
 //! binding are split by rows (only embedding tables, read by gather, may be).
 
+use std::collections::BTreeSet;
+
 use crate::ir::{Graph, Source, ValueId};
 
 /// Bindings a gather kernel has for the parts of its table.
@@ -25,7 +27,9 @@ pub struct ActivationPlan {
     pub slot_bytes: Vec<u64>,
 }
 
-pub fn plan_activations(graph: &Graph) -> ActivationPlan {
+/// Slots for every op's value except those of `direct` (written straight
+/// into other buffers: a table's gradient added into its gradient buffers).
+pub fn plan_activations(graph: &Graph, direct: &BTreeSet<ValueId>) -> ActivationPlan {
     let count = graph.values().count();
     let last_use = graph.last_uses();
     let mut plan = ActivationPlan {
@@ -37,6 +41,10 @@ pub fn plan_activations(graph: &Graph) -> ActivationPlan {
         let Source::Op(op) = &value.source else {
             continue;
         };
+        if direct.contains(&id) {
+            release_dead_operands(&plan, &last_use, id, &op.operands(), &mut free);
+            continue;
+        }
         let bytes = value.elements() as u64 * 4;
         let slot = take_slot(&mut plan.slot_bytes, &mut free, bytes);
         plan.slot_of[id.index()] = Some(slot);
@@ -105,7 +113,7 @@ mod tests {
             x = g.op(format!("t{i}"), Op::Tanh { x });
         }
         g.mark_output("out", x);
-        let plan = plan_activations(&g);
+        let plan = plan_activations(&g, &BTreeSet::new());
         assert_eq!(plan.slot_bytes.len(), 2);
         for (id, value) in g.values() {
             if let Source::Op(op) = &value.source {

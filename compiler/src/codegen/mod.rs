@@ -8,7 +8,8 @@ mod templates;
 mod training;
 mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use xltc_runtime::program::{
@@ -85,19 +86,81 @@ fn lower_with(
         ..Default::default()
     };
     let mut weights = BTreeMap::new();
-    let value_buffers = allocate_buffers(graph, options, &mut program, &mut weights)?;
-    let mut gradient_buffers = BTreeMap::new();
+    // A table's gradient that nothing else reads is added by its kernel
+    // straight into the gradient buffers, one dispatch a part of the table
+    // (as many as its weight has): no activation of the table's size, no
+    // zeroing, no pass over untouched rows.
+    let last_use = graph.last_uses();
+    let direct: BTreeSet<ValueId> = accumulate
+        .keys()
+        .copied()
+        .filter(|&id| {
+            let source = &graph.value(id).source;
+            matches!(source, Source::Op(Op::GatherBackward { .. }))
+                && last_use[id.index()] == id.index()
+        })
+        .collect();
+    let value_buffers = allocate_buffers(graph, options, &mut program, &mut weights, &direct)?;
+    let mut gradient_buffers: BTreeMap<ValueId, Vec<(Range<usize>, usize)>> = BTreeMap::new();
     for (&id, parameter) in accumulate {
-        let bytes = graph.value(id).elements() as u64 * 4;
-        let role = BufferRole::Gradient(parameter.clone());
-        let buffer = push_buffer(&mut program, format!("grad {parameter}"), bytes, role);
-        gradient_buffers.insert(id, buffer);
+        let value = graph.value(id);
+        let (parts, width) = if direct.contains(&id) {
+            let [rows, width] = value.shape[..] else {
+                unreachable!("a table's gradient is [rows, width]")
+            };
+            let parts = row_parts(rows, width, options.max_binding_bytes).ok_or_else(|| {
+                CodegenError::TooLarge {
+                    value: value.name.clone(),
+                    bytes: value.elements() as u64 * 4,
+                    limit: options.max_binding_bytes,
+                }
+            })?;
+            (parts, width)
+        } else {
+            // One part: the whole value as one row.
+            (std::iter::once(0..1).collect(), value.elements())
+        };
+        for rows in parts {
+            let slice = WeightSlice {
+                name: parameter.clone(),
+                first: rows.start * width,
+                count: rows.len() * width,
+            };
+            let label = if slice.count == value.elements() {
+                format!("grad {parameter}")
+            } else {
+                format!("grad {parameter}[rows {}..{}]", rows.start, rows.end)
+            };
+            let bytes = slice.count as u64 * 4;
+            let buffer = push_buffer(&mut program, label, bytes, BufferRole::Gradient(slice));
+            gradient_buffers.entry(id).or_default().push((rows, buffer));
+        }
     }
     let mut kernel_ids: BTreeMap<String, usize> = BTreeMap::new();
     for (id, value) in graph.values() {
         let Source::Op(op) = &value.source else {
             continue;
         };
+        if let (true, Op::GatherBackward { dy, ids, .. }) = (direct.contains(&id), op) {
+            let read = |v: &ValueId| Binding {
+                buffer: value_buffers[v.index()][0],
+                read_only: true,
+            };
+            for (rows, buffer) in &gradient_buffers[&id] {
+                let instance = kernels::gather_backward(graph, *dy, *ids, rows.clone(), true);
+                let kernel = add_kernel(&mut program, &mut kernel_ids, &instance)?;
+                let sum = Binding {
+                    buffer: *buffer,
+                    read_only: false,
+                };
+                program.dispatches.push(Dispatch {
+                    kernel,
+                    bindings: vec![read(dy), read(ids), sum],
+                    workgroups: instance.workgroups,
+                });
+            }
+            continue;
+        }
         let instance = kernels::instance(graph, id, op, options.max_binding_bytes);
         let output = Binding {
             buffer: value_buffers[id.index()][0],
@@ -136,7 +199,7 @@ fn lower_with(
             bindings,
             workgroups: instance.workgroups,
         });
-        if let Some(&gradient) = gradient_buffers.get(&id) {
+        if let Some(&[(_, gradient)]) = gradient_buffers.get(&id).map(|g| &g[..]) {
             let add = kernels::over_buffer(Template::Accumulate, value.elements());
             let kernel = add_kernel(&mut program, &mut kernel_ids, &add)?;
             let read = Binding {
@@ -195,9 +258,10 @@ fn allocate_buffers(
     options: &CodegenOptions,
     program: &mut Program,
     weights: &mut BTreeMap<String, Arc<[f32]>>,
+    direct: &BTreeSet<ValueId>,
 ) -> Result<Vec<Vec<usize>>, CodegenError> {
     let limit = options.max_binding_bytes;
-    let plan = memory::plan_activations(graph);
+    let plan = memory::plan_activations(graph, direct);
     let first_slot = program.buffers.len();
     for (slot, &bytes) in plan.slot_bytes.iter().enumerate() {
         program.buffers.push(BufferSpec {
@@ -219,7 +283,7 @@ fn allocate_buffers(
             bytes,
             limit,
         };
-        if !bound[id.index()] {
+        if !bound[id.index()] || direct.contains(&id) {
             value_buffers.push(Vec::new());
             continue;
         }
@@ -282,6 +346,17 @@ pub(super) fn push_buffer(
     program.buffers.len() - 1
 }
 
+/// The row ranges of a [rows, width] table's parts under a binding limit
+/// of `limit` bytes (one part when it fits); None past [`memory::TABLE_PARTS`].
+pub(super) fn row_parts(rows: usize, width: usize, limit: u64) -> Option<Vec<Range<usize>>> {
+    let (rows_per_part, parts) = memory::table_parts(rows, width, limit);
+    (parts <= memory::TABLE_PARTS).then(|| {
+        (0..parts)
+            .map(|part| part * rows_per_part..((part + 1) * rows_per_part).min(rows))
+            .collect()
+    })
+}
+
 /// A weight's buffers: the whole weight, or row parts of a table that does
 /// not fit one binding; each filled from `pieces` (checkpoint weights by
 /// name and length, laid end to end). None when it takes too many parts.
@@ -296,20 +371,16 @@ fn weight_parts(
         [rows, width] => (rows, width),
         _ => (1, shape.iter().product()),
     };
-    let (rows_per_part, parts) = memory::table_parts(rows, width, limit);
-    if parts > memory::TABLE_PARTS {
-        return None;
-    }
-    let buffers = (0..parts).map(|part| {
-        let first_row = part * rows_per_part;
-        let part_rows = rows_per_part.min(rows - first_row);
-        let label = if parts == 1 {
+    let parts = row_parts(rows, width, limit)?;
+    let whole = parts.len() == 1;
+    let buffers = parts.into_iter().map(|rows| {
+        let label = if whole {
             name.to_owned()
         } else {
-            format!("{name}[rows {first_row}..{}]", first_row + part_rows)
+            format!("{name}[rows {}..{}]", rows.start, rows.end)
         };
-        let role = BufferRole::Weight(slices(pieces, first_row * width, part_rows * width));
-        push_buffer(program, label, (part_rows * width * 4) as u64, role)
+        let role = BufferRole::Weight(slices(pieces, rows.start * width, rows.len() * width));
+        push_buffer(program, label, (rows.len() * width * 4) as u64, role)
     });
     Some(buffers.collect())
 }

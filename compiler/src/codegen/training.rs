@@ -18,7 +18,9 @@ use xltc_runtime::Program;
 
 use super::kernels::{finish, per_element, KernelInstance};
 use super::templates::Template;
-use super::{add_kernel, lower_with, push_buffer, CodegenError, CodegenOptions, Compiled};
+use super::{
+    add_kernel, lower_with, push_buffer, row_parts, CodegenError, CodegenOptions, Compiled,
+};
 use crate::ir::{Graph, Source};
 use crate::passes::gradient_name;
 use crate::reference::{decays, AdamW};
@@ -53,14 +55,50 @@ pub fn lower_train_step(graph: &Graph, options: &CodegenOptions) -> Result<Compi
     lower_with(&step, options, &accumulate)
 }
 
-/// The optimizer step over `parameters` (checkpoint name and elements, in
+/// The optimizer step over `parameters` (checkpoint name and shape, in
 /// the order their squares are added): global-norm clipping and AdamW with
-/// `adam`'s settings, weight decay only where [`decays`] says. Its output
-/// `gradient_norm` [1] is the norm before clipping.
+/// `adam`'s settings, weight decay only where [`decays`] says. A table past
+/// one binding is updated a part at a time, its parts those of its weight
+/// and gradient buffers in the other programs. Its output `gradient_norm`
+/// [1] is the norm before clipping.
 pub fn lower_optimizer(
-    parameters: &[(String, usize)],
+    parameters: &[(String, Vec<usize>)],
     adam: &AdamW,
+    options: &CodegenOptions,
 ) -> Result<Program, CodegenError> {
+    let limit = options.max_binding_bytes;
+    // (name, slice) of every part, in order.
+    let mut parts = Vec::new();
+    for (name, shape) in parameters {
+        let elements: usize = shape.iter().product();
+        let (rows, width) = match shape[..] {
+            [rows, width] => (rows, width),
+            _ => (1, elements),
+        };
+        let too_large = || CodegenError::TooLarge {
+            value: name.clone(),
+            bytes: elements as u64 * 4,
+            limit,
+        };
+        let ranges = row_parts(rows, width, limit).ok_or_else(too_large)?;
+        if (ranges[0].len() * width) as u64 * 4 > limit {
+            return Err(too_large());
+        }
+        let whole = ranges.len() == 1;
+        for range in ranges {
+            let slice = WeightSlice {
+                name: name.clone(),
+                first: range.start * width,
+                count: range.len() * width,
+            };
+            let label = if whole {
+                name.clone()
+            } else {
+                format!("{name}[rows {}..{}]", range.start, range.end)
+            };
+            parts.push((label, slice));
+        }
+    }
     let mut program = Program::default();
     let scalars = push_buffer(
         &mut program,
@@ -71,7 +109,7 @@ pub fn lower_optimizer(
     let partials = push_buffer(
         &mut program,
         "squares of each gradient".to_owned(),
-        parameters.len().max(1) as u64 * 4,
+        parts.len().max(1) as u64 * 4,
         BufferRole::Activation,
     );
     let state = push_buffer(
@@ -82,22 +120,17 @@ pub fn lower_optimizer(
     );
     let mut kernel_ids = BTreeMap::new();
     let mut buffers = Vec::new();
-    for (name, count) in parameters {
-        let bytes = *count as u64 * 4;
-        let slice = WeightSlice {
-            name: name.clone(),
-            first: 0,
-            count: *count,
-        };
+    for (label, slice) in &parts {
+        let bytes = slice.count as u64 * 4;
         let moment = |order| BufferRole::Moment {
-            of: name.clone(),
+            of: slice.clone(),
             order,
         };
         let roles = [
-            (name.clone(), BufferRole::Weight(vec![slice])),
-            (format!("grad {name}"), BufferRole::Gradient(name.clone())),
-            (format!("m {name}"), moment(1)),
-            (format!("v {name}"), moment(2)),
+            (label.clone(), BufferRole::Weight(vec![slice.clone()])),
+            (format!("grad {label}"), BufferRole::Gradient(slice.clone())),
+            (format!("m {label}"), moment(1)),
+            (format!("v {label}"), moment(2)),
         ];
         let ids = roles.map(|(label, role)| push_buffer(&mut program, label, bytes, role));
         buffers.push(ids);
@@ -112,9 +145,9 @@ pub fn lower_optimizer(
         });
         Ok::<(), CodegenError>(())
     };
-    for (index, ((_, count), [_, gradient, _, _])) in parameters.iter().zip(&buffers).enumerate() {
+    for (index, ((_, slice), [_, gradient, _, _])) in parts.iter().zip(&buffers).enumerate() {
         let c = vec![
-            ("COUNT", count.to_string()),
+            ("COUNT", slice.count.to_string()),
             ("INDEX", index.to_string()),
             ("WORKGROUP", SQUARE_SUM_WORKGROUP.to_string()),
         ];
@@ -125,7 +158,7 @@ pub fn lower_optimizer(
             vec![bind(*gradient, true), bind(partials, false)],
         )?;
     }
-    let c = vec![("PARAMETERS", parameters.len().to_string())];
+    let c = vec![("PARAMETERS", parts.len().to_string())];
     let clip = finish(Template::Clip, c, Vec::new(), [1, 1, 1]);
     let bindings = vec![
         bind(partials, true),
@@ -133,11 +166,11 @@ pub fn lower_optimizer(
         bind(state, false),
     ];
     dispatch(&mut program, clip, bindings)?;
-    for ((name, count), [param, gradient, m, v]) in parameters.iter().zip(&buffers) {
-        let (workgroups, grid) = per_element(*count);
+    for ((_, slice), [param, gradient, m, v]) in parts.iter().zip(&buffers) {
+        let (workgroups, grid) = per_element(slice.count);
         let c = vec![
-            ("COUNT", count.to_string()),
-            ("DECAY", u32::from(decays(name)).to_string()),
+            ("COUNT", slice.count.to_string()),
+            ("DECAY", u32::from(decays(&slice.name)).to_string()),
             ("BETA1", format!("{:e}", adam.beta1 as f32)),
             ("BETA2", format!("{:e}", adam.beta2 as f32)),
             ("EPS", format!("{:e}", adam.eps as f32)),

@@ -10,7 +10,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use xltc_runtime::artifact::{Bucket, Training};
-use xltc_runtime::program::BufferRole;
+use xltc_runtime::program::{BufferRole, WeightSlice};
 use xltc_runtime::{Executor, Gpu, GpuError, ModelInputs, TrainingInputs, WeightBuffers};
 
 use crate::codegen::{optimizer_input, OPTIMIZER_INPUT};
@@ -28,9 +28,10 @@ pub struct GpuSteps {
     train_steps: HashMap<(usize, usize), Executor>,
     forwards: HashMap<(usize, usize), Executor>,
     optimizer: Executor,
-    /// The optimizer program's buffers of each parameter: (weight, first
-    /// moment, second moment), in parameter order.
-    parameter_buffers: Vec<[usize; 3]>,
+    /// The optimizer program's buffers of each part of each parameter (a
+    /// whole parameter, or rows of a table past one binding): the part, and
+    /// its weight, first moment and second moment, in parameter order.
+    parameter_buffers: Vec<(WeightSlice, [usize; 3])>,
     /// Programs compiled ahead (an artifact's), used before compiling.
     stored: Option<Training>,
 }
@@ -50,34 +51,37 @@ impl GpuSteps {
         stored: Option<Training>,
     ) -> Result<Self, TrainError> {
         let gpu = Gpu::new_blocking().map_err(gpu_error)?;
-        let parameters: Vec<(String, usize)> = params
+        let parameters: Vec<(String, Vec<usize>)> = params
             .iter()
-            .map(|(n, _, d)| (n.clone(), d.len()))
+            .map(|(n, shape, _)| (n.clone(), shape.clone()))
             .collect();
         let program = match &stored {
             Some(training) => training.optimizer.clone(),
             None => programs::optimizer(&parameters, adam)?,
         };
-        let parameter_buffers = parameters
+        let find = |wanted: &BufferRole| {
+            program
+                .buffers
+                .iter()
+                .position(|b| b.role == *wanted)
+                .expect("the optimizer program has every part's buffers")
+        };
+        // Parts in the optimizer's order: parameter order, rows in order.
+        let parameter_buffers = program
+            .buffers
             .iter()
-            .map(|(name, _)| {
-                let find = |wanted: &dyn Fn(&BufferRole) -> bool| {
-                    program
-                        .buffers
-                        .iter()
-                        .position(|b| wanted(&b.role))
-                        .expect("the optimizer program has every parameter's buffers")
+            .filter_map(|b| match &b.role {
+                BufferRole::Moment { of, order: 1 } => Some(of.clone()),
+                _ => None,
+            })
+            .map(|slice| {
+                let moment = |order| BufferRole::Moment {
+                    of: slice.clone(),
+                    order,
                 };
-                let weight = find(&|r| matches!(r, BufferRole::Weight(s) if s[0].name == *name));
-                let moment = |order: u8| {
-                    find(&|r| {
-                        *r == BufferRole::Moment {
-                            of: name.clone(),
-                            order,
-                        }
-                    })
-                };
-                [weight, moment(1), moment(2)]
+                let weight = find(&BufferRole::Weight(vec![slice.clone()]));
+                let buffers = [weight, find(&moment(1)), find(&moment(2))];
+                (slice, buffers)
             })
             .collect();
         let shared = WeightBuffers::default();
@@ -173,25 +177,42 @@ impl GpuSteps {
 
     /// Each parameter and its two moments, read back, in parameter order.
     pub fn read(&self) -> Result<Vec<[Vec<f32>; 3]>, TrainError> {
-        let buffers: Vec<usize> = self.parameter_buffers.iter().flatten().copied().collect();
-        let mut data = pollster::block_on(self.optimizer.read_buffers(&self.gpu, &buffers))
-            .map_err(gpu_error)?
-            .into_iter();
-        let mut next = || data.next().expect("three buffers a parameter");
-        Ok(self
+        let buffers: Vec<usize> = self
             .parameter_buffers
             .iter()
-            .map(|_| [next(), next(), next()])
-            .collect())
+            .flat_map(|(_, b)| *b)
+            .collect();
+        let data = pollster::block_on(self.optimizer.read_buffers(&self.gpu, &buffers))
+            .map_err(gpu_error)?;
+        let mut values: Vec<[Vec<f32>; 3]> = Vec::new();
+        let mut last: Option<&str> = None;
+        for ((slice, _), part) in self.parameter_buffers.iter().zip(data.chunks(3)) {
+            if last != Some(slice.name.as_str()) {
+                values.push(Default::default());
+                last = Some(&slice.name);
+            }
+            let value = values.last_mut().expect("pushed above");
+            for (whole, piece) in value.iter_mut().zip(part) {
+                whole.extend_from_slice(piece);
+            }
+        }
+        Ok(values)
     }
 
     /// Overwrites every parameter and moment (a restored state), in
     /// parameter order.
     pub fn write(&self, values: &[[&[f32]; 3]]) -> Result<(), TrainError> {
-        for (buffers, values) in self.parameter_buffers.iter().zip(values) {
-            for (&buffer, data) in buffers.iter().zip(values) {
+        let mut index = 0;
+        let mut last: Option<&str> = None;
+        for (slice, buffers) in &self.parameter_buffers {
+            if last.is_some_and(|l| l != slice.name) {
+                index += 1;
+            }
+            last = Some(&slice.name);
+            let part = slice.first..slice.first + slice.count;
+            for (&buffer, data) in buffers.iter().zip(&values[index]) {
                 self.optimizer
-                    .write_buffer(&self.gpu, buffer, data)
+                    .write_buffer(&self.gpu, buffer, &data[part.clone()])
                     .map_err(gpu_error)?;
             }
         }

@@ -180,10 +180,10 @@ impl<'m> Trainer<'m> {
     ) -> Result<Self, TrainError> {
         let mut trainer = Self::new(model, settings)?;
         if let Some(training) = &stored {
-            let ours: Vec<(String, usize)> = trainer
+            let ours: Vec<(String, Vec<usize>)> = trainer
                 .params
                 .iter()
-                .map(|(name, _, data)| (name.clone(), data.len()))
+                .map(|(name, shape, _)| (name.clone(), shape.clone()))
                 .collect();
             let settings = &trainer.settings;
             if training.parameters != ours

@@ -88,9 +88,9 @@ pub fn forward(model: &Model, batch: usize, seq: usize) -> Result<Bucket, TrainE
     })
 }
 
-/// The optimizer step over `parameters` (name, elements).
-pub fn optimizer(parameters: &[(String, usize)], adam: &AdamW) -> Result<Program, TrainError> {
-    lower_optimizer(parameters, adam).map_err(codegen_error)
+/// The optimizer step over `parameters` (name, shape).
+pub fn optimizer(parameters: &[(String, Vec<usize>)], adam: &AdamW) -> Result<Program, TrainError> {
+    lower_optimizer(parameters, adam, &CodegenOptions::default()).map_err(codegen_error)
 }
 
 /// Every program training `model` in batches of `batch` sequences of up to
@@ -103,9 +103,9 @@ pub fn compile_training(
     adam: &AdamW,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Training, TrainError> {
-    let parameters: Vec<(String, usize)> = parameters(model)?
+    let parameters: Vec<(String, Vec<usize>)> = parameters(model)?
         .into_iter()
-        .map(|(name, _, data)| (name, data.len()))
+        .map(|(name, shape, _)| (name, shape))
         .collect();
     let seqs = sequence_buckets(max_seq, model.max_tokens());
     let total = 2 * seqs.len() + 1;
