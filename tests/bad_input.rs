@@ -206,6 +206,33 @@ fn a_broken_config_names_the_file_and_field() {
     );
 }
 
+/// A classifier's config.json with neither id2label nor num_labels (what
+/// recent transformers writes for its default of two labels) reads as
+/// transformers reads it: LABEL_0 and LABEL_1. With num_labels 3 and a
+/// two-row classifier, the shape error names the tensor.
+#[test]
+fn a_classifier_config_without_labels_has_transformers_two() {
+    let dir = common::model_copy("tiny-xlmr");
+    edit_config(dir.path(), |c| {
+        let c = c.as_object_mut().unwrap();
+        c.remove("id2label");
+        c.remove("label2id");
+    });
+    let output = run_on(dir.path(), &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("LABEL_0") && stdout.contains("LABEL_1"),
+        "{stdout}"
+    );
+    edit_config(dir.path(), |c| c["num_labels"] = 3.into());
+    assert_fails(&run_on(dir.path(), &[]), &["classifier.out_proj.weight"]);
+}
+
 #[test]
 fn empty_texts_are_refused() {
     let model = model_dir("tiny-bert");

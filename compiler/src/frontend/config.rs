@@ -211,7 +211,8 @@ impl ConfigReader<'_> {
         }
     }
 
-    /// Label names from id2label, in id order; LABEL_i when only num_labels is given.
+    /// Label names from id2label, in id order; LABEL_i when only num_labels
+    /// is given; LABEL_0 and LABEL_1 when neither is, as transformers reads it.
     fn labels(&self) -> Result<Vec<String>, FrontendError> {
         if let Some(map) = self.json.get("id2label").and_then(Json::as_object) {
             let mut labels = vec![None; map.len()];
@@ -230,9 +231,12 @@ impl ConfigReader<'_> {
             }
             return Ok(labels.into_iter().flatten().collect());
         }
-        let n = self
-            .count("num_labels")
-            .map_err(|_| self.error("a sequence classifier needs id2label or num_labels".into()))?;
+        // Neither: transformers' default of two labels, which its recent
+        // versions leave out of config.json.
+        let n = match self.json.get("num_labels") {
+            None => 2,
+            Some(_) => self.count("num_labels")?,
+        };
         Ok((0..n).map(|i| format!("LABEL_{i}")).collect())
     }
 }
