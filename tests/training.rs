@@ -1189,3 +1189,68 @@ fn a_table_split_over_bindings_trains_bit_for_bit_as_a_whole_one() {
     }
     assert!(whole.4 == split.4, "parameters differ when split");
 }
+
+/// `xltc train model.xltc` trains the artifact's model with the programs
+/// `xltc compile --training` stored in it: the weights it writes equal, bit
+/// for bit, those of the same run from the model folder (which compiles its
+/// own), and a run whose settings differ from the programs' is refused
+/// before any step, saying how to recompile.
+#[test]
+fn xltc_train_takes_an_artifact_with_its_training_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("tiny-xlmr.xltc");
+    let model = model_dir("tiny-xlmr");
+    let output = xltc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        artifact.to_str().unwrap(),
+        "--training",
+        "--train-batch",
+        "8",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let extra = ["--epochs", "2", "--eval-every", "4"];
+    let train = |out: &std::path::Path, model: Option<&std::path::Path>, more: &[&str]| {
+        let mut args = yes_no_training(out, &[&extra[..], more].concat());
+        if let Some(model) = model {
+            args[1] = model.to_str().unwrap().to_owned();
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        xltc(&args)
+    };
+    let (from_folder, from_artifact) = (dir.path().join("folder"), dir.path().join("artifact"));
+    for (out, model) in [
+        (&from_folder, None),
+        (&from_artifact, Some(artifact.as_path())),
+    ] {
+        let output = train(out, model, &[]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let weights =
+        |out: &std::path::Path| std::fs::read(out.join("last/model.safetensors")).unwrap();
+    assert!(
+        weights(&from_folder) == weights(&from_artifact),
+        "the artifact's programs trained otherwise"
+    );
+    let refused = dir.path().join("refused");
+    let output = train(&refused, Some(&artifact), &["--no-dropout"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--no-dropout") && stderr.contains("dropout true"),
+        "{stderr}"
+    );
+    assert!(
+        !refused.join("state").exists(),
+        "a refused run saved a state"
+    );
+}

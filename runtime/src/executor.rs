@@ -10,6 +10,9 @@ use crate::device::{Gpu, GpuError};
 use crate::inputs::{input_bytes, ModelInputs, TrainingInputs};
 use crate::program::{BufferRole, Dispatch, Program, WeightSlice};
 
+/// The largest staging buffer [`Executor::read_buffers`] makes.
+pub const READ_BACK_BYTES: u64 = 256 << 20;
+
 /// An output read back from the GPU.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
@@ -252,7 +255,9 @@ impl Executor {
     }
 
     /// The contents of `buffers` (parameters, moments), read back after
-    /// everything submitted so far.
+    /// everything submitted so far, through staging buffers of at most
+    /// [`READ_BACK_BYTES`] (a model's parameters can pass the adapter's
+    /// largest buffer: XLM-R base's are 1.1 GB).
     pub async fn read_buffers(
         &self,
         gpu: &Gpu,
@@ -262,6 +267,30 @@ impl Executor {
             .iter()
             .map(|&b| self.program.buffers[b].bytes)
             .collect();
+        let mut out = Vec::with_capacity(buffers.len());
+        let mut start = 0;
+        while start < buffers.len() {
+            let (mut end, mut total) = (start, 0);
+            while end < buffers.len() && (end == start || total + sizes[end] <= READ_BACK_BYTES) {
+                total += sizes[end];
+                end += 1;
+            }
+            out.extend(
+                self.read_group(gpu, &buffers[start..end], &sizes[start..end])
+                    .await?,
+            );
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// `buffers` (of `sizes` bytes) through one staging buffer.
+    async fn read_group(
+        &self,
+        gpu: &Gpu,
+        buffers: &[usize],
+        sizes: &[u64],
+    ) -> Result<Vec<Vec<f32>>, GpuError> {
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("xltc read back"),
             size: sizes.iter().sum::<u64>().max(4),
@@ -270,22 +299,25 @@ impl Executor {
         });
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let mut offset = 0;
-        for (&buffer, &bytes) in buffers.iter().zip(&sizes) {
+        for (&buffer, &bytes) in buffers.iter().zip(sizes) {
             encoder.copy_buffer_to_buffer(&self.buffers[buffer], 0, &staging, offset, bytes);
             offset += bytes;
         }
         gpu.queue.submit([encoder.finish()]);
         map(gpu, &staging).await?;
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
         let mut out = Vec::new();
-        let mut offset = 0;
-        for bytes in sizes {
-            let range = offset as usize..(offset + bytes) as usize;
-            out.push(bytemuck::cast_slice(&view[range]).to_vec());
-            offset += bytes;
+        {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            let mut offset = 0;
+            for &bytes in sizes {
+                let range = offset as usize..(offset + bytes) as usize;
+                out.push(bytemuck::cast_slice(&view[range]).to_vec());
+                offset += bytes;
+            }
         }
+        staging.destroy();
         Ok(out)
     }
 

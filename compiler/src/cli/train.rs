@@ -15,6 +15,7 @@ use xltc::frontend::{Family, Model, ModelOutput};
 use xltc::plot;
 use xltc::train::programs::Parameter;
 use xltc::train::{encode, Example, Settings, Trainer};
+use xltc_runtime::artifact::Training;
 use xltc_runtime::pairs::label_index;
 use xltc_runtime::{PairFile, SplitMix64, TextTokenizer};
 
@@ -60,10 +61,10 @@ struct State {
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
-    let (run, model, saved) = match &args.resume {
+    let (run, (model, stored), saved) = match &args.resume {
         Some(out) => {
             let (state, tensors) = read_state(out)?;
-            let model = Model::load(&state.run.model)?;
+            let model = load(&state.run.model)?;
             (state.run, model, Some((state.position, tensors)))
         }
         None => {
@@ -71,12 +72,25 @@ pub fn train(args: TrainArgs) -> Result<()> {
             (run, model, None)
         }
     };
-    execute(&run, &model, saved)
+    execute(&run, &model, stored, saved)
 }
 
-/// The run the arguments ask for, and the classifier it trains: MODEL, or
-/// OUT/init, MODEL with a new head, when MODEL has none.
-fn run_spec(args: &TrainArgs) -> Result<(RunSpec, Model)> {
+/// MODEL as the trainer takes it: a model folder, or a compiled artifact,
+/// with the training programs `xltc compile --training` stored in it.
+fn load(path: &Path) -> Result<(Model, Option<Training>)> {
+    if super::is_artifact(path) {
+        let artifact = super::read_artifact(path)?;
+        let model = Model::from_artifact(path, &artifact)?;
+        Ok((model, artifact.manifest.training))
+    } else {
+        Ok((Model::load(path)?, None))
+    }
+}
+
+/// The run the arguments ask for, and the classifier it trains (with the
+/// programs an artifact stores): MODEL, or OUT/init, MODEL with a new head,
+/// when MODEL has none.
+fn run_spec(args: &TrainArgs) -> Result<(RunSpec, (Model, Option<Training>))> {
     if args.batch == 0 || args.accum == 0 || args.eval_every == 0 || args.save_every == Some(0) {
         bail!("--batch, --accum, --eval-every and --save-every must be at least 1");
     }
@@ -106,7 +120,7 @@ fn run_spec(args: &TrainArgs) -> Result<(RunSpec, Model)> {
         save_every: args.save_every.unwrap_or(args.eval_every),
         cpu: args.cpu,
     };
-    let model = Model::load(&run.model)?;
+    let (model, stored) = load(&run.model)?;
     if model.output == ModelOutput::Classification {
         if let Some(given) = args.labels.as_ref().filter(|l| **l != model.config.labels) {
             bail!(
@@ -115,7 +129,7 @@ fn run_spec(args: &TrainArgs) -> Result<(RunSpec, Model)> {
                 model.config.labels.join(",")
             );
         }
-        return Ok((run, model));
+        return Ok((run, (model, stored)));
     }
     let Some(labels) = &args.labels else {
         bail!(
@@ -135,10 +149,15 @@ fn run_spec(args: &TrainArgs) -> Result<(RunSpec, Model)> {
         init.display()
     );
     let model = Model::load(&init)?;
-    Ok((RunSpec { model: init, ..run }, model))
+    Ok((RunSpec { model: init, ..run }, (model, None)))
 }
 
-fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> Result<()> {
+fn execute(
+    run: &RunSpec,
+    model: &Model,
+    stored: Option<Training>,
+    saved: Option<(Position, Tensors)>,
+) -> Result<()> {
     let settings = &run.settings;
     if model.output != ModelOutput::Classification {
         bail!(
@@ -159,8 +178,19 @@ fn execute(run: &RunSpec, model: &Model, saved: Option<(Position, Tensors)>) -> 
     let mut trainer = if run.cpu {
         Trainer::new(model, settings.clone())?
     } else {
-        Trainer::on_gpu(model, settings.clone())
-            .context("cannot train on the GPU; --cpu trains on the CPU reference")?
+        let with_programs = stored.is_some();
+        Trainer::on_gpu_with(model, settings.clone(), stored).with_context(|| {
+            if with_programs {
+                format!(
+                    "{}: cannot train on the GPU with the programs it stores (compile it \
+                     with this run's --no-dropout and --weight-decay, train from the model \
+                     folder, or --cpu)",
+                    run.model.display()
+                )
+            } else {
+                "cannot train on the GPU; --cpu trains on the CPU reference".to_owned()
+            }
+        })?
     };
     let mut position = Position::default();
     let log_path = out.join("log.jsonl");
