@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::device::{Gpu, GpuError};
-use crate::inputs::{input_bytes, ModelInputs, TrainingInputs};
+use crate::inputs::{id_order, input_bytes, ModelInputs, TrainingInputs, ORDER_SUFFIX};
 use crate::program::{BufferRole, Dispatch, Program, WeightSlice};
 
 /// The largest staging buffer [`Executor::read_buffers`] makes.
@@ -130,8 +130,22 @@ impl Executor {
         training: &TrainingInputs,
     ) -> Result<BTreeMap<String, Output>, GpuError> {
         self.check_ids(inputs)?;
-        self.run_named(gpu, |name| input_bytes(name, inputs, training))
-            .await
+        // Derived inputs the program reads: each `<ids>.order`.
+        let mut orders: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for spec in &self.program.buffers {
+            if let BufferRole::Input(names) = &spec.role {
+                for name in names {
+                    if let Some(ids) = name.strip_suffix(ORDER_SUFFIX).and_then(|n| inputs.ids(n)) {
+                        orders.insert(name, id_order(ids));
+                    }
+                }
+            }
+        }
+        self.run_named(gpu, |name| match orders.get(name) {
+            Some(order) => Some(bytemuck::cast_slice(order)),
+            None => input_bytes(name, inputs, training),
+        })
+        .await
     }
 
     /// Runs the program with each input buffer filled from `input(name)`

@@ -119,8 +119,21 @@ pub struct TrainingInputs {
     pub dropout_key: Vec<u32>,
 }
 
+/// The suffix of a derived input: `input_ids.order` is the permutation
+/// that sorts `input_ids` ([`id_order`]), which the gradient of a gather
+/// reads to sum each id's rows in one pass.
+pub const ORDER_SUFFIX: &str = ".order";
+
+/// The token indices sorted by id, tokens of one id in token order (a
+/// stable sort): each id's tokens are one run of the permutation.
+pub fn id_order(ids: &[u32]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+    order.sort_by_key(|&t| ids[t as usize]);
+    order
+}
+
 /// The data of the input named `name`, model or training, as bytes; None
-/// for a name no graph input has.
+/// for a name no graph input has (derived inputs, `*.order`, included).
 pub fn input_bytes<'a>(
     name: &str,
     inputs: &'a ModelInputs,
@@ -153,6 +166,12 @@ mod tests {
             ids: ids.to_vec(),
             type_ids: vec![0; ids.len()],
         }
+    }
+
+    #[test]
+    fn id_order_sorts_stably() {
+        assert_eq!(id_order(&[7, 3, 7, 1, 3]), vec![3, 1, 4, 0, 2]);
+        assert_eq!(id_order(&[]), Vec::<u32>::new());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
 
+use xltc_runtime::inputs::ORDER_SUFFIX;
 use xltc_runtime::program::{
     Binding, BufferRole, BufferSpec, Dispatch, IdBound, KernelSpec, OutputSpec, WeightSlice,
 };
@@ -37,6 +38,8 @@ pub enum CodegenError {
         bytes: u64,
         limit: u64,
     },
+    #[error("{value}: {why}")]
+    Unsupported { value: String, why: String },
 }
 
 /// WebGPU's default maxStorageBufferBindingSize: what every browser allows.
@@ -101,6 +104,7 @@ fn lower_with(
         })
         .collect();
     let value_buffers = allocate_buffers(graph, options, &mut program, &mut weights, &direct)?;
+    let order_buffers = order_buffers(graph, &mut program)?;
     let mut gradient_buffers: BTreeMap<ValueId, Vec<(Range<usize>, usize)>> = BTreeMap::new();
     for (&id, parameter) in accumulate {
         let value = graph.value(id);
@@ -142,10 +146,15 @@ fn lower_with(
             continue;
         };
         if let (true, Op::GatherBackward { dy, ids, .. }) = (direct.contains(&id), op) {
-            let read = |v: &ValueId| Binding {
-                buffer: value_buffers[v.index()][0],
+            let read = |buffer| Binding {
+                buffer,
                 read_only: true,
             };
+            let reads = [
+                read(value_buffers[dy.index()][0]),
+                read(value_buffers[ids.index()][0]),
+                read(order_buffers[ids]),
+            ];
             for (rows, buffer) in &gradient_buffers[&id] {
                 let instance = kernels::gather_backward(graph, *dy, *ids, rows.clone(), true);
                 let kernel = add_kernel(&mut program, &mut kernel_ids, &instance)?;
@@ -155,7 +164,7 @@ fn lower_with(
                 };
                 program.dispatches.push(Dispatch {
                     kernel,
-                    bindings: vec![read(dy), read(ids), sum],
+                    bindings: [&reads[..], &[sum]].concat(),
                     workgroups: instance.workgroups,
                 });
             }
@@ -192,6 +201,12 @@ fn lower_with(
                     read_only: true,
                 });
             }
+        }
+        if let Op::GatherBackward { ids, .. } = op {
+            bindings.push(Binding {
+                buffer: order_buffers[ids],
+                read_only: true,
+            });
         }
         bindings.push(output);
         program.dispatches.push(Dispatch {
@@ -319,6 +334,34 @@ fn allocate_buffers(
         value_buffers.push(buffers);
     }
     Ok(value_buffers)
+}
+
+/// The derived input buffer (`<ids>.order`, [`ORDER_SUFFIX`]) of the ids
+/// every gather gradient reads, by the ids' value.
+fn order_buffers(
+    graph: &Graph,
+    program: &mut Program,
+) -> Result<BTreeMap<ValueId, usize>, CodegenError> {
+    let mut buffers = BTreeMap::new();
+    for (id, value) in graph.values() {
+        let Source::Op(Op::GatherBackward { ids, .. }) = &value.source else {
+            continue;
+        };
+        if buffers.contains_key(ids) {
+            continue;
+        }
+        let Source::Input(input) = graph.value(*ids).source else {
+            return Err(CodegenError::Unsupported {
+                value: graph.value(id).name.clone(),
+                why: "a gather's gradient reads ids that are no graph input".to_owned(),
+            });
+        };
+        let name = format!("{}{ORDER_SUFFIX}", input.name());
+        let bytes = graph.value(*ids).elements() as u64 * 4;
+        let role = BufferRole::Input(vec![name.clone()]);
+        buffers.insert(*ids, push_buffer(program, name, bytes, role));
+    }
+    Ok(buffers)
 }
 
 /// Which values a kernel binds: every op's value (its kernel writes it),
