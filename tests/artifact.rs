@@ -169,6 +169,93 @@ fn inspect_shows_training_programs_and_their_memory() {
     );
 }
 
+/// A row of a profile's table: family, dispatches, share %, GFLOP/s.
+type FamilyRow = (String, usize, f64, Option<f64>);
+
+/// Parses a profile's sections: for each, its title, the dispatch count of
+/// its header and the rows of its table.
+fn profile_sections(out: &str) -> Vec<(String, usize, Vec<FamilyRow>)> {
+    let mut sections = Vec::new();
+    for line in out.lines() {
+        if let Some((head, _)) = line.split_once(" dispatches, ") {
+            let (title, count) = head.rsplit_once(": ").unwrap();
+            let title = title.split(", batch ").next().unwrap();
+            sections.push((title.to_owned(), count.parse().unwrap(), Vec::new()));
+        } else if line.starts_with("| ") && !line.starts_with("| kernel family") {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let share = cells[3].trim_end_matches('%').parse().unwrap();
+            let gflops = cells[4].parse().ok();
+            let row = (
+                cells[0].to_owned(),
+                cells[1].parse().unwrap(),
+                share,
+                gflops,
+            );
+            sections
+                .last_mut()
+                .expect("a table after a header")
+                .2
+                .push(row);
+        }
+    }
+    sections
+}
+
+/// `xltc profile` times every dispatch of a program: each section's
+/// families cover all its dispatches, their shares add up to 100%, GEMMs
+/// report GFLOP/s; with --training, the train step and the optimizer step.
+#[test]
+fn profile_times_every_dispatch_by_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("tiny-bert.xltc");
+    compile_with(
+        "tiny-bert",
+        &artifact,
+        &["--training", "--train-batch", "2"],
+    );
+    let path = artifact.to_str().unwrap();
+    let forward = ok(&xltc(&[
+        "profile", path, "--batch", "3", "--seq", "20", "--runs", "2",
+    ]));
+    let training = ok(&xltc(&["profile", path, "--seq", "20", "--training"]));
+    assert!(forward.contains("adapter:"), "{forward}");
+    let mut sections = profile_sections(&forward);
+    sections.extend(profile_sections(&training));
+    let titles: Vec<&str> = sections.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            format!("{path}: forward"),
+            format!("{path}: train step"),
+            format!("{path}: optimizer step")
+        ]
+    );
+    assert!(
+        forward.contains("batch 4 x seq 32"),
+        "the smallest bucket: {forward}"
+    );
+    assert!(
+        training.contains("train step, batch 2 x seq 32"),
+        "{training}"
+    );
+    for (title, dispatches, rows) in &sections {
+        let counted: usize = rows.iter().map(|r| r.1).sum();
+        assert_eq!(counted, *dispatches, "{title}");
+        let shares: f64 = rows.iter().map(|r| r.2).sum();
+        assert!(
+            (shares - 100.0).abs() < 0.5,
+            "{title}: shares add to {shares}"
+        );
+    }
+    let gemm = sections[1]
+        .2
+        .iter()
+        .find(|r| r.0 == "matmul")
+        .expect("GEMMs");
+    assert!(gemm.3.is_some_and(|g| g > 0.0), "{gemm:?}");
+    assert!(sections[2].2.iter().any(|r| r.0 == "adamw"), "{training}");
+}
+
 #[test]
 fn a_damaged_artifact_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();

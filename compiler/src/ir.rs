@@ -531,47 +531,48 @@ impl Graph {
     /// Floating-point operations of one run: a multiply-add counts two;
     /// element-wise work counts one an output element.
     pub fn flops(&self) -> u64 {
-        let ops = self.values.iter().filter_map(|v| match &v.source {
-            Source::Op(op) => Some((op, v)),
-            _ => None,
-        });
-        ops.map(|(op, out)| {
-            let elements = out.elements() as u64;
-            match *op {
-                Op::MatMul { x, .. } | Op::Linear { x, .. } | Op::LinearNorm { x, .. } => {
-                    2 * elements * *self.value(x).shape.last().unwrap() as u64
-                }
-                Op::Head {
-                    dense_weight,
-                    out_weight,
-                    ..
-                } => {
-                    let dense = self.value(dense_weight).elements() as u64;
-                    let out = self.value(out_weight).elements() as u64;
-                    2 * self.batch as u64 * (dense + out)
-                }
-                Op::Attention { .. } => 4 * elements * self.seq as u64,
-                Op::AttentionScores { query, heads, .. } => {
-                    2 * elements * (self.value(query).shape[1] / heads) as u64
-                }
-                Op::AttentionContext { .. } => 2 * elements * self.seq as u64,
-                Op::MatMulBackwardX { dy, .. } => {
-                    2 * elements * *self.value(dy).shape.last().unwrap() as u64
-                }
-                Op::MatMulBackwardWeight { dy, .. } => {
-                    2 * elements * self.value(dy).shape[0] as u64
-                }
-                Op::AttentionScoresBackward { .. } | Op::AttentionContextBackwardValue { .. } => {
-                    2 * elements * self.seq as u64
-                }
-                Op::AttentionContextBackwardProbs { dy, heads, .. } => {
-                    2 * elements * (self.value(dy).shape[1] / heads) as u64
-                }
-                Op::Gather { .. } | Op::FirstToken { .. } => 0,
-                _ => elements,
+        self.values().map(|(id, _)| self.op_flops(id)).sum()
+    }
+
+    /// Floating-point operations of the op that computes `id` (a multiply-add
+    /// counts two); 0 for inputs, weights and pure data movement.
+    pub fn op_flops(&self, id: ValueId) -> u64 {
+        let out = self.value(id);
+        let Source::Op(op) = &out.source else {
+            return 0;
+        };
+        let elements = out.elements() as u64;
+        match *op {
+            Op::MatMul { x, .. } | Op::Linear { x, .. } | Op::LinearNorm { x, .. } => {
+                2 * elements * *self.value(x).shape.last().unwrap() as u64
             }
-        })
-        .sum()
+            Op::Head {
+                dense_weight,
+                out_weight,
+                ..
+            } => {
+                let dense = self.value(dense_weight).elements() as u64;
+                let out = self.value(out_weight).elements() as u64;
+                2 * self.batch as u64 * (dense + out)
+            }
+            Op::Attention { .. } => 4 * elements * self.seq as u64,
+            Op::AttentionScores { query, heads, .. } => {
+                2 * elements * (self.value(query).shape[1] / heads) as u64
+            }
+            Op::AttentionContext { .. } => 2 * elements * self.seq as u64,
+            Op::MatMulBackwardX { dy, .. } => {
+                2 * elements * *self.value(dy).shape.last().unwrap() as u64
+            }
+            Op::MatMulBackwardWeight { dy, .. } => 2 * elements * self.value(dy).shape[0] as u64,
+            Op::AttentionScoresBackward { .. } | Op::AttentionContextBackwardValue { .. } => {
+                2 * elements * self.seq as u64
+            }
+            Op::AttentionContextBackwardProbs { dy, heads, .. } => {
+                2 * elements * (self.value(dy).shape[1] / heads) as u64
+            }
+            Op::Gather { .. } | Op::FirstToken { .. } => 0,
+            _ => elements,
+        }
     }
 
     /// The graph's value for `input`, added on first use.

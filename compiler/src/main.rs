@@ -30,6 +30,10 @@ enum Command {
     /// Show what an artifact holds: buckets, kernels, dispatches, buffers,
     /// peak memory and FLOPs per sequence.
     Inspect(InspectArgs),
+    /// Run one program of a model and show where its time goes: each kernel
+    /// family's and each dispatch's time and share, GFLOP/s, and the bytes
+    /// it binds a second; GPU timestamps where the adapter has them.
+    Profile(ProfileArgs),
     /// Zero-shot cross-lingual evaluation on a folder of pair files (XTREME
     /// layout): accuracy per language and language pair, robustness to synonym
     /// substitution, agreement with English; writes a report with plots.
@@ -265,6 +269,31 @@ pub enum BaselineKind {
 }
 
 #[derive(Args)]
+pub struct ProfileArgs {
+    /// A compiled model.xltc (the program of the smallest bucket that holds
+    /// --batch x --seq), or a model folder (the fused program of exactly
+    /// that shape, compiled now).
+    pub model: PathBuf,
+    /// Sequences in the batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens in each sequence.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Profile training instead: the train step (the artifact's, from
+    /// `xltc compile --training`, at its batch, else compiled now at
+    /// --batch) and the optimizer step.
+    #[arg(long)]
+    pub training: bool,
+    /// Profiled runs, each after a warm-up run; each dispatch's median is shown.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// How many of the slowest dispatches to list.
+    #[arg(long, default_value_t = 10)]
+    pub dispatches: usize,
+}
+
+#[derive(Args)]
 pub struct InspectArgs {
     /// A compiled .xltc artifact.
     pub artifact: PathBuf,
@@ -292,6 +321,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Compile(args) => cli::compile::compile(args),
         Command::Inspect(args) => cli::inspect::inspect(args),
+        Command::Profile(args) => cli::profile::profile(args),
         Command::Eval(args) => cli::eval::eval(args),
         Command::Train(args) => cli::train::train(args),
     };

@@ -91,9 +91,15 @@ impl Gpu {
                 .to_owned(),
             max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
         };
+        // Timestamps, where the adapter has them, for `xltc profile`.
+        #[cfg(not(target_arch = "wasm32"))]
+        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        #[cfg(target_arch = "wasm32")]
+        let required_features = wgpu::Features::empty();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("xltc"),
             required_limits: limits,
+            required_features,
             ..Default::default()
         };
         let (device, queue) =

@@ -23,8 +23,8 @@ pub struct Output {
 pub struct Executor {
     program: Program,
     buffers: Vec<wgpu::Buffer>,
-    pipelines: Vec<wgpu::ComputePipeline>,
-    bind_groups: Vec<wgpu::BindGroup>,
+    pub(crate) pipelines: Vec<wgpu::ComputePipeline>,
+    pub(crate) bind_groups: Vec<wgpu::BindGroup>,
     staging: wgpu::Buffer,
     /// Offset of each output in the staging buffer.
     staging_offsets: Vec<u64>,
@@ -129,8 +129,20 @@ impl Executor {
         inputs: &ModelInputs,
         training: &TrainingInputs,
     ) -> Result<BTreeMap<String, Output>, GpuError> {
+        self.write_training_inputs(gpu, inputs, training)?;
+        self.dispatch_and_read(gpu).await
+    }
+
+    /// Fills the input buffers from `inputs` and `training`, after checking
+    /// the ids, with the derived inputs the program reads (each
+    /// `<ids>.order`).
+    pub(crate) fn write_training_inputs(
+        &self,
+        gpu: &Gpu,
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+    ) -> Result<(), GpuError> {
         self.check_ids(inputs)?;
-        // Derived inputs the program reads: each `<ids>.order`.
         let mut orders: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
         for spec in &self.program.buffers {
             if let BufferRole::Input(names) = &spec.role {
@@ -141,11 +153,10 @@ impl Executor {
                 }
             }
         }
-        self.run_named(gpu, |name| match orders.get(name) {
+        self.write_inputs(gpu, |name| match orders.get(name) {
             Some(order) => Some(bytemuck::cast_slice(order)),
             None => input_bytes(name, inputs, training),
         })
-        .await
     }
 
     /// Runs the program with each input buffer filled from `input(name)`
@@ -156,6 +167,12 @@ impl Executor {
         input: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<BTreeMap<String, Output>, GpuError> {
         self.write_inputs(gpu, input)?;
+        self.dispatch_and_read(gpu).await
+    }
+
+    /// Records every dispatch and the copies of the outputs, submits them,
+    /// and reads the outputs back.
+    async fn dispatch_and_read(&self, gpu: &Gpu) -> Result<BTreeMap<String, Output>, GpuError> {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -373,7 +390,7 @@ fn no_such_input(name: &str) -> GpuError {
 /// Maps `staging` for reading, once everything submitted before has run.
 // The browser has no blocking poll: there the map callback fires from its event loop.
 #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
-async fn map(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<(), GpuError> {
+pub(crate) async fn map(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<(), GpuError> {
     let (sender, receiver) = futures_channel::oneshot::channel();
     staging.map_async(wgpu::MapMode::Read, .., move |result| {
         // The receiver only goes away if the run was abandoned.

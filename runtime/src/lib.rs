@@ -7,6 +7,8 @@ pub mod evaluation;
 pub mod executor;
 pub mod inputs;
 pub mod pairs;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod profile;
 pub mod program;
 pub mod random;
 pub mod session;

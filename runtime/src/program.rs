@@ -66,6 +66,10 @@ pub struct Dispatch {
     pub kernel: usize,
     pub bindings: Vec<Binding>,
     pub workgroups: [u32; 3],
+    /// Floating-point operations the dispatch does (a multiply-add counts
+    /// two; 0 where not counted), for a profile's GFLOP/s.
+    #[serde(default)]
+    pub flops: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod eval;
 pub mod inspect;
+pub mod profile;
 pub mod progress;
 pub mod run;
 pub mod train;

@@ -155,7 +155,7 @@ fn lower_with(
                 read(value_buffers[ids.index()][0]),
                 read(order_buffers[ids]),
             ];
-            for (rows, buffer) in &gradient_buffers[&id] {
+            for (part, (rows, buffer)) in gradient_buffers[&id].iter().enumerate() {
                 let instance = kernels::gather_backward(graph, *dy, *ids, rows.clone(), true);
                 let kernel = add_kernel(&mut program, &mut kernel_ids, &instance)?;
                 let sum = Binding {
@@ -166,6 +166,9 @@ fn lower_with(
                     kernel,
                     bindings: [&reads[..], &[sum]].concat(),
                     workgroups: instance.workgroups,
+                    // Each part sums the rows of its ids only: dy's adds
+                    // counted once, on the first.
+                    flops: if part == 0 { graph.op_flops(id) } else { 0 },
                 });
             }
             continue;
@@ -182,6 +185,7 @@ fn lower_with(
                 kernel,
                 bindings: vec![output],
                 workgroups: fill.workgroups,
+                flops: 0,
             });
         }
         let kernel = add_kernel(&mut program, &mut kernel_ids, &instance)?;
@@ -213,6 +217,7 @@ fn lower_with(
             kernel,
             bindings,
             workgroups: instance.workgroups,
+            flops: graph.op_flops(id),
         });
         if let Some(&[(_, gradient)]) = gradient_buffers.get(&id).map(|g| &g[..]) {
             let add = kernels::over_buffer(Template::Accumulate, value.elements());
@@ -229,6 +234,7 @@ fn lower_with(
                 kernel,
                 bindings: vec![read, sum],
                 workgroups: add.workgroups,
+                flops: value.elements() as u64,
             });
         }
     }

@@ -136,12 +136,13 @@ pub fn lower_optimizer(
         buffers.push(ids);
     }
     let bind = |buffer, read_only| Binding { buffer, read_only };
-    let mut dispatch = |program: &mut Program, instance: KernelInstance, bindings| {
+    let mut dispatch = |program: &mut Program, instance: KernelInstance, bindings, flops| {
         let kernel = add_kernel(program, &mut kernel_ids, &instance)?;
         program.dispatches.push(Dispatch {
             kernel,
             bindings,
             workgroups: instance.workgroups,
+            flops,
         });
         Ok::<(), CodegenError>(())
     };
@@ -152,10 +153,12 @@ pub fn lower_optimizer(
             ("WORKGROUP", SQUARE_SUM_WORKGROUP.to_string()),
         ];
         let instance = finish(Template::SquareSum, c, Vec::new(), [1, 1, 1]);
+        let flops = 2 * slice.count as u64;
         dispatch(
             &mut program,
             instance,
             vec![bind(*gradient, true), bind(partials, false)],
+            flops,
         )?;
     }
     let c = vec![("PARAMETERS", parts.len().to_string())];
@@ -165,7 +168,7 @@ pub fn lower_optimizer(
         bind(scalars, true),
         bind(state, false),
     ];
-    dispatch(&mut program, clip, bindings)?;
+    dispatch(&mut program, clip, bindings, parts.len() as u64)?;
     for ((_, slice), [param, gradient, m, v]) in parts.iter().zip(&buffers) {
         let (workgroups, grid) = per_element(slice.count);
         let c = vec![
@@ -185,7 +188,9 @@ pub fn lower_optimizer(
             bind(*m, false),
             bind(*v, false),
         ];
-        dispatch(&mut program, instance, bindings)?;
+        // adamw.wgsl's arithmetic an element: 15, and 2 for the decay.
+        let flops = slice.count as u64 * (15 + 2 * u64::from(decays(&slice.name)));
+        dispatch(&mut program, instance, bindings, flops)?;
     }
     program.outputs.push(OutputSpec {
         name: "gradient_norm".to_owned(),
