@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xltc::codegen::{lower, CodegenOptions};
@@ -20,13 +19,6 @@ use xltc::frontend::Model;
 use xltc::passes::fuse;
 use xltc::reference;
 use xltc_runtime::{Encoding, Executor, ModelInputs};
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
-        Err(_) => default.to_vec(),
-    }
-}
 
 fn inputs(model: &Model, batch: usize, seq: usize) -> ModelInputs {
     let ids = common::random_floats(seq, 3, 1.0);
@@ -77,29 +69,6 @@ fn cpu_time(model: &Model, batch: usize, seq: usize) -> Duration {
     start.elapsed()
 }
 
-/// PyTorch's BertModel with random weights on the CPU, timed by
-/// benches/torch_encoder.py; None where python3 or torch is missing.
-fn torch_time(batch: usize, seq: usize, layers: usize, runs: usize) -> Option<Duration> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/torch_encoder.py");
-    let (batch, seq, layers, runs) = (
-        batch.to_string(),
-        seq.to_string(),
-        layers.to_string(),
-        runs.to_string(),
-    );
-    let output = Command::new("python3")
-        .args([
-            script, "--batch", &batch, "--seq", &seq, "--layers", &layers, "--runs", &runs,
-        ])
-        .output()
-        .ok()?;
-    let seconds: f64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs_f64(seconds))
-}
-
 fn main() {
     let runs: usize = std::env::var("XLTC_BENCH_RUNS")
         .ok()
@@ -107,8 +76,8 @@ fn main() {
         .unwrap_or(3);
     let gpu = common::gpu();
     let dir = tempfile::tempdir().unwrap();
-    let layers = env_list("XLTC_BENCH_LAYERS", &[12])[0];
-    let seq = env_list("XLTC_BENCH_SEQ", &[128])[0];
+    let layers = common::env_list("XLTC_BENCH_LAYERS", &[12])[0];
+    let seq = common::env_list("XLTC_BENCH_SEQ", &[128])[0];
     let shape = common::EncoderShape {
         layers,
         ..common::BERT_BASE
@@ -119,11 +88,11 @@ fn main() {
     println!();
     println!("| batch x seq | xltc GPU s | seq/s | un-fused GPU s | xltc CPU reference s | seq/s | PyTorch CPU s | seq/s | GPU vs CPU reference | GPU vs PyTorch | fused vs un-fused |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for batch in env_list("XLTC_BENCH_BATCHES", &[8, 32]) {
+    for batch in common::env_list("XLTC_BENCH_BATCHES", &[8, 32]) {
         let on_gpu = gpu_time(&gpu, &model, batch, seq, runs, true).as_secs_f64();
         let unfused = gpu_time(&gpu, &model, batch, seq, runs, false).as_secs_f64();
         let on_cpu = cpu_time(&model, batch, seq).as_secs_f64();
-        let torch = torch_time(batch, seq, layers, runs).map(|t| t.as_secs_f64());
+        let torch = common::torch_time(false, batch, seq, layers, runs).map(|t| t.as_secs_f64());
         let per_second = |t: f64| batch as f64 / t;
         let (torch_s, torch_rate, torch_ratio) = match torch {
             Some(t) => (

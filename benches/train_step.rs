@@ -3,7 +3,7 @@
 //! 128, batch 8, 2 labels, dropout 0.1 as in training): forward, loss,
 //! backward, global-norm clipping and AdamW. Seconds a step and sequences a
 //! second of xltc on the GPU adapter, of the xltc CPU reference, and of
-//! PyTorch's training step on the CPU (benches/torch_train_step.py, where
+//! PyTorch's training step on the CPU (benches/torch_peer.py --train, where
 //! torch and transformers are installed), all in the same run; a markdown
 //! table with the adapter named.
 //!
@@ -15,19 +15,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use xltc::frontend::Model;
 use xltc::train::{Example, Settings, Trainer};
 use xltc_runtime::Encoding;
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
-        Err(_) => default.to_vec(),
-    }
-}
 
 /// `batch` random pairs of exactly `seq` tokens (the first half sentence
 /// one), labels alternating.
@@ -76,41 +68,14 @@ fn step_time(
     (time, trainer.adapter())
 }
 
-/// PyTorch's BertForSequenceClassification training step on the CPU, timed
-/// by benches/torch_train_step.py; None where python3, torch or
-/// transformers is missing.
-fn torch_time(batch: usize, seq: usize, layers: usize, runs: usize) -> Option<Duration> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../benches/torch_train_step.py"
-    );
-    let (batch, seq, layers, runs) = (
-        batch.to_string(),
-        seq.to_string(),
-        layers.to_string(),
-        runs.to_string(),
-    );
-    let output = Command::new("python3")
-        .args([
-            script, "--batch", &batch, "--seq", &seq, "--layers", &layers, "--runs", &runs,
-        ])
-        .output()
-        .ok()?;
-    let seconds: f64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs_f64(seconds))
-}
-
 fn main() {
     let runs: usize = std::env::var("XLTC_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let dir = tempfile::tempdir().unwrap();
-    let layers = env_list("XLTC_BENCH_LAYERS", &[12])[0];
-    let seq = env_list("XLTC_BENCH_SEQ", &[128])[0];
+    let layers = common::env_list("XLTC_BENCH_LAYERS", &[12])[0];
+    let seq = common::env_list("XLTC_BENCH_SEQ", &[128])[0];
     let shape = common::EncoderShape {
         layers,
         labels: 2,
@@ -119,7 +84,7 @@ fn main() {
     let model = Model::load(&common::write_random_encoder(dir.path(), &shape)).unwrap();
     let mut adapter_named = false;
     let mut rows = Vec::new();
-    for batch in env_list("XLTC_BENCH_BATCHES", &[8]) {
+    for batch in common::env_list("XLTC_BENCH_BATCHES", &[8]) {
         let examples = examples(batch, seq);
         let (on_gpu, adapter) = step_time(&model, &examples, true, runs);
         if !adapter_named {
@@ -138,7 +103,7 @@ fn main() {
         }
         let (on_cpu, _) = step_time(&model, &examples, false, 1);
         let (on_gpu, on_cpu) = (on_gpu.as_secs_f64(), on_cpu.as_secs_f64());
-        let torch = torch_time(batch, seq, layers, runs).map(|t| t.as_secs_f64());
+        let torch = common::torch_time(true, batch, seq, layers, runs).map(|t| t.as_secs_f64());
         let per_second = |t: f64| batch as f64 / t;
         let (torch_s, torch_rate, torch_ratio) = match torch {
             Some(t) => (

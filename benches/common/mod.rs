@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use safetensors::tensor::TensorView;
@@ -13,6 +14,46 @@ pub fn gpu() -> Gpu {
     let gpu = Gpu::new_blocking().unwrap_or_else(|e| panic!("benchmarks need a GPU adapter: {e}"));
     println!("adapter: {}", gpu.adapter);
     gpu
+}
+
+/// The comma-separated numbers of environment variable `name`, or `default`.
+pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// PyTorch's time for a BERT-base-shaped model on the CPU, from
+/// benches/torch_peer.py: the median seconds of a forward pass of BertModel,
+/// or with `train` of a training step of BertForSequenceClassification.
+/// None where python3, torch or transformers is missing.
+pub fn torch_time(
+    train: bool,
+    batch: usize,
+    seq: usize,
+    layers: usize,
+    runs: usize,
+) -> Option<Duration> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/torch_peer.py");
+    let numbers = [batch, seq, layers, runs].map(|n| n.to_string());
+    let mut command = Command::new("python3");
+    command.arg(script);
+    for (flag, value) in ["--batch", "--seq", "--layers", "--runs"]
+        .iter()
+        .zip(&numbers)
+    {
+        command.args([flag, value.as_str()]);
+    }
+    if train {
+        command.arg("--train");
+    }
+    let output = command.output().ok()?;
+    let seconds: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs_f64(seconds))
 }
 
 /// The median of `runs` timings of `f`, after one warm-up run.

@@ -62,13 +62,7 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
             }
         };
         let executor = load(bucket.program)?;
-        let (inputs, training) = synthetic_inputs(&model, executor.program());
-        let profile = repeat(args.runs, || {
-            pollster::block_on(executor.run_training(&gpu, &inputs, &training))?;
-            Ok(pollster::block_on(
-                executor.profile(&gpu, &inputs, &training),
-            )?)
-        })?;
+        let profile = on_synthetic_inputs(&gpu, &model, &executor, args.runs)?;
         report(
             &format!("{origin}: forward"),
             executor.program(),
@@ -98,13 +92,7 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
     };
     let train_step = load(step)?;
     let optimizer = load(optimizer)?;
-    let (inputs, training) = synthetic_inputs(&model, train_step.program());
-    let profile = repeat(args.runs, || {
-        pollster::block_on(train_step.run_training(&gpu, &inputs, &training))?;
-        Ok(pollster::block_on(
-            train_step.profile(&gpu, &inputs, &training),
-        )?)
-    })?;
+    let profile = on_synthetic_inputs(&gpu, &model, &train_step, args.runs)?;
     report(
         &format!("{origin}: train step"),
         train_step.program(),
@@ -124,6 +112,23 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
         &args,
     );
     Ok(())
+}
+
+/// `executor`'s profile on [`synthetic_inputs`], each dispatch's median
+/// over `runs` profiled runs, each after a warm-up run.
+fn on_synthetic_inputs(
+    gpu: &Gpu,
+    model: &Model,
+    executor: &Executor,
+    runs: usize,
+) -> Result<Profile> {
+    let (inputs, training) = synthetic_inputs(model, executor.program());
+    repeat(runs, || {
+        pollster::block_on(executor.run_training(gpu, &inputs, &training))?;
+        Ok(pollster::block_on(
+            executor.profile(gpu, &inputs, &training),
+        )?)
+    })
 }
 
 /// The smallest of `buckets` that holds `batch` x `seq`.
