@@ -1,6 +1,7 @@
-//! GEMM on BERT-base shapes: xltc's tiled WGSL GEMM on the GPU adapter against
-//! the `gemm` crate on every CPU core, measured in the same run. Prints a
-//! markdown table with GFLOP/s and the GPU / CPU ratio.
+//! GEMM on BERT-base shapes: xltc's two WGSL GEMMs (the lane kernel codegen
+//! emits where rows along k are whole vec4s, and the tiled one) on the GPU
+//! adapter against the `gemm` crate on every CPU core, measured in the same
+//! run. Prints a markdown table with GFLOP/s and the ratios.
 //!
 //!     cargo bench -p xltc --bench gemm
 //!
@@ -23,7 +24,14 @@ fn gflops(m: usize, n: usize, k: usize, time: Duration) -> f64 {
     2.0 * (m * n * k) as f64 / time.as_secs_f64() / 1e9
 }
 
-fn gpu_time(gpu: &xltc_runtime::Gpu, m: usize, n: usize, k: usize, runs: usize) -> Duration {
+/// The time of one `m` x `n` x `k` product on the GPU, by the lane kernel
+/// (`lanes`) or the tiled one.
+fn gpu_time(
+    gpu: &xltc_runtime::Gpu,
+    (m, n, k): (usize, usize, usize),
+    lanes: bool,
+    runs: usize,
+) -> Duration {
     let mut g = Graph::new(1, 1);
     let x = g.weight("x", vec![m, k], common::random_floats(m * k, 1, 1.0).into());
     let w = g.weight("w", vec![n, k], common::random_floats(n * k, 2, 1.0).into());
@@ -33,6 +41,7 @@ fn gpu_time(gpu: &xltc_runtime::Gpu, m: usize, n: usize, k: usize, runs: usize) 
     g.mark_output("y", *products.last().unwrap());
     let options = CodegenOptions {
         max_binding_bytes: u64::MAX,
+        lane_gemm: lanes,
     };
     let compiled = lower(&g, &options).unwrap();
     let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
@@ -98,15 +107,18 @@ fn main() {
         rayon::current_num_threads()
     );
     println!();
-    println!("| GEMM M x N x K (tokens x out x in) | xltc GPU GFLOP/s | gemm crate CPU GFLOP/s | GPU / CPU |");
-    println!("|---|---|---|---|");
+    println!("| GEMM M x N x K (tokens x out x in) | xltc lane GEMM GFLOP/s | xltc tiled GEMM GFLOP/s | gemm crate CPU GFLOP/s | lane / CPU | lane / tiled |");
+    println!("|---|---|---|---|---|---|");
     for &tokens in &token_counts {
         for (n, k) in [(768, 768), (3072, 768), (768, 3072)] {
-            let on_gpu = gflops(tokens, n, k, gpu_time(&gpu, tokens, n, k, runs));
+            let shape = (tokens, n, k);
+            let lanes = gflops(tokens, n, k, gpu_time(&gpu, shape, true, runs));
+            let tiled = gflops(tokens, n, k, gpu_time(&gpu, shape, false, runs));
             let on_cpu = gflops(tokens, n, k, cpu_time(tokens, n, k, runs));
             println!(
-                "| {tokens} x {n} x {k} | {on_gpu:.1} | {on_cpu:.1} | {:.2} |",
-                on_gpu / on_cpu
+                "| {tokens} x {n} x {k} | {lanes:.1} | {tiled:.1} | {on_cpu:.1} | {:.2} | {:.2} |",
+                lanes / on_cpu,
+                lanes / tiled
             );
         }
     }

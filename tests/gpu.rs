@@ -176,6 +176,71 @@ fn matmul_on_shapes_off_the_tiles() {
     }
 }
 
+/// The kernel families `build`'s graph lowers to.
+fn families(build: impl Fn(&mut Graph, &mut Random) -> ValueId) -> Vec<String> {
+    let mut g = Graph::new(1, 1);
+    let out = build(&mut g, &mut Random::fresh());
+    g.mark_output("out", out);
+    let program = lower(&g, &CodegenOptions::default()).unwrap().program;
+    let names = program
+        .kernels
+        .iter()
+        .map(|k| k.name.split('[').next().unwrap().to_owned());
+    names.collect()
+}
+
+/// The lane GEMM (matmul_lanes.wgsl, emitted where rows along k are whole
+/// vec4s): the plain product, the Linear with bias, with and without GELU,
+/// and the backward dx (its weight read k-major), on shapes off its blocks
+/// of 16 rows x 256 columns, with N not a multiple of 4 where the layout
+/// allows it. Each case checks that the lane kernel is the one emitted.
+#[test]
+fn lane_gemm_on_shapes_off_its_blocks() {
+    for (m, n, k) in [
+        (37, 300, 20),
+        (16, 256, 64),
+        (1, 3, 4),
+        (70, 45, 388),
+        (129, 516, 8),
+    ] {
+        let product = |g: &mut Graph, r: &mut Random| {
+            let x = weight(g, r, "x", &[m, k]);
+            let w = weight(g, r, "w", &[n, k]);
+            g.op("y", Op::MatMul { x, weight: w })
+        };
+        let linear = |gelu| {
+            move |g: &mut Graph, r: &mut Random| {
+                let x = weight(g, r, "x", &[m, k]);
+                let w = weight(g, r, "w", &[n, k]);
+                let bias = weight(g, r, "bias", &[n]);
+                g.op(
+                    "y",
+                    Op::Linear {
+                        x,
+                        weight: w,
+                        bias,
+                        gelu,
+                    },
+                )
+            }
+        };
+        // dx [m, 4 n'] = dy [m, k] times w [k, 4 n']: inner k, out 4 n'.
+        let out = n.next_multiple_of(4);
+        let dx = |g: &mut Graph, r: &mut Random| {
+            let dy = weight(g, r, "dy", &[m, k]);
+            let w = weight(g, r, "w", &[k, out]);
+            g.op("dx", Op::MatMulBackwardX { dy, weight: w })
+        };
+        assert_eq!(families(product), ["matmul_lanes"]);
+        assert_eq!(families(linear(true)), ["matmul_lanes"]);
+        assert_eq!(families(dx), ["matmul_lanes"]);
+        check_op(&format!("lane matmul {m}x{n}x{k}"), 1, 1, product);
+        check_op(&format!("lane linear {m}x{n}x{k}"), 1, 1, linear(false));
+        check_op(&format!("lane linear gelu {m}x{n}x{k}"), 1, 1, linear(true));
+        check_op(&format!("lane matmul dx {m}x{out}x{k}"), 1, 1, dx);
+    }
+}
+
 #[test]
 fn gather_add_bias_and_activations() {
     check_op("gather 5x7 from 29x13", 5, 7, |g, r| {
@@ -492,6 +557,7 @@ fn gather_backward_adds_into_a_gradient_split_by_rows() {
     g.mark_output(&gradient_name("table"), table_gradient);
     let options = CodegenOptions {
         max_binding_bytes: 4_000,
+        ..CodegenOptions::default()
     };
     let compiled = lower_train_step(&g, &options).unwrap();
     let mut parts: Vec<(usize, usize, usize)> = compiled
@@ -679,6 +745,7 @@ fn fused_embeddings_whole_and_split_over_bindings() {
     // 54 rows of 52 bytes under a 1200-byte limit: 3 parts of 23 rows.
     let options = CodegenOptions {
         max_binding_bytes: 1200,
+        ..CodegenOptions::default()
     };
     let build = |g: &mut Graph, r: &mut Random| fused_embeddings(g, r, 13);
     let parts = check_split_table("embeddings from a split table", 3, 7, &options, build);
@@ -915,6 +982,7 @@ fn all_minilm_l6_v2_on_the_gpu_matches_hugging_face() {
 fn gather_from_a_table_split_over_bindings() {
     let options = CodegenOptions {
         max_binding_bytes: 400,
+        ..CodegenOptions::default()
     };
     let build = |g: &mut Graph, r: &mut Random| {
         let table = weight(g, r, "table", &[29, 13]);
@@ -942,6 +1010,7 @@ fn a_value_past_the_binding_limit_is_named() {
         &g,
         &CodegenOptions {
             max_binding_bytes: 100_000,
+            ..CodegenOptions::default()
         },
     )
     .err()

@@ -1125,6 +1125,7 @@ fn a_table_split_over_bindings_trains_bit_for_bit_as_a_whole_one() {
     let run = |limit: u64| {
         let options = CodegenOptions {
             max_binding_bytes: limit,
+            ..CodegenOptions::default()
         };
         let step = lower_train_step(&graph, &options).unwrap();
         let optimizer = lower_optimizer(&parameters, &adam, &options).unwrap();

@@ -102,6 +102,11 @@ pub struct CompileArgs {
     /// attention steps each on their own).
     #[arg(long)]
     pub no_fuse: bool,
+    /// Every GEMM on the tiled kernel (workgroup memory), none on the lane
+    /// kernel made for adapters that run lanes on a CPU (lavapipe,
+    /// SwiftShader); on a real GPU the tiled one may be the faster.
+    #[arg(long)]
+    pub tiled_gemm: bool,
     /// Also compile training's programs (a sequence classifier only): for
     /// each sequence bucket (multiples of 16 up to --max-seq) a train step
     /// of --train-batch rows and a dev-evaluation forward, and the AdamW

@@ -29,6 +29,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         fuse: !args.no_fuse,
         codegen: CodegenOptions {
             max_binding_bytes: args.max_binding_bytes,
+            lane_gemm: !args.tiled_gemm,
         },
     };
     if args.training && model.output != ModelOutput::Classification {

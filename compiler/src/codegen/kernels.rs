@@ -5,6 +5,7 @@ use crate::ir::{Graph, Op, ValueId};
 
 use super::memory::table_parts;
 use super::templates::Template;
+use super::CodegenOptions;
 
 /// Threads a workgroup for the one-thread-an-element kernels.
 const ELEMENT_WORKGROUP: u32 = 256;
@@ -75,7 +76,14 @@ fn per_row_workgroup([rows, width]: [usize; 2]) -> ([u32; 3], Vec<(&'static str,
 }
 
 /// The kernel that computes `op`.
-pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64) -> KernelInstance {
+pub fn instance(
+    graph: &Graph,
+    output: ValueId,
+    op: &Op,
+    options: &CodegenOptions,
+) -> KernelInstance {
+    let max_binding_bytes = options.max_binding_bytes;
+    let lanes = options.lane_gemm;
     let shape = |id: ValueId| graph.value(id).shape.clone();
     let count = graph.value(output).elements();
     let (batch, seq) = (graph.batch, graph.seq);
@@ -151,7 +159,7 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
         }
         Op::MatMul { x, weight } => {
             let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
-            gemm(Gemm::new(m, n, k), [x, weight], None, false)
+            gemm(Gemm::new(m, n, k), [x, weight], None, false, lanes)
         }
         Op::Linear {
             x,
@@ -160,7 +168,7 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
             gelu,
         } => {
             let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
-            gemm(Gemm::new(m, n, k), [x, weight], Some(bias), gelu)
+            gemm(Gemm::new(m, n, k), [x, weight], Some(bias), gelu, lanes)
         }
         // dx = dy [m, n] times w [n, k]: w is the right operand stored k-major.
         Op::MatMulBackwardX { dy, weight } => {
@@ -169,7 +177,7 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
                 w_transposed: true,
                 ..Gemm::new(m, k, n)
             };
-            gemm(layout, [dy, weight], None, false)
+            gemm(layout, [dy, weight], None, false, lanes)
         }
         // dw = dy [m, n] transposed times x [m, k]: both operands k-major.
         Op::MatMulBackwardWeight { dy, x } => {
@@ -179,7 +187,7 @@ pub fn instance(graph: &Graph, output: ValueId, op: &Op, max_binding_bytes: u64)
                 w_transposed: true,
                 ..Gemm::new(n, k, m)
             };
-            gemm(layout, [dy, x], None, false)
+            gemm(layout, [dy, x], None, false, lanes)
         }
         Op::Attention {
             query,
@@ -563,6 +571,10 @@ fn attention_backward(
     )
 }
 
+/// Rows and columns of out a workgroup of matmul_lanes.wgsl computes.
+const MATMUL_LANES_ROWS: usize = 16;
+const MATMUL_LANES_COLUMNS: usize = 256;
+
 type Parts = (
     Template,
     Vec<(&'static str, String)>,
@@ -594,10 +606,39 @@ impl Gemm {
     }
 }
 
-/// The GEMM, plain or with the Linear epilogue (bias, then GELU when asked).
-/// Without a bias, the left operand is bound in its place and never read.
-fn gemm(layout: Gemm, [x, w]: [ValueId; 2], bias: Option<ValueId>, gelu: bool) -> Parts {
+/// The GEMM, plain or with the Linear epilogue (bias, then GELU when asked):
+/// the lane kernel where `lanes` allows it and the layout suits it, else
+/// the tiled one. Without a bias, the left operand is bound in its place
+/// and never read.
+fn gemm(
+    layout: Gemm,
+    [x, w]: [ValueId; 2],
+    bias: Option<ValueId>,
+    gelu: bool,
+    lanes: bool,
+) -> Parts {
     let Gemm { m, n, k, .. } = layout;
+    let reads = vec![x, w, bias.unwrap_or(x)];
+    // Rows of x and w along k load as aligned vec4s: the lane kernel, 3 to 5
+    // times the tiled one's GFLOP/s on lavapipe (benches/gemm.rs). x stored
+    // k-major (the weight gradient) stays tiled.
+    let suits = !layout.x_transposed && k % 4 == 0 && (!layout.w_transposed || n % 4 == 0);
+    if lanes && suits {
+        let c = vec![
+            ("M", m.to_string()),
+            ("N", n.to_string()),
+            ("K", k.to_string()),
+            ("HAS_BIAS", u32::from(bias.is_some()).to_string()),
+            ("ACTIVATION", u32::from(gelu).to_string()),
+            ("W_TRANSPOSED", u32::from(layout.w_transposed).to_string()),
+        ];
+        let workgroups = [
+            n.div_ceil(MATMUL_LANES_COLUMNS) as u32,
+            m.div_ceil(MATMUL_LANES_ROWS) as u32,
+            1,
+        ];
+        return (Template::MatmulLanes, c, reads, workgroups);
+    }
     // Rows a thread: enough for the workgroup to cover m, at most the maximum.
     let thread_m = m
         .div_ceil(MATMUL_THREADS_SIDE)
@@ -618,12 +659,7 @@ fn gemm(layout: Gemm, [x, w]: [ValueId; 2], bias: Option<ValueId>, gelu: bool) -
         ("X_TRANSPOSED", u32::from(layout.x_transposed).to_string()),
         ("W_TRANSPOSED", u32::from(layout.w_transposed).to_string()),
     ];
-    (
-        Template::Matmul,
-        c,
-        vec![x, w, bias.unwrap_or(x)],
-        workgroups,
-    )
+    (Template::Matmul, c, reads, workgroups)
 }
 
 fn dims2(shape: &[usize]) -> [usize; 2] {

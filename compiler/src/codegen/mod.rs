@@ -49,12 +49,17 @@ pub const WEBGPU_MAX_BINDING_BYTES: u64 = 128 << 20;
 pub struct CodegenOptions {
     /// The largest storage binding a kernel may use.
     pub max_binding_bytes: u64,
+    /// GEMMs whose rows along k are whole vec4s use the lane kernel
+    /// (matmul_lanes.wgsl, made for adapters that run lanes as SIMD on a
+    /// CPU); off, every GEMM uses the tiled one (matmul.wgsl).
+    pub lane_gemm: bool,
 }
 
 impl Default for CodegenOptions {
     fn default() -> Self {
         Self {
             max_binding_bytes: WEBGPU_MAX_BINDING_BYTES,
+            lane_gemm: true,
         }
     }
 }
@@ -173,7 +178,7 @@ fn lower_with(
             }
             continue;
         }
-        let instance = kernels::instance(graph, id, op, options.max_binding_bytes);
+        let instance = kernels::instance(graph, id, op, options);
         let output = Binding {
             buffer: value_buffers[id.index()][0],
             read_only: false,

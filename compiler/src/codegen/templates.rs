@@ -11,6 +11,7 @@ pub enum Template {
     ActivationBackward,
     ColumnSum,
     Matmul,
+    MatmulLanes,
     LayerNorm,
     AttentionScores,
     MaskedSoftmax,
@@ -47,6 +48,7 @@ impl Template {
             Template::ActivationBackward => "activation_backward",
             Template::ColumnSum => "column_sum",
             Template::Matmul => "matmul",
+            Template::MatmulLanes => "matmul_lanes",
             Template::LayerNorm => "layer_norm",
             Template::AttentionScores => "attention_scores",
             Template::MaskedSoftmax => "masked_softmax",
@@ -94,6 +96,10 @@ impl Template {
             Template::ColumnSum => include_str!("../../../shaders/column_sum.wgsl"),
             Template::Matmul => concat!(
                 include_str!("../../../shaders/matmul.wgsl"),
+                include_str!("../../../shaders/gelu.wgsl")
+            ),
+            Template::MatmulLanes => concat!(
+                include_str!("../../../shaders/matmul_lanes.wgsl"),
                 include_str!("../../../shaders/gelu.wgsl")
             ),
             Template::LayerNorm => concat!(

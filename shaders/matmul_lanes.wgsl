@@ -1,0 +1,143 @@
+// matmul_lanes: out = x times w transposed (+ bias, then GELU with
+// ACTIVATION 1), without workgroup memory or barriers, for adapters that
+// run lanes as SIMD on a CPU (lavapipe, SwiftShader), where every load
+// whose address differs between lanes costs a loop over the lanes: what
+// counts is how many multiply-adds each load feeds. A workgroup of 64 lanes
+// owns 16 rows and 256 columns, 4 a lane; each lane keeps its 16 x 4 block
+// of out in 16 named vec4 accumulators (no indexed arrays, which would live
+// in memory). k advances 4 at a time: 16 vec4 loads of x and a 4 x 4 block
+// of w (4 vec4 loads) feed 256 multiply-adds a lane.
+// Inputs:  x [M, K] f32; w [N, K] f32 (PyTorch Linear layout), or with
+//          W_TRANSPOSED 1 stored as [K, N] (dx = dy w of the backward);
+//          bias [N] f32 (when HAS_BIAS is 0 any buffer is bound, never read)
+// Output:  out [M, N] f32
+// Codegen uses it where K is a multiple of 4 (and N too for W_TRANSPOSED),
+// so that rows of 4 are aligned vec4 loads. Rows and columns past the edge
+// load the last row or column (in bounds, unused) and are not stored.
+const M: u32 = {{M}}u;
+const N: u32 = {{N}}u;
+const K: u32 = {{K}}u;
+const HAS_BIAS: u32 = {{HAS_BIAS}}u;
+const ACTIVATION: u32 = {{ACTIVATION}}u;
+const W_TRANSPOSED: u32 = {{W_TRANSPOSED}}u;
+const ROWS: u32 = 16u;
+const LANES: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// x[r][k..k + 4].
+fn x4(r: u32, k: u32) -> vec4<f32> {
+    return x[(min(r, M - 1u) * K + k) / 4u];
+}
+
+// w[c][k..k + 4] (PyTorch layout).
+fn w4(c: u32, k: u32) -> vec4<f32> {
+    return w[(min(c, N - 1u) * K + k) / 4u];
+}
+
+// w transposed [k][c..c + 4], stored [K, N]; c is a multiple of 4.
+fn wt4(k: u32, c: u32) -> vec4<f32> {
+    return w[(k * N + min(c, N - 4u)) / 4u];
+}
+
+// acc + x's row (4 values along k) times the 4 x 4 block of w whose rows
+// t0..t3 are k..k + 3 and whose columns are the lane's 4.
+fn block(acc: vec4<f32>, v: vec4<f32>, t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, t3: vec4<f32>) -> vec4<f32> {
+    return fma(vec4(v.w), t3, fma(vec4(v.z), t2, fma(vec4(v.y), t1, fma(vec4(v.x), t0, acc))));
+}
+
+fn store(r: u32, c: u32, v: vec4<f32>) {
+    if (r >= M) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (c + j < N) {
+            var o = v[j];
+            if (HAS_BIAS == 1u) {
+                o += bias[c + j];
+            }
+            if (ACTIVATION == 1u) {
+                o = gelu(o);
+            }
+            out[r * N + c + j] = o;
+        }
+    }
+}
+
+@compute @workgroup_size(LANES)
+fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {
+    let r = group.y * ROWS;
+    let c = group.x * LANES * 4u + local.x * 4u;
+    var a0 = vec4<f32>();
+    var a1 = vec4<f32>();
+    var a2 = vec4<f32>();
+    var a3 = vec4<f32>();
+    var a4 = vec4<f32>();
+    var a5 = vec4<f32>();
+    var a6 = vec4<f32>();
+    var a7 = vec4<f32>();
+    var a8 = vec4<f32>();
+    var a9 = vec4<f32>();
+    var a10 = vec4<f32>();
+    var a11 = vec4<f32>();
+    var a12 = vec4<f32>();
+    var a13 = vec4<f32>();
+    var a14 = vec4<f32>();
+    var a15 = vec4<f32>();
+    for (var k = 0u; k < K; k += 4u) {
+        var t0: vec4<f32>;
+        var t1: vec4<f32>;
+        var t2: vec4<f32>;
+        var t3: vec4<f32>;
+        if (W_TRANSPOSED == 1u) {
+            t0 = wt4(k, c);
+            t1 = wt4(k + 1u, c);
+            t2 = wt4(k + 2u, c);
+            t3 = wt4(k + 3u, c);
+        } else {
+            let w0 = w4(c, k);
+            let w1 = w4(c + 1u, k);
+            let w2 = w4(c + 2u, k);
+            let w3 = w4(c + 3u, k);
+            t0 = vec4<f32>(w0.x, w1.x, w2.x, w3.x);
+            t1 = vec4<f32>(w0.y, w1.y, w2.y, w3.y);
+            t2 = vec4<f32>(w0.z, w1.z, w2.z, w3.z);
+            t3 = vec4<f32>(w0.w, w1.w, w2.w, w3.w);
+        }
+        a0 = block(a0, x4(r, k), t0, t1, t2, t3);
+        a1 = block(a1, x4(r + 1u, k), t0, t1, t2, t3);
+        a2 = block(a2, x4(r + 2u, k), t0, t1, t2, t3);
+        a3 = block(a3, x4(r + 3u, k), t0, t1, t2, t3);
+        a4 = block(a4, x4(r + 4u, k), t0, t1, t2, t3);
+        a5 = block(a5, x4(r + 5u, k), t0, t1, t2, t3);
+        a6 = block(a6, x4(r + 6u, k), t0, t1, t2, t3);
+        a7 = block(a7, x4(r + 7u, k), t0, t1, t2, t3);
+        a8 = block(a8, x4(r + 8u, k), t0, t1, t2, t3);
+        a9 = block(a9, x4(r + 9u, k), t0, t1, t2, t3);
+        a10 = block(a10, x4(r + 10u, k), t0, t1, t2, t3);
+        a11 = block(a11, x4(r + 11u, k), t0, t1, t2, t3);
+        a12 = block(a12, x4(r + 12u, k), t0, t1, t2, t3);
+        a13 = block(a13, x4(r + 13u, k), t0, t1, t2, t3);
+        a14 = block(a14, x4(r + 14u, k), t0, t1, t2, t3);
+        a15 = block(a15, x4(r + 15u, k), t0, t1, t2, t3);
+    }
+    store(r, c, a0);
+    store(r + 1u, c, a1);
+    store(r + 2u, c, a2);
+    store(r + 3u, c, a3);
+    store(r + 4u, c, a4);
+    store(r + 5u, c, a5);
+    store(r + 6u, c, a6);
+    store(r + 7u, c, a7);
+    store(r + 8u, c, a8);
+    store(r + 9u, c, a9);
+    store(r + 10u, c, a10);
+    store(r + 11u, c, a11);
+    store(r + 12u, c, a12);
+    store(r + 13u, c, a13);
+    store(r + 14u, c, a14);
+    store(r + 15u, c, a15);
+}
