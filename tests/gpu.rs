@@ -189,11 +189,12 @@ fn families(build: impl Fn(&mut Graph, &mut Random) -> ValueId) -> Vec<String> {
     names.collect()
 }
 
-/// The lane GEMM (matmul_lanes.wgsl, emitted where rows along k are whole
-/// vec4s): the plain product, the Linear with bias, with and without GELU,
-/// and the backward dx (its weight read k-major), on shapes off its blocks
-/// of 16 rows x 256 columns, with N not a multiple of 4 where the layout
-/// allows it. Each case checks that the lane kernel is the one emitted.
+/// The lane GEMM (matmul_lanes.wgsl, emitted where every load is an aligned
+/// vec4): the plain product, the Linear with bias, with and without GELU,
+/// the backward dx (its weight read k-major) and dw (both operands read
+/// k-major), on shapes off its blocks of 16 rows x 256 columns, with N not
+/// a multiple of 4 where the layout allows it. Each case checks that the
+/// lane kernel is the one emitted.
 #[test]
 fn lane_gemm_on_shapes_off_its_blocks() {
     for (m, n, k) in [
@@ -231,9 +232,17 @@ fn lane_gemm_on_shapes_off_its_blocks() {
             let w = weight(g, r, "w", &[k, out]);
             g.op("dx", Op::MatMulBackwardX { dy, weight: w })
         };
+        // dw [4 n', out] = dy [k, 4 n'] transposed times x [k, out]: inner k.
+        let dw = |g: &mut Graph, r: &mut Random| {
+            let dy = weight(g, r, "dy", &[k, out]);
+            let x = weight(g, r, "x", &[k, m.next_multiple_of(4)]);
+            g.op("dw", Op::MatMulBackwardWeight { dy, x })
+        };
         assert_eq!(families(product), ["matmul_lanes"]);
         assert_eq!(families(linear(true)), ["matmul_lanes"]);
         assert_eq!(families(dx), ["matmul_lanes"]);
+        assert_eq!(families(dw), ["matmul_lanes"]);
+        check_op(&format!("lane matmul dw {out}x{m}x{k}"), 1, 1, dw);
         check_op(&format!("lane matmul {m}x{n}x{k}"), 1, 1, product);
         check_op(&format!("lane linear {m}x{n}x{k}"), 1, 1, linear(false));
         check_op(&format!("lane linear gelu {m}x{n}x{k}"), 1, 1, linear(true));

@@ -619,10 +619,10 @@ fn gemm(
 ) -> Parts {
     let Gemm { m, n, k, .. } = layout;
     let reads = vec![x, w, bias.unwrap_or(x)];
-    // Rows of x and w along k load as aligned vec4s: the lane kernel, 3 to 5
-    // times the tiled one's GFLOP/s on lavapipe (benches/gemm.rs). x stored
-    // k-major (the weight gradient) stays tiled.
-    let suits = !layout.x_transposed && k % 4 == 0 && (!layout.w_transposed || n % 4 == 0);
+    // Every load an aligned vec4: the lane kernel, 4 to 6 times the tiled
+    // one's GFLOP/s on lavapipe (benches/gemm.rs).
+    let suits =
+        k % 4 == 0 && (!layout.x_transposed || m % 4 == 0) && (!layout.w_transposed || n % 4 == 0);
     if lanes && suits {
         let c = vec![
             ("M", m.to_string()),
@@ -631,6 +631,7 @@ fn gemm(
             ("HAS_BIAS", u32::from(bias.is_some()).to_string()),
             ("ACTIVATION", u32::from(gelu).to_string()),
             ("W_TRANSPOSED", u32::from(layout.w_transposed).to_string()),
+            ("X_TRANSPOSED", u32::from(layout.x_transposed).to_string()),
         ];
         let workgroups = [
             n.div_ceil(MATMUL_LANES_COLUMNS) as u32,
