@@ -381,7 +381,17 @@ fn layer_norm_backward_on_narrow_and_wide_rows() {
 /// the context's of the probabilities and the values.
 #[test]
 fn attention_backward_with_padding() {
-    for (batch, seq, heads, head_dim) in [(3, 7, 3, 5), (2, 33, 2, 12), (1, 1, 1, 3)] {
+    // Head widths that are multiples of 4 run the 4 x 4 blocked kernels
+    // (checked below), the others one element a thread; sequences off the
+    // blocks of 4.
+    for (batch, seq, heads, head_dim) in [
+        (3, 7, 3, 5),
+        (2, 33, 2, 12),
+        (1, 1, 1, 3),
+        (1, 130, 2, 64),
+        (2, 6, 1, 4),
+    ] {
+        let blocked = head_dim % 4 == 0;
         let width = heads * head_dim;
         let tokens = batch * seq;
         let shape = format!("b{batch} s{seq} h{heads} d{head_dim}");
@@ -420,15 +430,41 @@ fn attention_backward_with_padding() {
                 },
             );
         }
+        let context_probs = |g: &mut Graph, r: &mut Random| {
+            let dy = weight(g, r, "dc", &[tokens, width]);
+            let value = weight(g, r, "v", &[tokens, width]);
+            g.op("dp", Op::AttentionContextBackwardProbs { dy, value, heads })
+        };
+        let context_value = |g: &mut Graph, r: &mut Random| {
+            let dy = weight(g, r, "dc", &[tokens, width]);
+            let probs = weight(g, r, "p", &[batch, heads, seq, seq]);
+            g.op("dv", Op::AttentionContextBackwardValue { dy, probs, heads })
+        };
+        let expected = |name: &'static str| if blocked { name } else { "attention_backward" };
+        let mut graph = Graph::new(batch, seq);
+        let dp = context_probs(&mut graph, &mut Random::fresh());
+        let dv = context_value(&mut graph, &mut Random::fresh());
+        graph.mark_output("dp", dp);
+        graph.mark_output("dv", dv);
+        let program = lower(&graph, &CodegenOptions::default()).unwrap().program;
+        let names: Vec<&str> = program
+            .kernels
+            .iter()
+            .map(|k| k.name.split('[').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                expected("attention_backward_probs"),
+                expected("attention_backward_rows")
+            ],
+            "{shape}"
+        );
         check_op(
             &format!("context backward probs {shape}"),
             batch,
             seq,
-            |g, r| {
-                let dy = weight(g, r, "dc", &[tokens, width]);
-                let value = weight(g, r, "v", &[tokens, width]);
-                g.op("dp", Op::AttentionContextBackwardProbs { dy, value, heads })
-            },
+            context_probs,
         );
         check_op(
             &format!("context backward value {shape}"),

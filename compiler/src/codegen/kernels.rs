@@ -551,6 +551,10 @@ pub fn over_buffer(template: Template, count: usize) -> KernelInstance {
 
 /// One of the un-fused attention's backward products (attention_backward.wgsl's
 /// modes), over `count` output elements.
+/// Where the head width is a multiple of 4, blocks of 4 x 4 outputs a
+/// thread: attention_backward_rows.wgsl for the token-shaped gradients
+/// (reading the scores-shaped operand first), attention_backward_probs.wgsl
+/// for the probabilities'.
 fn attention_backward(
     batch: usize,
     seq: usize,
@@ -560,12 +564,30 @@ fn attention_backward(
     mode: u32,
     reads: [ValueId; 2],
 ) -> Parts {
+    let c = attention_constants(batch, seq, heads, width);
+    let blocks = seq.div_ceil(4);
+    if (width / heads) % 4 == 0 {
+        if mode == 2 {
+            let (workgroups, grid) = per_element(batch * heads * seq * blocks);
+            let template = Template::AttentionBackwardProbs;
+            return (template, [c, grid].concat(), reads.to_vec(), workgroups);
+        }
+        let (workgroups, grid) = per_element(batch * heads * blocks * (width / heads / 4));
+        let mode_c = vec![("MODE", mode.to_string())];
+        // Mode 3 reads (dc, probs): the rows kernel takes the scores first.
+        let reads = if mode == 3 {
+            vec![reads[1], reads[0]]
+        } else {
+            reads.to_vec()
+        };
+        let template = Template::AttentionBackwardRows;
+        return (template, [c, mode_c, grid].concat(), reads, workgroups);
+    }
     let (workgroups, grid) = per_element(count);
-    let mut c = attention_constants(batch, seq, heads, width);
-    c.push(("MODE", mode.to_string()));
+    let mode_c = vec![("MODE", mode.to_string())];
     (
         Template::AttentionBackward,
-        [c, grid].concat(),
+        [c, mode_c, grid].concat(),
         reads.to_vec(),
         workgroups,
     )
