@@ -454,10 +454,7 @@ fn attention_backward_with_padding() {
             .collect();
         assert_eq!(
             names,
-            [
-                expected("attention_backward_probs"),
-                expected("attention_backward_rows")
-            ],
+            [expected("attention_dots"), expected("attention_sums")],
             "{shape}"
         );
         check_op(
@@ -892,28 +889,49 @@ fn layer_norm_on_narrow_and_wide_rows() {
 
 #[test]
 fn attention_with_padding() {
-    for (batch, seq, heads, head_dim) in [(3, 7, 3, 5), (2, 33, 2, 12), (1, 1, 1, 3)] {
+    // Head widths that are multiples of 4 run the blocked kernels
+    // (attention_dots, attention_sums; checked), the others one element a
+    // thread; sequences off the blocks of 4.
+    for (batch, seq, heads, head_dim) in
+        [(3, 7, 3, 5), (2, 33, 2, 12), (1, 1, 1, 3), (1, 130, 2, 64)]
+    {
         let width = heads * head_dim;
+        let attention = |g: &mut Graph, r: &mut Random| {
+            let query = weight(g, r, "q", &[batch * seq, width]);
+            let key = weight(g, r, "k", &[batch * seq, width]);
+            let value = weight(g, r, "v", &[batch * seq, width]);
+            let mask = g.input(Input::AttentionMask);
+            let scores = g.op("s", Op::AttentionScores { query, key, heads });
+            let probs = g.op("p", Op::MaskedSoftmax { scores, mask });
+            g.op(
+                "c",
+                Op::AttentionContext {
+                    probs,
+                    value,
+                    heads,
+                },
+            )
+        };
+        let mut graph = Graph::new(batch, seq);
+        let out = attention(&mut graph, &mut Random::fresh());
+        graph.mark_output("c", out);
+        let program = lower(&graph, &CodegenOptions::default()).unwrap().program;
+        let names: Vec<&str> = program
+            .kernels
+            .iter()
+            .map(|k| k.name.split('[').next().unwrap())
+            .collect();
+        let expected = if head_dim % 4 == 0 {
+            ["attention_dots", "masked_softmax", "attention_sums"]
+        } else {
+            ["attention_scores", "masked_softmax", "attention_context"]
+        };
+        assert_eq!(names, expected);
         check_op(
             &format!("attention b{batch} s{seq} h{heads} d{head_dim}"),
             batch,
             seq,
-            |g, r| {
-                let query = weight(g, r, "q", &[batch * seq, width]);
-                let key = weight(g, r, "k", &[batch * seq, width]);
-                let value = weight(g, r, "v", &[batch * seq, width]);
-                let mask = g.input(Input::AttentionMask);
-                let scores = g.op("s", Op::AttentionScores { query, key, heads });
-                let probs = g.op("p", Op::MaskedSoftmax { scores, mask });
-                g.op(
-                    "c",
-                    Op::AttentionContext {
-                        probs,
-                        value,
-                        heads,
-                    },
-                )
-            },
+            attention,
         );
     }
 }

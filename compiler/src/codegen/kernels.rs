@@ -293,6 +293,9 @@ pub fn instance(
             c.push(("EPS", format!("{eps:e}")));
             (Template::LayerNorm, c, vec![x, gamma, beta], workgroups)
         }
+        Op::AttentionScores { query, key, heads } if last(query) / heads % 4 == 0 => {
+            attention_dots(batch, seq, heads, last(query), [query, key], true)
+        }
         Op::AttentionScores { query, key, heads } => {
             let (workgroups, grid) = per_element(count);
             let c = attention_constants(batch, seq, heads, last(query));
@@ -317,6 +320,13 @@ pub fn instance(
                 vec![scores, mask],
                 workgroups,
             )
+        }
+        Op::AttentionContext {
+            probs,
+            value,
+            heads,
+        } if last(value) / heads % 4 == 0 => {
+            attention_sums(batch, seq, heads, last(value), [probs, value], false, false)
         }
         Op::AttentionContext {
             probs,
@@ -552,9 +562,9 @@ pub fn over_buffer(template: Template, count: usize) -> KernelInstance {
 /// One of the un-fused attention's backward products (attention_backward.wgsl's
 /// modes), over `count` output elements.
 /// Where the head width is a multiple of 4, blocks of 4 x 4 outputs a
-/// thread: attention_backward_rows.wgsl for the token-shaped gradients
-/// (reading the scores-shaped operand first), attention_backward_probs.wgsl
-/// for the probabilities'.
+/// thread: attention_sums.wgsl for the token-shaped gradients (reading the
+/// scores-shaped operand first), attention_dots.wgsl for the
+/// probabilities'; else attention_backward.wgsl, one element a thread.
 fn attention_backward(
     batch: usize,
     seq: usize,
@@ -562,32 +572,68 @@ fn attention_backward(
     width: usize,
     count: usize,
     mode: u32,
-    reads: [ValueId; 2],
+    [a, b]: [ValueId; 2],
 ) -> Parts {
-    let c = attention_constants(batch, seq, heads, width);
-    let blocks = seq.div_ceil(4);
     if (width / heads) % 4 == 0 {
-        if mode == 2 {
-            let (workgroups, grid) = per_element(batch * heads * seq * blocks);
-            let template = Template::AttentionBackwardProbs;
-            return (template, [c, grid].concat(), reads.to_vec(), workgroups);
-        }
-        let (workgroups, grid) = per_element(batch * heads * blocks * (width / heads / 4));
-        let mode_c = vec![("MODE", mode.to_string())];
-        // Mode 3 reads (dc, probs): the rows kernel takes the scores first.
-        let reads = if mode == 3 {
-            vec![reads[1], reads[0]]
-        } else {
-            reads.to_vec()
+        return match mode {
+            0 => attention_sums(batch, seq, heads, width, [a, b], false, true),
+            1 => attention_sums(batch, seq, heads, width, [a, b], true, true),
+            2 => attention_dots(batch, seq, heads, width, [a, b], false),
+            _ => attention_sums(batch, seq, heads, width, [b, a], true, false),
         };
-        let template = Template::AttentionBackwardRows;
-        return (template, [c, mode_c, grid].concat(), reads, workgroups);
     }
     let (workgroups, grid) = per_element(count);
+    let c = attention_constants(batch, seq, heads, width);
     let mode_c = vec![("MODE", mode.to_string())];
     (
         Template::AttentionBackward,
         [c, mode_c, grid].concat(),
+        vec![a, b],
+        workgroups,
+    )
+}
+
+/// attention_sums.wgsl: `[scores, tokens]`, the scores read transposed or
+/// not, the sums scaled or not.
+fn attention_sums(
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    width: usize,
+    reads: [ValueId; 2],
+    transposed: bool,
+    scaled: bool,
+) -> Parts {
+    let quads = width / heads / 4;
+    let (workgroups, grid) = per_element(batch * heads * seq.div_ceil(4) * quads);
+    let c = vec![
+        ("TRANSPOSED", u32::from(transposed).to_string()),
+        ("SCALED", u32::from(scaled).to_string()),
+    ];
+    let constants = [attention_constants(batch, seq, heads, width), c, grid].concat();
+    (
+        Template::AttentionSums,
+        constants,
+        reads.to_vec(),
+        workgroups,
+    )
+}
+
+/// attention_dots.wgsl: the dot products of `reads`' heads, scaled or not.
+fn attention_dots(
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    width: usize,
+    reads: [ValueId; 2],
+    scaled: bool,
+) -> Parts {
+    let (workgroups, grid) = per_element(batch * heads * seq * seq.div_ceil(4));
+    let c = vec![("SCALED", u32::from(scaled).to_string())];
+    let constants = [attention_constants(batch, seq, heads, width), c, grid].concat();
+    (
+        Template::AttentionDots,
+        constants,
         reads.to_vec(),
         workgroups,
     )

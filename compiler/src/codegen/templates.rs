@@ -28,8 +28,8 @@ pub enum Template {
     LayerNormGammaBackward,
     MaskedSoftmaxBackward,
     AttentionBackward,
-    AttentionBackwardRows,
-    AttentionBackwardProbs,
+    AttentionSums,
+    AttentionDots,
     PoolingBackward,
     CrossEntropy,
     Dropout,
@@ -67,8 +67,8 @@ impl Template {
             Template::LayerNormGammaBackward => "layer_norm_gamma_backward",
             Template::MaskedSoftmaxBackward => "masked_softmax_backward",
             Template::AttentionBackward => "attention_backward",
-            Template::AttentionBackwardRows => "attention_backward_rows",
-            Template::AttentionBackwardProbs => "attention_backward_probs",
+            Template::AttentionSums => "attention_sums",
+            Template::AttentionDots => "attention_dots",
             Template::PoolingBackward => "pooling_backward",
             Template::CrossEntropy => "cross_entropy",
             Template::Dropout => "dropout",
@@ -149,12 +149,8 @@ impl Template {
                 include_str!("../../../shaders/masked_softmax_backward.wgsl")
             }
             Template::AttentionBackward => include_str!("../../../shaders/attention_backward.wgsl"),
-            Template::AttentionBackwardRows => {
-                include_str!("../../../shaders/attention_backward_rows.wgsl")
-            }
-            Template::AttentionBackwardProbs => {
-                include_str!("../../../shaders/attention_backward_probs.wgsl")
-            }
+            Template::AttentionSums => include_str!("../../../shaders/attention_sums.wgsl"),
+            Template::AttentionDots => include_str!("../../../shaders/attention_dots.wgsl"),
             Template::PoolingBackward => include_str!("../../../shaders/pooling_backward.wgsl"),
             Template::CrossEntropy => include_str!("../../../shaders/cross_entropy.wgsl"),
             Template::Dropout => include_str!("../../../shaders/dropout.wgsl"),
