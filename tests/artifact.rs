@@ -103,7 +103,7 @@ fn inspect_shows_buckets_kernels_memory_and_flops() {
         "bucket batch 4 x seq 100",
         "peak memory",
         "MFLOP per sequence",
-        "matmul[",
+        "matmul_lanes[",
         "embeddings[",
         "linear_norm[",
         "head[",
@@ -332,11 +332,18 @@ fn fused_and_unfused_artifacts_agree() {
     let kernels = |path: &Path| ok(&xltc(&["inspect", path.to_str().unwrap(), "--kernels"]));
     let (with, without) = (kernels(&fused), kernels(&unfused));
     assert!(
-        with.contains("attention[") && !with.contains("attention_scores["),
+        with.contains("attention[")
+            && !with.contains("attention_scores[")
+            && !with.contains("attention_dots["),
         "{with}"
     );
+    // Un-fused, attention is its three products (the scores and the context
+    // on the blocked kernels where the head width is a multiple of 4).
     assert!(
-        without.contains("attention_scores[") && without.contains("masked_softmax["),
+        without.contains("attention_dots[")
+            && without.contains("masked_softmax[")
+            && without.contains("attention_sums[")
+            && !without.contains("attention["),
         "{without}"
     );
     check_predictions(&unfused, "tiny-bert", &[]);
