@@ -176,17 +176,43 @@ fn matmul_on_shapes_off_the_tiles() {
     }
 }
 
-/// The kernel families `build`'s graph lowers to.
-fn families(build: impl Fn(&mut Graph, &mut Random) -> ValueId) -> Vec<String> {
-    let mut g = Graph::new(1, 1);
-    let out = build(&mut g, &mut Random::fresh());
-    g.mark_output("out", out);
-    let program = lower(&g, &CodegenOptions::default()).unwrap().program;
+/// A Linear of random x [m, k], weight [n, k] and bias [n], with GELU or not.
+fn linear_graph(
+    m: usize,
+    n: usize,
+    k: usize,
+    gelu: bool,
+) -> impl Fn(&mut Graph, &mut Random) -> ValueId {
+    move |g: &mut Graph, r: &mut Random| {
+        let x = weight(g, r, "x", &[m, k]);
+        let w = weight(g, r, "w", &[n, k]);
+        let bias = weight(g, r, "bias", &[n]);
+        let linear = Op::Linear {
+            x,
+            weight: w,
+            bias,
+            gelu,
+        };
+        g.op("y", linear)
+    }
+}
+
+/// The kernel families `graph` lowers to, in the program's order.
+fn graph_families(graph: &Graph) -> Vec<String> {
+    let program = lower(graph, &CodegenOptions::default()).unwrap().program;
     let names = program
         .kernels
         .iter()
         .map(|k| k.name.split('[').next().unwrap().to_owned());
     names.collect()
+}
+
+/// The kernel families `build`'s one-op graph lowers to.
+fn families(build: impl Fn(&mut Graph, &mut Random) -> ValueId) -> Vec<String> {
+    let mut g = Graph::new(1, 1);
+    let out = build(&mut g, &mut Random::fresh());
+    g.mark_output("out", out);
+    graph_families(&g)
 }
 
 /// The lane GEMM (matmul_lanes.wgsl, emitted where every load is an aligned
@@ -209,22 +235,7 @@ fn lane_gemm_on_shapes_off_its_blocks() {
             let w = weight(g, r, "w", &[n, k]);
             g.op("y", Op::MatMul { x, weight: w })
         };
-        let linear = |gelu| {
-            move |g: &mut Graph, r: &mut Random| {
-                let x = weight(g, r, "x", &[m, k]);
-                let w = weight(g, r, "w", &[n, k]);
-                let bias = weight(g, r, "bias", &[n]);
-                g.op(
-                    "y",
-                    Op::Linear {
-                        x,
-                        weight: w,
-                        bias,
-                        gelu,
-                    },
-                )
-            }
-        };
+        let linear = |gelu| linear_graph(m, n, k, gelu);
         // dx [m, 4 n'] = dy [m, k] times w [k, 4 n']: inner k, out 4 n'.
         let out = n.next_multiple_of(4);
         let dx = |g: &mut Graph, r: &mut Random| {
@@ -446,14 +457,8 @@ fn attention_backward_with_padding() {
         let dv = context_value(&mut graph, &mut Random::fresh());
         graph.mark_output("dp", dp);
         graph.mark_output("dv", dv);
-        let program = lower(&graph, &CodegenOptions::default()).unwrap().program;
-        let names: Vec<&str> = program
-            .kernels
-            .iter()
-            .map(|k| k.name.split('[').next().unwrap())
-            .collect();
         assert_eq!(
-            names,
+            graph_families(&graph),
             [expected("attention_dots"), expected("attention_sums")],
             "{shape}"
         );
@@ -660,20 +665,8 @@ fn fused_linear_with_and_without_gelu() {
         (33, 130, 17, true),
         (5, 1536, 384, true),
     ] {
-        check_op(&format!("linear {m}x{n}x{k} gelu {gelu}"), 1, 1, |g, r| {
-            let x = weight(g, r, "x", &[m, k]);
-            let w = weight(g, r, "w", &[n, k]);
-            let bias = weight(g, r, "bias", &[n]);
-            g.op(
-                "y",
-                Op::Linear {
-                    x,
-                    weight: w,
-                    bias,
-                    gelu,
-                },
-            )
-        });
+        let linear = linear_graph(m, n, k, gelu);
+        check_op(&format!("linear {m}x{n}x{k} gelu {gelu}"), 1, 1, linear);
     }
 }
 
@@ -915,18 +908,12 @@ fn attention_with_padding() {
         let mut graph = Graph::new(batch, seq);
         let out = attention(&mut graph, &mut Random::fresh());
         graph.mark_output("c", out);
-        let program = lower(&graph, &CodegenOptions::default()).unwrap().program;
-        let names: Vec<&str> = program
-            .kernels
-            .iter()
-            .map(|k| k.name.split('[').next().unwrap())
-            .collect();
         let expected = if head_dim % 4 == 0 {
             ["attention_dots", "masked_softmax", "attention_sums"]
         } else {
             ["attention_scores", "masked_softmax", "attention_context"]
         };
-        assert_eq!(names, expected);
+        assert_eq!(graph_families(&graph), expected);
         check_op(
             &format!("attention b{batch} s{seq} h{heads} d{head_dim}"),
             batch,
