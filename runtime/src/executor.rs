@@ -23,8 +23,8 @@ pub struct Output {
 pub struct Executor {
     program: Program,
     buffers: Vec<wgpu::Buffer>,
-    pub(crate) pipelines: Vec<wgpu::ComputePipeline>,
-    pub(crate) bind_groups: Vec<wgpu::BindGroup>,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    bind_groups: Vec<wgpu::BindGroup>,
     staging: wgpu::Buffer,
     /// Offset of each output in the staging buffer.
     staging_offsets: Vec<u64>,
@@ -176,11 +176,8 @@ impl Executor {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            for (dispatch, bind_group) in self.program.dispatches.iter().zip(&self.bind_groups) {
-                pass.set_pipeline(&self.pipelines[dispatch.kernel]);
-                pass.set_bind_group(0, bind_group, &[]);
-                let [x, y, z] = dispatch.workgroups;
-                pass.dispatch_workgroups(x, y, z);
+            for index in 0..self.program.dispatches.len() {
+                self.record(&mut pass, index);
             }
         }
         for (output, &offset) in self.program.outputs.iter().zip(&self.staging_offsets) {
@@ -195,6 +192,15 @@ impl Executor {
         }
         gpu.queue.submit([encoder.finish()]);
         self.read_back(gpu).await
+    }
+
+    /// Records dispatch `index` into `pass`.
+    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, index: usize) {
+        let dispatch = &self.program.dispatches[index];
+        pass.set_pipeline(&self.pipelines[dispatch.kernel]);
+        pass.set_bind_group(0, &self.bind_groups[index], &[]);
+        let [x, y, z] = dispatch.workgroups;
+        pass.dispatch_workgroups(x, y, z);
     }
 
     /// Refuses inputs of another bucket, and ids past their table (a GPU

@@ -92,14 +92,6 @@ impl Executor {
         })
     }
 
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, index: usize) {
-        let dispatch = &self.program().dispatches[index];
-        pass.set_pipeline(&self.pipelines[dispatch.kernel]);
-        pass.set_bind_group(0, &self.bind_groups[index], &[]);
-        let [x, y, z] = dispatch.workgroups;
-        pass.dispatch_workgroups(x, y, z);
-    }
-
     /// The GPU time of each of `dispatches`, each in a pass of its own.
     async fn timestamps(&self, gpu: &Gpu, dispatches: &[usize]) -> Result<Vec<f64>, GpuError> {
         let device = &gpu.device;

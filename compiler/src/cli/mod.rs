@@ -114,18 +114,20 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// The model at `path`, a compiled artifact (returned too) or a model folder.
+pub fn open_model(path: &Path) -> Result<(Model, Option<Artifact>)> {
+    if is_artifact(path) {
+        let artifact = read_artifact(path)?;
+        Ok((Model::from_artifact(path, &artifact)?, Some(artifact)))
+    } else {
+        Ok((Model::load(path)?, None))
+    }
+}
+
 /// The model, and where it runs: an artifact's programs on the GPU, kernels
 /// lowered on the fly for a model folder, or the CPU reference.
 pub fn load_model(path: &Path, cpu: bool) -> Result<(Model, Engine)> {
-    let artifact = if is_artifact(path) {
-        Some(read_artifact(path)?)
-    } else {
-        None
-    };
-    let model = match &artifact {
-        Some(artifact) => Model::from_artifact(path, artifact)?,
-        None => Model::load(path)?,
-    };
+    let (model, artifact) = open_model(path)?;
     if cpu {
         return Ok((model, Engine::Cpu));
     }

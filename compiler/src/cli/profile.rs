@@ -21,15 +21,7 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
     if args.batch == 0 || args.seq < 2 || args.runs == 0 {
         bail!("--batch and --runs must be at least 1, --seq at least 2");
     }
-    let (model, artifact) = if super::is_artifact(&args.model) {
-        let artifact = super::read_artifact(&args.model)?;
-        (
-            Model::from_artifact(&args.model, &artifact)?,
-            Some(artifact),
-        )
-    } else {
-        (Model::load(&args.model)?, None)
-    };
+    let (model, artifact) = super::open_model(&args.model)?;
     if args.seq > model.max_tokens() {
         bail!(
             "--seq {} is more than this model's {} positions allow",
@@ -81,10 +73,7 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
         Some(bucket) => bucket.program,
         None => programs::train_step(&model, rows, seq, true)?.program,
     };
-    let parameters: Vec<(String, Vec<usize>)> = programs::parameters(&model)?
-        .into_iter()
-        .map(|(name, shape, _)| (name, shape))
-        .collect();
+    let parameters = programs::parameter_shapes(&model)?;
     let adam = AdamW::default();
     let optimizer = match &stored {
         Some(t) => t.optimizer.clone(),

@@ -78,13 +78,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
 /// MODEL as the trainer takes it: a model folder, or a compiled artifact,
 /// with the training programs `xltc compile --training` stored in it.
 fn load(path: &Path) -> Result<(Model, Option<Training>)> {
-    if super::is_artifact(path) {
-        let artifact = super::read_artifact(path)?;
-        let model = Model::from_artifact(path, &artifact)?;
-        Ok((model, artifact.manifest.training))
-    } else {
-        Ok((Model::load(path)?, None))
-    }
+    let (model, artifact) = super::open_model(path)?;
+    Ok((model, artifact.and_then(|a| a.manifest.training)))
 }
 
 /// The run the arguments ask for, and the classifier it trains (with the

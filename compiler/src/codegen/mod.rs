@@ -112,37 +112,16 @@ fn lower_with(
     let order_buffers = order_buffers(graph, &mut program)?;
     let mut gradient_buffers: BTreeMap<ValueId, Vec<(Range<usize>, usize)>> = BTreeMap::new();
     for (&id, parameter) in accumulate {
-        let value = graph.value(id);
-        let (parts, width) = if direct.contains(&id) {
-            let [rows, width] = value.shape[..] else {
-                unreachable!("a table's gradient is [rows, width]")
-            };
-            let parts = row_parts(rows, width, options.max_binding_bytes).ok_or_else(|| {
-                CodegenError::TooLarge {
-                    value: value.name.clone(),
-                    bytes: value.elements() as u64 * 4,
-                    limit: options.max_binding_bytes,
-                }
-            })?;
-            (parts, width)
-        } else {
-            // One part: the whole value as one row.
-            (std::iter::once(0..1).collect(), value.elements())
-        };
-        for rows in parts {
-            let slice = WeightSlice {
-                name: parameter.clone(),
-                first: rows.start * width,
-                count: rows.len() * width,
-            };
-            let label = if slice.count == value.elements() {
-                format!("grad {parameter}")
-            } else {
-                format!("grad {parameter}[rows {}..{}]", rows.start, rows.end)
-            };
-            let bytes = slice.count as u64 * 4;
-            let buffer = push_buffer(&mut program, label, bytes, BufferRole::Gradient(slice));
-            gradient_buffers.entry(id).or_default().push((rows, buffer));
+        let shape = &graph.value(id).shape;
+        for part in parameter_parts(parameter, shape, options.max_binding_bytes)? {
+            let bytes = part.slice.count as u64 * 4;
+            let role = BufferRole::Gradient(part.slice);
+            let label = format!("grad {}", part.label);
+            let buffer = push_buffer(&mut program, label, bytes, role);
+            gradient_buffers
+                .entry(id)
+                .or_default()
+                .push((part.rows, buffer));
         }
     }
     let mut kernel_ids: BTreeMap<String, usize> = BTreeMap::new();
@@ -409,6 +388,57 @@ pub(super) fn row_parts(rows: usize, width: usize, limit: u64) -> Option<Vec<Ran
             .map(|part| part * rows_per_part..((part + 1) * rows_per_part).min(rows))
             .collect()
     })
+}
+
+/// One part of a parameter's buffers (its weight, gradient and moments).
+pub(super) struct ParameterPart {
+    /// Its rows of the [rows, width] parameter (a vector is one row).
+    pub rows: Range<usize>,
+    pub slice: WeightSlice,
+    /// The parameter's name, with the rows where it takes several parts.
+    pub label: String,
+}
+
+/// The parts parameter `name` of `shape` takes under a binding limit of
+/// `limit` bytes: one where it fits, else the row parts [`row_parts`] gives
+/// its weight. Too large where a part cannot fit (a vector past the limit)
+/// or a table takes more than [`memory::TABLE_PARTS`] parts.
+pub(super) fn parameter_parts(
+    name: &str,
+    shape: &[usize],
+    limit: u64,
+) -> Result<Vec<ParameterPart>, CodegenError> {
+    let elements: usize = shape.iter().product();
+    let (rows, width) = match *shape {
+        [rows, width] => (rows, width),
+        _ => (1, elements),
+    };
+    let too_large = || CodegenError::TooLarge {
+        value: name.to_owned(),
+        bytes: elements as u64 * 4,
+        limit,
+    };
+    let ranges = row_parts(rows, width, limit).ok_or_else(too_large)?;
+    if (ranges[0].len() * width) as u64 * 4 > limit {
+        return Err(too_large());
+    }
+    let whole = ranges.len() == 1;
+    Ok(ranges
+        .into_iter()
+        .map(|rows| ParameterPart {
+            slice: WeightSlice {
+                name: name.to_owned(),
+                first: rows.start * width,
+                count: rows.len() * width,
+            },
+            label: if whole {
+                name.to_owned()
+            } else {
+                format!("{name}[rows {}..{}]", rows.start, rows.end)
+            },
+            rows,
+        })
+        .collect())
 }
 
 /// A weight's buffers: the whole weight, or row parts of a table that does

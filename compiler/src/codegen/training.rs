@@ -13,13 +13,13 @@
 
 use std::collections::BTreeMap;
 
-use xltc_runtime::program::{Binding, BufferRole, Dispatch, OutputSpec, WeightSlice};
+use xltc_runtime::program::{Binding, BufferRole, Dispatch, OutputSpec};
 use xltc_runtime::Program;
 
 use super::kernels::{finish, per_element, KernelInstance};
 use super::templates::Template;
 use super::{
-    add_kernel, lower_with, push_buffer, row_parts, CodegenError, CodegenOptions, Compiled,
+    add_kernel, lower_with, parameter_parts, push_buffer, CodegenError, CodegenOptions, Compiled,
 };
 use crate::ir::{Graph, Source};
 use crate::passes::gradient_name;
@@ -66,37 +66,11 @@ pub fn lower_optimizer(
     adam: &AdamW,
     options: &CodegenOptions,
 ) -> Result<Program, CodegenError> {
-    let limit = options.max_binding_bytes;
-    // (name, slice) of every part, in order.
+    // (label, slice) of every part, in order.
     let mut parts = Vec::new();
     for (name, shape) in parameters {
-        let elements: usize = shape.iter().product();
-        let (rows, width) = match shape[..] {
-            [rows, width] => (rows, width),
-            _ => (1, elements),
-        };
-        let too_large = || CodegenError::TooLarge {
-            value: name.clone(),
-            bytes: elements as u64 * 4,
-            limit,
-        };
-        let ranges = row_parts(rows, width, limit).ok_or_else(too_large)?;
-        if (ranges[0].len() * width) as u64 * 4 > limit {
-            return Err(too_large());
-        }
-        let whole = ranges.len() == 1;
-        for range in ranges {
-            let slice = WeightSlice {
-                name: name.clone(),
-                first: range.start * width,
-                count: range.len() * width,
-            };
-            let label = if whole {
-                name.clone()
-            } else {
-                format!("{name}[rows {}..{}]", range.start, range.end)
-            };
-            parts.push((label, slice));
+        for part in parameter_parts(name, shape, options.max_binding_bytes)? {
+            parts.push((part.label, part.slice));
         }
     }
     let mut program = Program::default();

@@ -51,13 +51,9 @@ impl GpuSteps {
         stored: Option<Training>,
     ) -> Result<Self, TrainError> {
         let gpu = Gpu::new_blocking().map_err(gpu_error)?;
-        let parameters: Vec<(String, Vec<usize>)> = params
-            .iter()
-            .map(|(n, shape, _)| (n.clone(), shape.clone()))
-            .collect();
         let program = match &stored {
             Some(training) => training.optimizer.clone(),
-            None => programs::optimizer(&parameters, adam)?,
+            None => programs::optimizer(&programs::shapes(params), adam)?,
         };
         let find = |wanted: &BufferRole| {
             program

@@ -180,13 +180,8 @@ impl<'m> Trainer<'m> {
     ) -> Result<Self, TrainError> {
         let mut trainer = Self::new(model, settings)?;
         if let Some(training) = &stored {
-            let ours: Vec<(String, Vec<usize>)> = trainer
-                .params
-                .iter()
-                .map(|(name, shape, _)| (name.clone(), shape.clone()))
-                .collect();
             let settings = &trainer.settings;
-            if training.parameters != ours
+            if training.parameters != programs::shapes(&trainer.params)
                 || training.dropout != settings.dropout
                 || training.weight_decay != settings.weight_decay
             {

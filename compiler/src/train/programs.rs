@@ -43,6 +43,9 @@ pub fn sequence_buckets(max_seq: usize, max_tokens: usize) -> Vec<usize> {
 /// A trainable parameter: checkpoint name, shape, data.
 pub type Parameter = (String, Vec<usize>, Vec<f32>);
 
+/// A parameter's checkpoint name and shape: what a program is compiled for.
+pub type ParameterShape = (String, Vec<usize>);
+
 /// Every trainable parameter of `model`'s classifier, in graph order (the
 /// order the optimizer adds their squares).
 pub fn parameters(model: &Model) -> Result<Vec<Parameter>, TrainError> {
@@ -54,6 +57,24 @@ pub fn parameters(model: &Model) -> Result<Vec<Parameter>, TrainError> {
             _ => None,
         })
         .collect())
+}
+
+/// The names and shapes of [`parameters`], without copying their data.
+pub fn parameter_shapes(model: &Model) -> Result<Vec<ParameterShape>, TrainError> {
+    let graph = model.training_graph(1, 2, false)?;
+    Ok(graph
+        .values()
+        .filter(|(_, v)| matches!(v.source, Source::Weight(_)))
+        .map(|(_, v)| (v.name.clone(), v.shape.clone()))
+        .collect())
+}
+
+/// The names and shapes of `params`.
+pub fn shapes(params: &[Parameter]) -> Vec<ParameterShape> {
+    params
+        .iter()
+        .map(|(name, shape, _)| (name.clone(), shape.clone()))
+        .collect()
 }
 
 fn codegen_error(error: crate::codegen::CodegenError) -> TrainError {
@@ -88,8 +109,8 @@ pub fn forward(model: &Model, batch: usize, seq: usize) -> Result<Bucket, TrainE
     })
 }
 
-/// The optimizer step over `parameters` (name, shape).
-pub fn optimizer(parameters: &[(String, Vec<usize>)], adam: &AdamW) -> Result<Program, TrainError> {
+/// The optimizer step over `parameters`.
+pub fn optimizer(parameters: &[ParameterShape], adam: &AdamW) -> Result<Program, TrainError> {
     lower_optimizer(parameters, adam, &CodegenOptions::default()).map_err(codegen_error)
 }
 
@@ -103,10 +124,7 @@ pub fn compile_training(
     adam: &AdamW,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Training, TrainError> {
-    let parameters: Vec<(String, Vec<usize>)> = parameters(model)?
-        .into_iter()
-        .map(|(name, shape, _)| (name, shape))
-        .collect();
+    let parameters = parameter_shapes(model)?;
     let seqs = sequence_buckets(max_seq, model.max_tokens());
     let total = 2 * seqs.len() + 1;
     let optimizer = optimizer(&parameters, adam)?;
