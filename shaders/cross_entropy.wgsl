@@ -1,6 +1,6 @@
 // cross_entropy: softmax cross-entropy of each row of logits against its
-// label, averaged over the real examples (example_mask 1), as transformers'
-// sequence classifiers compute it; chosen by MODE:
+// label, averaged over the real examples (example_mask not 0), each weighted by
+// its mask (1 as transformers' sequence classifiers compute it); chosen by MODE:
 //   0: the loss, one thread for the whole batch (out [1]);
 //   1: its gradient, mask (softmax - one-hot) / real examples, one thread a
 //      row (out [BATCH, LABELS]).
@@ -33,7 +33,7 @@ fn log_sum_exp(row: u32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var real = 0.0;
     for (var b = 0u; b < BATCH; b++) {
-        real += example_mask[b];
+        real += select(0.0, 1.0, example_mask[b] != 0.0);
     }
     real = max(real, 1.0);
     if (MODE == 0u) {

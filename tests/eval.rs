@@ -538,3 +538,172 @@ fn bad_data_names_the_file_and_line_and_leaves_no_report() {
     ]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("no test files"));
 }
+
+/// The smoothed classifier under noise far below the model's resolution
+/// (sigma 1e-7): every one of N draws votes for the plain prediction, so
+/// nothing abstains, accuracy is the plain classifier's, and every
+/// certificate has the closed form of a unanimous vote: Clopper-Pearson's
+/// bound is alpha^(1/N), the radius sigma PhiInverse(alpha^(1/N)), so
+/// certified accuracy is the plain accuracy up to that radius and 0 past
+/// it. On the CPU reference, on the GPU and from an artifact alike; the
+/// report says how it voted and plots certified accuracy. (Split votes and
+/// abstentions: the unit tests of evaluate::smoothing and certify.)
+#[test]
+fn smoothing_votes_and_certificates_match_a_plain_computation() {
+    let model = model_dir("tiny-xlmr");
+    let folder = data("pawsx");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let plain = |extra: &[&str]| {
+        eval_json(
+            &[
+                &[
+                    model.to_str().unwrap(),
+                    "--data",
+                    folder.to_str().unwrap(),
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--cpu",
+                    "--pairs-matrix",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+        .0
+    };
+    let clean = plain(&[]);
+    let (draws, sigma, alpha) = (12u32, 1e-7f64, 0.01f64);
+    // The radius of a unanimous vote, by bisection on the normal's distribution.
+    let bound = alpha.powf(1.0 / draws as f64);
+    let (mut lo, mut hi) = (0.0f64, 10.0f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if 0.5 * libm::erfc(-mid / std::f64::consts::SQRT_2) < bound {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let radius = sigma * lo;
+    let smooth = [
+        "--smooth",
+        "12",
+        "--sigma",
+        "1e-7",
+        "--alpha",
+        "0.01",
+        "--certify",
+        "--batch",
+        "5",
+        "--pairs-matrix",
+    ];
+    let artifact = dir.path().join("tiny.xltc");
+    ok(xltc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        artifact.to_str().unwrap(),
+        "--max-seq",
+        "32",
+    ]));
+    for (engine, path, device) in [
+        ("cpu", &model, Some("--cpu")),
+        ("gpu", &model, None),
+        ("artifact", &artifact, None),
+    ] {
+        let mut args = vec![
+            "eval",
+            path.to_str().unwrap(),
+            "--data",
+            folder.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend(&smooth);
+        args.extend(device);
+        ok(xltc(&args));
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let e = &report["evaluation"];
+        assert!(e["decision"]
+            .as_str()
+            .unwrap()
+            .contains("majority vote over 12 draws"));
+        let files = e["smoothing"]["files"].as_array().unwrap();
+        assert_eq!(files.len(), 5, "{engine}: dev and four test files");
+        for f in files {
+            let name = f["file"].as_str().unwrap();
+            assert_eq!(f["abstained"], 0, "{engine} {name}");
+            let certified = f["certified"].as_array().unwrap();
+            assert_eq!(certified.len(), 17);
+            let plain_accuracy = match clean.get(name) {
+                Some(v) => v["accuracy"].as_f64().unwrap(),
+                None => e["dev"]["accuracy"].as_f64().unwrap(),
+            };
+            for point in certified {
+                let (r, share) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
+                let expected = if r <= radius * (1.0 - 1e-9) {
+                    plain_accuracy
+                } else {
+                    0.0
+                };
+                assert!(
+                    approx(share, expected),
+                    "{engine} {name}: at radius {r} ({radius} certified) {share} vs {expected}"
+                );
+            }
+            if let Some(v) = clean.get(name) {
+                let smoothed = e["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["file"] == name)
+                    .unwrap();
+                assert_eq!(smoothed["accuracy"], v["accuracy"], "{engine} {name}");
+            }
+        }
+        let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(markdown.contains("## Randomized smoothing"), "{markdown}");
+        let svg = std::fs::read_to_string(out.join("certified.svg")).unwrap();
+        assert!(svg.contains("<polyline"));
+    }
+    // Flags that make no sense are refused.
+    for (flags, message) in [
+        (
+            vec!["--sigma", "1"],
+            "--sigma and --certify are settings of --smooth N",
+        ),
+        (vec!["--smooth", "5"], "--smooth needs --sigma"),
+        (
+            vec![
+                "--smooth",
+                "5",
+                "--sigma",
+                "1",
+                "--noise",
+                "uniform",
+                "--certify",
+            ],
+            "--certify holds for Gaussian noise only",
+        ),
+    ] {
+        let output = xltc(
+            &[
+                &[
+                    "eval",
+                    model.to_str().unwrap(),
+                    "--data",
+                    folder.to_str().unwrap(),
+                    "--cpu",
+                ][..],
+                &flags[..],
+            ]
+            .concat(),
+        );
+        assert!(!output.status.success(), "{flags:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+    }
+}

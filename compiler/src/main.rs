@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use xltc::train::method::{Law, MethodKind, Norm, Start};
 
 #[derive(Parser)]
 #[command(
@@ -187,6 +188,29 @@ pub struct EvalArgs {
     /// Evaluate a baseline instead of a model.
     #[arg(long, value_enum)]
     pub baseline: Option<BaselineKind>,
+    /// Predict with the smoothed classifier: the majority vote over N noise
+    /// draws on the word embeddings (abstaining when the vote is too close;
+    /// an abstention counts as wrong). A classifier only.
+    #[arg(long, value_name = "N", help_heading = "Randomized smoothing")]
+    pub smooth: Option<usize>,
+    /// The noise's scale: standard deviation, or half-width for uniform.
+    #[arg(long, help_heading = "Randomized smoothing")]
+    pub sigma: Option<f64>,
+    /// The noise's law.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "gaussian",
+        help_heading = "Randomized smoothing"
+    )]
+    pub noise: Law,
+    /// Also certify each prediction: an L2 radius on the word embeddings
+    /// within which it cannot change (N more draws; Gaussian noise only).
+    #[arg(long, help_heading = "Randomized smoothing")]
+    pub certify: bool,
+    /// The significance of the abstention test and of the certificate.
+    #[arg(long, default_value_t = 0.001, help_heading = "Randomized smoothing")]
+    pub alpha: f64,
 }
 
 #[derive(Args)]
@@ -252,6 +276,62 @@ pub struct TrainArgs {
     /// hidden_dropout_prob, attention_probs_dropout_prob and classifier_dropout).
     #[arg(long)]
     pub no_dropout: bool,
+    /// The training method: the public recipe (vanilla), synonym-substituted
+    /// copies of the data (rs-da), adversarial training on the word
+    /// embeddings (adv), or noise on them (rs-rp).
+    #[arg(long, value_enum, default_value = "vanilla")]
+    pub method: MethodKind,
+    /// rs-da: the synonym sets, JSON word -> [neighbours] (default: the
+    /// shipped counter-fitted neighbours, the paper's).
+    #[arg(long, help_heading = "RS-DA")]
+    pub synonyms: Option<PathBuf>,
+    /// rs-da: perturbed copies of each training pair (the paper: 10 for
+    /// PAWS-X, 3 for XNLI).
+    #[arg(long, help_heading = "RS-DA")]
+    pub copies: Option<usize>,
+    /// rs-da: the seed of the draws (default: --seed).
+    #[arg(long, help_heading = "RS-DA")]
+    pub augment_seed: Option<u64>,
+    /// rs-da, beyond the paper: look words up lower-cased with punctuation
+    /// set aside (kept in place on the substitute).
+    #[arg(long, help_heading = "RS-DA")]
+    pub ignore_case: bool,
+    /// rs-da, beyond the paper: draw new copies every epoch.
+    #[arg(long, help_heading = "RS-DA")]
+    pub every_epoch: bool,
+    /// rs-da, beyond the paper: keep each original pair beside its copies.
+    #[arg(long, help_heading = "RS-DA")]
+    pub keep_original: bool,
+    /// rs-da: also write the augmented training set (first epoch's) to
+    /// this TSV file (sentence1, sentence2, label).
+    #[arg(long, value_name = "FILE", help_heading = "RS-DA")]
+    pub write_augmented: Option<PathBuf>,
+    /// adv: the radius of the perturbation's ball [default: 0.5].
+    #[arg(long, help_heading = "Adversarial")]
+    pub adv_eps: Option<f64>,
+    /// adv: the size of an ascent step [default: 0.2].
+    #[arg(long, help_heading = "Adversarial")]
+    pub adv_step: Option<f64>,
+    /// adv: ascent steps a micro-batch [default: 3].
+    #[arg(long, help_heading = "Adversarial")]
+    pub adv_steps: Option<usize>,
+    /// adv: the ball's norm [default: l2-token].
+    #[arg(long, value_enum, help_heading = "Adversarial")]
+    pub adv_norm: Option<Norm>,
+    /// adv: where the ascent starts [default: zero].
+    #[arg(long, value_enum, help_heading = "Adversarial")]
+    pub adv_init: Option<Start>,
+    /// adv: the clean loss's weight (0: the perturbed loss only; 0.5: their
+    /// mean) [default: 0.5].
+    #[arg(long, help_heading = "Adversarial")]
+    pub adv_clean_weight: Option<f64>,
+    /// rs-rp: the noise's law [default: gaussian].
+    #[arg(long, value_enum, help_heading = "RS-RP")]
+    pub noise: Option<Law>,
+    /// rs-rp: the noise's scale (standard deviation, or half-width for
+    /// uniform), per element [default: 0.02].
+    #[arg(long, help_heading = "RS-RP")]
+    pub sigma: Option<f64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

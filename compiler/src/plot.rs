@@ -181,11 +181,20 @@ pub struct Curve<'a> {
 /// to its largest value, drawn on one frame; the legend gives each curve's
 /// largest value.
 pub fn curves(title: &str, x_label: &str, series: &[Curve]) -> String {
+    draw_curves(title, x_label, series, None)
+}
+
+/// Curves against x on one y scale from 0 to `y_max` (accuracies, say).
+pub fn curves_on_one_scale(title: &str, x_label: &str, series: &[Curve], y_max: f64) -> String {
+    draw_curves(title, x_label, series, Some(y_max))
+}
+
+fn draw_curves(title: &str, x_label: &str, series: &[Curve], shared: Option<f64>) -> String {
     let (left, top, w, h) = (50.0, 40.0, 560.0, 260.0);
     let x_max = series
         .iter()
         .flat_map(|c| c.points.iter().map(|q| q.0))
-        .fold(1.0f64, f64::max);
+        .fold(if shared.is_some() { 1e-12f64 } else { 1.0f64 }, f64::max);
     let mut svg = document(left + w + 30.0, top + h + 60.0, 12);
     let s = &mut svg;
     let _ = writeln!(
@@ -206,7 +215,7 @@ pub fn curves(title: &str, x_label: &str, series: &[Curve]) -> String {
         },
     ) in series.iter().enumerate()
     {
-        let y_max = points.iter().map(|p| p.1).fold(1e-12f64, f64::max);
+        let y_max = shared.unwrap_or_else(|| points.iter().map(|p| p.1).fold(1e-12f64, f64::max));
         let path: Vec<String> = points
             .iter()
             .map(|(x, y)| {
@@ -234,7 +243,7 @@ pub fn curves(title: &str, x_label: &str, series: &[Curve]) -> String {
     }
     let _ = writeln!(
         s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{} (0 to {x_max:.0})</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{} (0 to {x_max})</text>"#,
         left + w / 2.0,
         top + h + 18.0,
         escape(x_label)

@@ -123,7 +123,7 @@ pub fn predict(
 
 /// The sequences the graph sees: one per request for a classifier; for an
 /// embedding model, the text and then (if any) the pair as separate sequences.
-fn tokenize_all(
+pub(crate) fn tokenize_all(
     model: &Model,
     tokenizer: &TextTokenizer,
     requests: &[Request],

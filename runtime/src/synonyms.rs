@@ -57,18 +57,69 @@ impl SynonymSets {
     pub fn perturb(&self, sentence: &str, rng: &mut SplitMix64) -> String {
         let tokens: Vec<&str> = sentence
             .split(' ')
+            .map(|token| self.draw(token, token, rng).unwrap_or(token))
+            .collect();
+        tokens.join(" ")
+    }
+
+    /// One random substitution of `sentence` by a looser rule than the
+    /// paper's (a variant beyond it): each token's word, with the
+    /// punctuation around it set aside, is looked up lower-cased; a
+    /// substitute takes the word's capitalisation (all capitals, or a first
+    /// capital) and the punctuation goes back around it. Still split on
+    /// single spaces, so the token count never changes.
+    pub fn perturb_ignoring_case(&self, sentence: &str, rng: &mut SplitMix64) -> String {
+        let tokens: Vec<String> = sentence
+            .split(' ')
             .map(|token| {
-                let options = self.neighbours(token);
-                if options.is_empty() {
-                    return token;
-                }
-                match rng.below(options.len() + 1) {
-                    0 => token,
-                    k => options[k - 1].as_str(),
+                let start = token.find(char::is_alphanumeric).unwrap_or(token.len());
+                let end = token.rfind(char::is_alphanumeric).map_or(start, |i| {
+                    i + token[i..].chars().next().map_or(1, char::len_utf8)
+                });
+                let word = &token[start..end.max(start)];
+                match self.draw(&word.to_lowercase(), word, rng) {
+                    Some(substitute) if substitute != word => format!(
+                        "{}{}{}",
+                        &token[..start],
+                        with_case_of(word, substitute),
+                        &token[end.max(start)..]
+                    ),
+                    _ => token.to_owned(),
                 }
             })
             .collect();
         tokens.join(" ")
+    }
+
+    /// A uniform draw from `word` and the neighbours of `key`; None (and
+    /// no draw) when `key` has none.
+    fn draw<'a>(&'a self, key: &str, word: &'a str, rng: &mut SplitMix64) -> Option<&'a str> {
+        let options = self.neighbours(key);
+        if options.is_empty() {
+            return None;
+        }
+        Some(match rng.below(options.len() + 1) {
+            0 => word,
+            k => options[k - 1].as_str(),
+        })
+    }
+}
+
+/// `substitute` capitalised as `word` is: all capitals (two letters or
+/// more), a first capital, or as it is.
+fn with_case_of(word: &str, substitute: &str) -> String {
+    let letters: Vec<char> = word.chars().filter(|c| c.is_alphabetic()).collect();
+    if letters.len() > 1 && letters.iter().all(|c| c.is_uppercase()) {
+        return substitute.to_uppercase();
+    }
+    match word.chars().next() {
+        Some(first) if first.is_uppercase() => {
+            let mut chars = substitute.chars();
+            chars.next().map_or(String::new(), |c| {
+                c.to_uppercase().chain(chars).collect::<String>()
+            })
+        }
+        _ => substitute.to_owned(),
     }
 }
 
@@ -118,6 +169,35 @@ mod tests {
             let count = counts[word];
             assert!((9_650..10_350).contains(&count), "{counts:?}");
         }
+    }
+
+    #[test]
+    fn ignoring_case_keeps_punctuation_and_capitals_in_place() {
+        let sets = sets();
+        let mut rng = SplitMix64::new(11);
+        let sentence = "The Movie, (movie) was GOOD. good-ish the";
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..300 {
+            let out = sets.perturb_ignoring_case(sentence, &mut rng);
+            let t: Vec<&str> = out.split(' ').collect();
+            assert_eq!(t.len(), 7, "{out}");
+            assert!(["Movie,", "Film,", "Cinema,"].contains(&t[1]), "{out}");
+            assert!(["(movie)", "(film)", "(cinema)"].contains(&t[2]), "{out}");
+            assert!(["GOOD.", "FINE."].contains(&t[4]), "{out}");
+            // Inner punctuation makes another word: "good-ish" is no key.
+            assert_eq!((t[0], t[3], t[5], t[6]), ("The", "was", "good-ish", "the"));
+            seen.insert(t[1].to_owned());
+        }
+        assert_eq!(
+            seen.len(),
+            3,
+            "every option of a capitalised word drawn: {seen:?}"
+        );
+        // The paper's rule leaves every one of those tokens as it is.
+        assert_eq!(
+            sets.perturb("Movie, (movie) GOOD.", &mut rng),
+            "Movie, (movie) GOOD."
+        );
     }
 
     #[test]

@@ -10,9 +10,12 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use xltc::evaluate::report::{markdown, Header};
 use xltc::evaluate::scorer::Scorer;
+use xltc::evaluate::smoothing::Smoothing;
 use xltc::evaluate::suite::{Selection, Suite};
 use xltc::evaluate::{evaluate, Evaluation, Perturbation};
+use xltc::frontend::ModelOutput;
 use xltc::plot;
+use xltc::train::method::Law;
 use xltc_runtime::SynonymSets;
 
 use super::progress::Progress;
@@ -25,6 +28,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if args.attack.is_some() && args.perturb.is_none() {
         bail!("--attack worst-of-k keeps the worst of the --perturb synonyms draws: give --perturb synonyms too");
     }
+    let smoothing = smoothing(&args)?;
     let selection = Selection {
         languages: args.langs.clone(),
         matrix: args.pairs_matrix,
@@ -63,7 +67,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 tokenizer: &tokenizer,
                 batch: args.batch,
                 prefix: args.prefix.clone().unwrap_or_default(),
+                smoothing: smoothing.clone(),
             };
+            if smoothing.is_some() && model.output != ModelOutput::Classification {
+                bail!(
+                    "{}: --smooth votes over a classifier's predictions; this model has no \
+                     classification head",
+                    path.display()
+                );
+            }
             let header = header(&args, &model.name, super::engine_name(&engine));
             (run(&suite, &scorer, perturbation.as_ref())?, header)
         }
@@ -85,6 +97,39 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .unwrap_or_else(|| default_report_folder(&args));
     write_report(&folder, &header, &evaluation)?;
     print_summary(&args, &evaluation, &folder)
+}
+
+/// The smoothed classifier the flags ask for, if any.
+fn smoothing(args: &EvalArgs) -> Result<Option<Smoothing>> {
+    let Some(draws) = args.smooth else {
+        if args.sigma.is_some() || args.certify {
+            bail!("--sigma and --certify are settings of --smooth N");
+        }
+        return Ok(None);
+    };
+    if draws == 0 {
+        bail!("--smooth must be at least 1 draw");
+    }
+    if args.model.is_none() {
+        bail!("--smooth smooths a model's classifier; give a model, not a baseline");
+    }
+    let Some(sigma) = args.sigma.filter(|s| s.is_finite() && *s > 0.0) else {
+        bail!("--smooth needs --sigma, a positive noise scale");
+    };
+    if args.certify && args.noise != Law::Gaussian {
+        bail!("--certify holds for Gaussian noise only (Cohen et al.'s bound)");
+    }
+    if !(args.alpha > 0.0 && args.alpha < 0.5) {
+        bail!("--alpha must be in (0, 0.5) (got {})", args.alpha);
+    }
+    Ok(Some(Smoothing {
+        draws,
+        sigma,
+        law: args.noise,
+        seed: args.seed,
+        alpha: args.alpha,
+        certify: args.certify,
+    }))
 }
 
 fn run(suite: &Suite, scorer: &Scorer, perturbation: Option<&Perturbation>) -> Result<Evaluation> {
@@ -152,6 +197,9 @@ fn write_report(folder: &Path, header: &Header, e: &Evaluation) -> Result<()> {
                 chance,
             ),
         )?;
+        if let Some(report) = e.smoothing.as_ref().filter(|r| r.settings.certify) {
+            put("certified.svg", certified_plot(&header.model, report))?;
+        }
         if let Some(m) = &e.matrix {
             let low = m
                 .accuracy
@@ -172,6 +220,37 @@ fn write_report(folder: &Path, header: &Header, e: &Evaluation) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Certified accuracy against the radius, one curve a language's test file
+/// (and English dev).
+fn certified_plot(model: &str, report: &xltc::evaluate::SmoothingReport) -> String {
+    const COLOURS: [&str; 8] = [
+        "#c33", "#36c", "#393", "#c6c", "#f90", "#099", "#663", "#999",
+    ];
+    let files: Vec<&xltc::evaluate::SmoothedFile> = report
+        .files
+        .iter()
+        .filter(|f| f.languages.0 == f.languages.1)
+        .collect();
+    let curves: Vec<plot::Curve> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| plot::Curve {
+            label: &f.file,
+            colour: COLOURS[i % COLOURS.len()],
+            points: f.certified.clone(),
+        })
+        .collect();
+    plot::curves_on_one_scale(
+        &format!(
+            "{model}: certified accuracy (sigma {}, {} draws)",
+            report.settings.sigma, report.settings.draws
+        ),
+        "L2 radius on the word embeddings",
+        &curves,
+        1.0,
+    )
 }
 
 fn print_summary(args: &EvalArgs, e: &Evaluation, folder: &Path) -> Result<()> {
@@ -273,6 +352,26 @@ fn print_summary(args: &EvalArgs, e: &Evaluation, folder: &Path) -> Result<()> {
             write!(out, ", alignment {al:.4}")?;
         }
         writeln!(out)?;
+    }
+    if let Some(s) = &e.smoothing {
+        for f in &s.files {
+            write!(
+                out,
+                "{}: smoothed, abstained on {} of {}",
+                f.file, f.abstained, f.pairs
+            )?;
+            if let (Some(&(_, at_zero)), Some(&(r, at_sigma))) =
+                (f.certified.first(), f.certified.get(4))
+            {
+                write!(
+                    out,
+                    ", certified {:.1}% (radius > 0), {:.1}% (radius >= {r})",
+                    100.0 * at_zero,
+                    100.0 * at_sigma
+                )?;
+            }
+            writeln!(out)?;
+        }
     }
     for note in &e.notes {
         writeln!(out, "note: {note}")?;

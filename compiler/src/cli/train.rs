@@ -13,13 +13,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xltc::frontend::{Family, Model, ModelOutput};
 use xltc::plot;
+use xltc::train::augment::{augment, Row};
+use xltc::train::method::{Adversarial, Augmentation, Law, Method, MethodKind, Noise, Norm, Start};
 use xltc::train::programs::Parameter;
 use xltc::train::{encode, Example, Settings, Trainer};
 use xltc_runtime::artifact::Training;
 use xltc_runtime::pairs::label_index;
-use xltc_runtime::{PairFile, SplitMix64, TextTokenizer};
+use xltc_runtime::{PairFile, SplitMix64, SynonymSets, TextTokenizer};
 
 use super::progress::Progress;
+use clap::ValueEnum;
+
 use crate::TrainArgs;
 
 /// What a run is: recorded in OUT/state/state.json, so that `--resume OUT`
@@ -35,6 +39,9 @@ struct RunSpec {
     /// On the CPU reference, not the GPU (a run resumes where it ran).
     #[serde(default = "before_gpu_training")]
     cpu: bool,
+    /// RS-DA's augmented set is also written here.
+    #[serde(default)]
+    write_augmented: Option<PathBuf>,
 }
 
 /// States saved before GPU training existed are all from CPU runs.
@@ -105,6 +112,7 @@ fn run_spec(args: &TrainArgs) -> Result<(RunSpec, (Model, Option<Training>))> {
         seed: args.seed,
         eval_every: args.eval_every,
         dropout: !args.no_dropout,
+        method: method(args)?,
     };
     let run = RunSpec {
         model: model.clone(),
@@ -114,6 +122,7 @@ fn run_spec(args: &TrainArgs) -> Result<(RunSpec, (Model, Option<Training>))> {
         settings,
         save_every: args.save_every.unwrap_or(args.eval_every),
         cpu: args.cpu,
+        write_augmented: args.write_augmented.clone(),
     };
     let (model, stored) = load(&run.model)?;
     if model.output == ModelOutput::Classification {
@@ -147,6 +156,168 @@ fn run_spec(args: &TrainArgs) -> Result<(RunSpec, (Model, Option<Training>))> {
     Ok((RunSpec { model: init, ..run }, (model, None)))
 }
 
+/// The method `--method` names, with its flags; a flag of another method,
+/// or a setting out of its range, is an error.
+fn method(args: &TrainArgs) -> Result<Method> {
+    let given = |flags: &[(&str, bool)], kind: MethodKind| -> Result<()> {
+        for (flag, set) in flags {
+            if *set && args.method != kind {
+                bail!(
+                    "{flag} is a setting of --method {}",
+                    kind.to_possible_value().expect("named").get_name()
+                );
+            }
+        }
+        Ok(())
+    };
+    given(
+        &[
+            ("--synonyms", args.synonyms.is_some()),
+            ("--copies", args.copies.is_some()),
+            ("--augment-seed", args.augment_seed.is_some()),
+            ("--ignore-case", args.ignore_case),
+            ("--every-epoch", args.every_epoch),
+            ("--keep-original", args.keep_original),
+            ("--write-augmented", args.write_augmented.is_some()),
+        ],
+        MethodKind::RsDa,
+    )?;
+    given(
+        &[
+            ("--adv-eps", args.adv_eps.is_some()),
+            ("--adv-step", args.adv_step.is_some()),
+            ("--adv-steps", args.adv_steps.is_some()),
+            ("--adv-norm", args.adv_norm.is_some()),
+            ("--adv-init", args.adv_init.is_some()),
+            ("--adv-clean-weight", args.adv_clean_weight.is_some()),
+        ],
+        MethodKind::Adv,
+    )?;
+    given(
+        &[
+            ("--noise", args.noise.is_some()),
+            ("--sigma", args.sigma.is_some()),
+        ],
+        MethodKind::RsRp,
+    )?;
+    let positive = |flag: &str, value: f64| -> Result<f64> {
+        if !(value.is_finite() && value > 0.0) {
+            bail!("{flag} must be a positive number (got {value})");
+        }
+        Ok(value)
+    };
+    Ok(match args.method {
+        MethodKind::Vanilla => Method::Vanilla,
+        MethodKind::RsDa => {
+            let copies = args.copies.unwrap_or(10);
+            if copies == 0 {
+                bail!("--copies must be at least 1");
+            }
+            Method::RsDa(Augmentation {
+                synonyms: args.synonyms.clone(),
+                copies,
+                seed: args.augment_seed.unwrap_or(args.seed),
+                ignore_case: args.ignore_case,
+                every_epoch: args.every_epoch,
+                keep_original: args.keep_original,
+            })
+        }
+        MethodKind::Adv => {
+            let clean_weight = args.adv_clean_weight.unwrap_or(0.5);
+            if !(0.0..1.0).contains(&clean_weight) {
+                bail!("--adv-clean-weight must be in [0, 1) (got {clean_weight}); 1 is --method vanilla");
+            }
+            let steps = args.adv_steps.unwrap_or(3);
+            if steps == 0 {
+                bail!("--adv-steps must be at least 1");
+            }
+            Method::Adv(Adversarial {
+                eps: positive("--adv-eps", args.adv_eps.unwrap_or(0.5))?,
+                step: positive("--adv-step", args.adv_step.unwrap_or(0.2))?,
+                steps,
+                norm: args.adv_norm.unwrap_or(Norm::L2Token),
+                init: args.adv_init.unwrap_or(Start::Zero),
+                clean_weight,
+            })
+        }
+        MethodKind::RsRp => Method::RsRp(Noise {
+            law: args.noise.unwrap_or(Law::Gaussian),
+            sigma: positive("--sigma", args.sigma.unwrap_or(0.02))?,
+        }),
+    })
+}
+
+/// The synonym sets RS-DA draws from.
+fn synonym_sets(settings: &Augmentation) -> Result<SynonymSets> {
+    Ok(match &settings.synonyms {
+        None => SynonymSets::counterfitted(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            SynonymSets::from_json(&path.display().to_string(), &text)?
+        }
+    })
+}
+
+/// The training pairs of each epoch: the file's, or RS-DA's copies of them.
+struct TrainingSet {
+    rows: Vec<Row>,
+    /// Each row's label as the file spells it.
+    labels: Vec<String>,
+    augmentation: Option<(Augmentation, SynonymSets)>,
+}
+
+impl TrainingSet {
+    fn read(path: &Path, labels: &[String], method: &Method) -> Result<Self> {
+        let rows = read_rows(path, labels)?;
+        let labels = PairFile::read(path)?
+            .pairs
+            .into_iter()
+            .map(|p| p.label)
+            .collect();
+        let augmentation = match method {
+            Method::RsDa(settings) => Some((settings.clone(), synonym_sets(settings)?)),
+            _ => None,
+        };
+        Ok(Self {
+            rows,
+            labels,
+            augmentation,
+        })
+    }
+
+    fn rows(&self, epoch: usize) -> Vec<Row> {
+        match &self.augmentation {
+            None => self.rows.clone(),
+            Some((settings, sets)) => augment(&self.rows, settings, sets, epoch),
+        }
+    }
+
+    /// Whether `epoch` trains on other pairs than the epoch before.
+    fn changes_at(&self, epoch: usize) -> bool {
+        epoch > 0
+            && self
+                .augmentation
+                .as_ref()
+                .is_some_and(|(s, _)| s.every_epoch)
+    }
+}
+
+/// Writes RS-DA's `rows` as a three-column TSV (sentence1, sentence2,
+/// label), each label as the training file spells it, so the file can be
+/// compared with the public code's augmented data line by line.
+fn write_rows(path: &Path, rows: &[Row], source: &TrainingSet) -> Result<()> {
+    let per_row = rows.len() / source.rows.len().max(1);
+    let mut text = String::new();
+    for (i, (a, b, _, _)) in rows.iter().enumerate() {
+        text.push_str(&format!(
+            "{a}\t{b}\t{}\n",
+            source.labels[i / per_row.max(1)]
+        ));
+    }
+    super::write_atomically(path, text.as_bytes())
+}
+
 fn execute(
     run: &RunSpec,
     model: &Model,
@@ -163,9 +334,14 @@ fn execute(
     let labels = model.config.labels.clone();
     let max_len = settings.max_len.min(model.max_tokens());
     let tokenizer = TextTokenizer::from_json(&model.tokenizer_json, &model.origin, max_len)?;
-    let train = read_examples(&run.train, &labels, &tokenizer)?;
+    let training_set = TrainingSet::read(&run.train, &labels, &settings.method)?;
+    let first = training_set.rows(saved.as_ref().map_or(0, |(p, _)| p.epoch));
+    if let Some(path) = &run.write_augmented {
+        write_rows(path, &training_set.rows(0), &training_set)?;
+    }
+    let mut train = encode(&tokenizer, &first)?;
     let dev = match &run.dev {
-        Some(path) => Some(read_examples(path, &labels, &tokenizer)?),
+        Some(path) => Some(encode(&tokenizer, &read_rows(path, &labels)?)?),
         None => None,
     };
     let out = &run.output;
@@ -219,6 +395,9 @@ fn execute(
     let mut progress = Progress::new("train", "steps");
     let group_size = settings.batch * settings.accumulation;
     'epochs: for epoch in position.epoch..settings.epochs {
+        if epoch != position.epoch && training_set.changes_at(epoch) {
+            train = encode(&tokenizer, &training_set.rows(epoch))?;
+        }
         let order = trainer.epoch_order(train.len(), epoch);
         let skip = if epoch == position.epoch {
             position.group
@@ -242,7 +421,7 @@ fn execute(
                     if position.best.is_none_or(|b| accuracy > b) {
                         position.best = Some(accuracy);
                         trainer.sync()?;
-                        save_model(model, &trainer.params, &out.join("best"))?;
+                        save_model(model, &trainer.params, settings, &out.join("best"))?;
                     }
                 }
             }
@@ -258,7 +437,7 @@ fn execute(
         }
     }
     trainer.sync()?;
-    save_model(model, &trainer.params, &out.join("last"))?;
+    save_model(model, &trainer.params, settings, &out.join("last"))?;
     let losses: Vec<(f64, f64)> = position
         .losses
         .iter()
@@ -409,13 +588,9 @@ fn serialize(tensors: &[Parameter]) -> Result<Vec<u8>> {
     Ok(safetensors::tensor::serialize(views, Some(metadata))?)
 }
 
-/// A pair file's examples with their labels as class numbers; a label the
+/// A pair file's pairs with their labels as class numbers; a label the
 /// model does not have names the file and line, before any training.
-fn read_examples(
-    path: &Path,
-    labels: &[String],
-    tokenizer: &TextTokenizer,
-) -> Result<Vec<Example>> {
+fn read_rows(path: &Path, labels: &[String]) -> Result<Vec<Row>> {
     let file = PairFile::read(path)?;
     let mut rows = Vec::new();
     for pair in &file.pairs {
@@ -436,13 +611,20 @@ fn read_examples(
             origin,
         ));
     }
-    Ok(encode(tokenizer, &rows)?)
+    Ok(rows)
 }
 
 /// A Hugging Face model folder with the trained parameters (the tensor names
 /// of the checkpoint it came from), config.json and tokenizer.json.
-fn save_model(model: &Model, params: &[Parameter], folder: &Path) -> Result<()> {
-    let config: serde_json::Value = serde_json::from_str(&model.config_json)?;
+fn save_model(
+    model: &Model,
+    params: &[Parameter],
+    settings: &Settings,
+    folder: &Path,
+) -> Result<()> {
+    let mut config: serde_json::Value = serde_json::from_str(&model.config_json)?;
+    // How the checkpoint was made: the method and every setting of the run.
+    config["xltc_training"] = serde_json::to_value(settings)?;
     write_model_folder(
         folder,
         params,

@@ -5,8 +5,10 @@
 //! representations). Only dev-en ever tunes anything (the threshold of a
 //! similarity score).
 
+pub mod certify;
 pub mod report;
 pub mod scorer;
+pub mod smoothing;
 pub mod suite;
 
 use std::collections::HashMap;
@@ -133,6 +135,32 @@ pub struct Consistency {
     pub attacked_alignment: Option<f64>,
 }
 
+/// A smoothed classifier's abstentions and certificates on one file.
+#[derive(Clone, Debug, Serialize)]
+pub struct SmoothedFile {
+    pub file: String,
+    pub languages: (String, String),
+    pub pairs: usize,
+    /// Pairs the smoothed classifier abstained on (counted as wrong).
+    pub abstained: usize,
+    /// (radius, share of the pairs predicted correctly and certified at
+    /// that L2 radius or more), when certified.
+    pub certified: Vec<(f64, f64)>,
+}
+
+/// Randomized smoothing's settings and what it did on every file.
+#[derive(Clone, Debug, Serialize)]
+pub struct SmoothingReport {
+    pub settings: smoothing::Smoothing,
+    pub files: Vec<SmoothedFile>,
+}
+
+/// The radii certified accuracy is reported at: 0 to 4 sigma in steps of
+/// sigma / 4.
+pub fn certified_radii(sigma: f64) -> Vec<f64> {
+    (0..=16).map(|k| sigma * k as f64 / 4.0).collect()
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluation {
     /// "argmax over the labels", or the similarity and its threshold.
@@ -145,11 +173,16 @@ pub struct Evaluation {
     pub matrix: Option<Matrix>,
     pub robustness: Option<Robustness>,
     pub consistency: Vec<Consistency>,
+    /// With a smoothed classifier: abstentions and certified accuracy.
+    pub smoothing: Option<SmoothingReport>,
     pub notes: Vec<String>,
     /// Sequences the model ran, and the seconds it took.
     pub sequences: usize,
     pub seconds: f64,
 }
+
+/// The class of a smoothed classifier's abstention.
+pub const ABSTAINED: usize = usize::MAX;
 
 /// How a score becomes a class: the classifier's argmax, or a similarity at
 /// or above the threshold meaning label 1.
@@ -163,6 +196,8 @@ impl Decision {
     fn class(self, score: &PairScore) -> usize {
         match (self, score) {
             (Decision::Argmax, PairScore::Probabilities(p)) => argmax(p),
+            // An abstention is no class: never the gold one.
+            (Decision::Argmax, PairScore::Smoothed(s)) => s.class.unwrap_or(ABSTAINED),
             (Decision::Threshold(t), PairScore::Similarity(s)) => usize::from(*s >= t),
             _ => unreachable!("the decision matches the scorer"),
         }
@@ -173,6 +208,10 @@ impl Decision {
     fn loss(self, score: &PairScore, gold: usize) -> f64 {
         match (self, score) {
             (Decision::Argmax, PairScore::Probabilities(p)) => -(p[gold].max(1e-30) as f64).ln(),
+            (Decision::Argmax, PairScore::Smoothed(s)) => {
+                let share = s.votes[gold] as f64 / s.votes.iter().sum::<u64>().max(1) as f64;
+                -share.max(1e-30).ln()
+            }
             (Decision::Threshold(t), PairScore::Similarity(s)) => {
                 let margin = (*s - t) as f64;
                 if gold == 1 {
@@ -362,7 +401,7 @@ pub fn evaluate(
             .iter()
             .map(|p| match score(p) {
                 PairScore::Similarity(s) => (s, gold_of(dev, p) == 1),
-                PairScore::Probabilities(_) => unreachable!("a similarity scorer"),
+                _ => unreachable!("a similarity scorer"),
             })
             .collect();
         let (t, _) = best_threshold(&examples);
@@ -475,7 +514,55 @@ pub fn evaluate(
     if suite.english.is_none() && !others.is_empty() {
         notes.push("no test-en.tsv: cross-lingual consistency needs the English originals".into());
     }
+    let smoothing = match scorer {
+        Scorer::Model {
+            smoothing: Some(settings),
+            ..
+        } if !similarity => {
+            let files = suite.dev.iter().map(|f| {
+                let name = f
+                    .path
+                    .file_name()
+                    .map_or("dev-en.tsv".into(), |n| n.to_string_lossy().into_owned());
+                (name, ("en".to_owned(), "en".to_owned()), f)
+            });
+            let tests = suite
+                .tests
+                .iter()
+                .map(|t| (t.name.clone(), t.languages.clone(), &t.file));
+            let files = files
+                .chain(tests)
+                .map(|(name, languages, file)| {
+                    smoothed_file(name, languages, file, settings, &|p| score(p), &|p| {
+                        gold_of(file, p)
+                    })
+                })
+                .collect();
+            Some(SmoothingReport {
+                settings: settings.clone(),
+                files,
+            })
+        }
+        _ => None,
+    };
     let decision_text = match (decision, scorer) {
+        (
+            Decision::Argmax,
+            Scorer::Model {
+                smoothing: Some(s), ..
+            },
+        ) => format!(
+            "majority vote over {} draws of {} noise (sigma {}) on the word embeddings; \
+             abstains unless the top class's votes beat the runner-up's at p <= {} \
+             (an abstention counts as wrong)",
+            s.draws,
+            match s.law {
+                crate::train::method::Law::Gaussian => "Gaussian",
+                crate::train::method::Law::Uniform => "uniform",
+            },
+            s.sigma,
+            s.alpha
+        ),
         (Decision::Argmax, _) => "argmax over the model's labels".to_owned(),
         (Decision::Threshold(t), Scorer::WordOverlap) => {
             format!("word overlap (Jaccard) >= {t:.4} means label 1, tuned on dev-en")
@@ -494,10 +581,56 @@ pub fn evaluate(
         matrix,
         robustness,
         consistency,
+        smoothing,
         notes,
         sequences,
         seconds,
     })
+}
+
+/// A file's abstentions and, when certified, its certified accuracy at
+/// each of [`certified_radii`].
+fn smoothed_file(
+    file: String,
+    languages: (String, String),
+    pairs: &PairFile,
+    settings: &smoothing::Smoothing,
+    score: &dyn Fn(&LabelledPair) -> PairScore,
+    gold: &dyn Fn(&LabelledPair) -> usize,
+) -> SmoothedFile {
+    let smoothed: Vec<(smoothing::Smoothed, usize)> = pairs
+        .pairs
+        .iter()
+        .filter_map(|p| match score(p) {
+            PairScore::Smoothed(s) => Some((s, gold(p))),
+            _ => None,
+        })
+        .collect();
+    let n = smoothed.len().max(1) as f64;
+    let certified = if settings.certify {
+        certified_radii(settings.sigma)
+            .into_iter()
+            .map(|r| {
+                let count = smoothed
+                    .iter()
+                    .filter(|(s, gold)| {
+                        s.certified
+                            .is_some_and(|(class, radius)| class == *gold && radius >= r)
+                    })
+                    .count();
+                (r, count as f64 / n)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    SmoothedFile {
+        file,
+        languages,
+        pairs: smoothed.len(),
+        abstained: smoothed.iter().filter(|(s, _)| s.class.is_none()).count(),
+        certified,
+    }
 }
 
 fn matrix_of(suite: &Suite, results: &[FileResult]) -> Option<Matrix> {

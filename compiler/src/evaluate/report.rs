@@ -144,6 +144,55 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
             );
         }
     }
+    if let Some(sm) = &e.smoothing {
+        let st = &sm.settings;
+        let _ = writeln!(w, "\n## Randomized smoothing\n");
+        let _ = writeln!(
+            w,
+            "{} noise draws an input on the word embeddings ({:?}, sigma {}, seed {}); the prediction abstains unless the top class beats the runner-up at p <= {}, and an abstention counts as wrong.{}\n",
+            st.draws,
+            st.law,
+            st.sigma,
+            st.seed,
+            st.alpha,
+            if st.certify {
+                " Certified: another set of draws bounds the top class's probability (one-sided Clopper-Pearson at the same alpha); the L2 radius is sigma times the normal quantile of that bound (Cohen et al., 2019)."
+            } else {
+                ""
+            }
+        );
+        let radii: Vec<f64> = sm
+            .files
+            .first()
+            .map(|f| {
+                [0, 2, 4, 8]
+                    .iter()
+                    .filter_map(|&k| f.certified.get(k))
+                    .map(|c| c.0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let heads: String = radii
+            .iter()
+            .map(|r| format!(" certified at r = {r} (%) |"))
+            .collect();
+        let _ = writeln!(w, "| file | pairs | abstained (%) |{heads}");
+        let _ = writeln!(w, "| --- | ---: | ---: |{}", " ---: |".repeat(radii.len()));
+        for f in &sm.files {
+            let cells: String = [0, 2, 4, 8]
+                .iter()
+                .filter_map(|&k| f.certified.get(k))
+                .map(|c| format!(" {} |", percent(c.1)))
+                .collect();
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} |{cells}",
+                f.file,
+                f.pairs,
+                percent(f.abstained as f64 / f.pairs.max(1) as f64)
+            );
+        }
+    }
     if !e.notes.is_empty() {
         let _ = writeln!(w, "\n## Notes\n");
         for note in &e.notes {
@@ -152,9 +201,14 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
     }
     let _ = writeln!(
         w,
-        "\nPlots: [accuracy per language](accuracy.svg){}",
+        "\nPlots: [accuracy per language](accuracy.svg){}{}",
         if e.matrix.is_some() {
             ", [language-pair matrix](matrix.svg)"
+        } else {
+            ""
+        },
+        if e.smoothing.as_ref().is_some_and(|s| s.settings.certify) {
+            ", [certified accuracy](certified.svg)"
         } else {
             ""
         }

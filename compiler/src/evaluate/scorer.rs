@@ -5,10 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use xltc_runtime::{cosine, Overflow, TextTokenizer};
+use xltc_runtime::{cosine, Encoding, Overflow, TextTokenizer};
 
+use super::smoothing::{input_key, smooth, Smoothed, Smoothing};
 use crate::frontend::{Model, ModelOutput};
-use crate::predict::{predict, Engine, PredictError, Prediction, Request};
+use crate::predict::{predict, tokenize_all, Engine, PredictError, Prediction, Request};
 
 /// How pairs are scored.
 pub enum Scorer<'a> {
@@ -19,6 +20,8 @@ pub enum Scorer<'a> {
         batch: usize,
         /// Put before every sentence ("query: " for e5).
         prefix: String,
+        /// A classifier smoothed by noise on its word embeddings.
+        smoothing: Option<Smoothing>,
     },
     /// Lexical baseline: the Jaccard overlap of the two sentences' lower-cased
     /// word sets.
@@ -30,12 +33,15 @@ pub enum Scorer<'a> {
 pub enum PairScore {
     Probabilities(Vec<f32>),
     Similarity(f32),
+    /// A smoothed classifier's votes and prediction.
+    Smoothed(Smoothed),
 }
 
 /// The scores of a set of inputs, looked up by text.
 #[derive(Default)]
 pub struct Scored {
     probabilities: HashMap<(String, String), Vec<f32>>,
+    smoothed: HashMap<(String, String), Smoothed>,
     embeddings: HashMap<String, Vec<f32>>,
     word_overlap: bool,
 }
@@ -63,6 +69,7 @@ impl Scorer<'_> {
             tokenizer,
             batch,
             prefix,
+            smoothing,
         } = self
         else {
             return Ok(Scored {
@@ -91,6 +98,22 @@ impl Scorer<'_> {
             .map(|(a, b)| request(a, Some(b)))
             .chain(sentence_inputs.iter().map(|s| request(s, None)))
             .collect();
+        if let (Some(smoothing), true) = (smoothing, classifier) {
+            let encodings = tokenize_all(model, tokenizer, &requests, Overflow::Truncate)?;
+            let keyed: Vec<(Encoding, u64)> = encodings
+                .into_iter()
+                .zip(&requests)
+                .map(|(e, r)| (e, input_key(smoothing.seed, &r.text, r.pair.as_deref())))
+                .collect();
+            let out = smooth(engine, model, &keyed, *batch, smoothing, progress)?;
+            let mut scored = Scored::default();
+            for ((a, b), smoothed) in pair_inputs.into_iter().zip(out) {
+                scored
+                    .smoothed
+                    .insert((a.to_owned(), b.to_owned()), smoothed);
+            }
+            return Ok(scored);
+        }
         let out = predict(
             engine,
             model,
@@ -129,8 +152,12 @@ impl Scored {
         if self.word_overlap {
             return PairScore::Similarity(word_overlap(a, b));
         }
-        if let Some(p) = self.probabilities.get(&(a.to_owned(), b.to_owned())) {
+        let key = (a.to_owned(), b.to_owned());
+        if let Some(p) = self.probabilities.get(&key) {
             return PairScore::Probabilities(p.clone());
+        }
+        if let Some(s) = self.smoothed.get(&key) {
+            return PairScore::Smoothed(s.clone());
         }
         let (x, y) = (self.embedding(a), self.embedding(b));
         PairScore::Similarity(cosine(

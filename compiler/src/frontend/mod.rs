@@ -254,9 +254,19 @@ impl Model {
 
     /// The forward graph for `batch` sequences of `seq` tokens.
     pub fn graph(&self, batch: usize, seq: usize) -> Graph {
+        self.graph_with(batch, seq, false)
+    }
+
+    /// [`Model::graph`] with the input `word_embedding_delta` added to the
+    /// gathered word embeddings: what a smoothed classifier runs under noise.
+    pub fn perturbable_graph(&self, batch: usize, seq: usize) -> Graph {
+        self.graph_with(batch, seq, true)
+    }
+
+    fn graph_with(&self, batch: usize, seq: usize, perturbable: bool) -> Graph {
         let mut g = Graph::new(batch, seq);
         let mut off = encoder::Dropout::off();
-        let hidden = self.encoder(&mut g, false, &mut off);
+        let hidden = self.encoder(&mut g, perturbable, &mut off);
         g.mark_output("last_hidden_state", hidden);
         match self.output {
             ModelOutput::Classification => {

@@ -30,9 +30,23 @@ pub enum AutodiffError {
 
 /// Adds the backward of `forward`'s `loss` output and marks the gradient outputs.
 pub fn autodiff(forward: &Graph) -> Result<Graph, AutodiffError> {
+    differentiate(forward, true)
+}
+
+/// Adds the backward of `forward`'s `loss` to its word-embedding
+/// perturbation only (`grad.word_embeddings`): what an adversarial ascent
+/// step needs, without the weights' gradients (no weight GEMM, no gather's
+/// gradient).
+pub fn perturbation_gradient(forward: &Graph) -> Result<Graph, AutodiffError> {
+    let mut graph = differentiate(forward, false)?;
+    graph.retain_outputs(|name| name == "loss" || name == WORD_EMBEDDING_GRADIENT);
+    Ok(super::rewrite::prune(&graph))
+}
+
+fn differentiate(forward: &Graph, weights: bool) -> Result<Graph, AutodiffError> {
     let loss = forward.output("loss").ok_or(AutodiffError::NoLoss)?;
     let mut g = forward.clone();
-    let needs = needs_gradient(forward);
+    let needs = needs_gradient(forward, weights);
     let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
     for (id, value) in forward.values().collect::<Vec<_>>().into_iter().rev() {
         let Source::Op(op) = &value.source else {
@@ -75,13 +89,13 @@ pub fn autodiff(forward: &Graph) -> Result<Graph, AutodiffError> {
     Ok(g)
 }
 
-/// Which values a gradient must reach: weights, the word-embedding
-/// perturbation, and everything computed from them.
-fn needs_gradient(graph: &Graph) -> Vec<bool> {
+/// Which values a gradient must reach: the weights (when `weights`), the
+/// word-embedding perturbation, and everything computed from them.
+fn needs_gradient(graph: &Graph, weights: bool) -> Vec<bool> {
     let mut needs = Vec::new();
     for (_, value) in graph.values() {
         let own = match value.source {
-            Source::Weight(_) => true,
+            Source::Weight(_) => weights,
             Source::Input(input) => matches!(input, Input::WordEmbeddingDelta { .. }),
             _ => false,
         };
@@ -376,6 +390,73 @@ mod tests {
             };
             for (a, b) in t32.data.iter().zip(&t64.data) {
                 assert!((*a as f64 - b).abs() / scale < 1e-4, "{name}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// The perturbation's own backward gives the full backward's
+    /// `grad.word_embeddings` bit for bit, with no weight gradient (no dW
+    /// GEMM, no gather's gradient).
+    #[test]
+    fn the_perturbation_gradient_is_the_full_backwards_without_the_weights() {
+        for name in ["tiny-bert", "tiny-xlmr"] {
+            let model = tiny(name);
+            let forward = model.training_graph(3, 6, true).unwrap();
+            let (full, own) = (
+                autodiff(&forward).unwrap(),
+                perturbation_gradient(&forward).unwrap(),
+            );
+            own.validate().unwrap();
+            let names: Vec<&str> = own.outputs().iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["loss", WORD_EMBEDDING_GRADIENT], "{name}");
+            let (inputs, training) = batch(&model);
+            let (a, b) = (
+                run_in::<f32>(&full, &inputs, &training).unwrap(),
+                run_in::<f32>(&own, &inputs, &training).unwrap(),
+            );
+            assert_eq!(a["loss"].data, b["loss"].data, "{name}");
+            assert_eq!(
+                a[WORD_EMBEDDING_GRADIENT].data, b[WORD_EMBEDDING_GRADIENT].data,
+                "{name}"
+            );
+            let weight_gradients = |g: &Graph| {
+                crate::passes::testing::count_ops(g, |op| {
+                    matches!(
+                        op,
+                        Op::MatMulBackwardWeight { .. } | Op::GatherBackward { .. }
+                    )
+                })
+            };
+            assert!(weight_gradients(&full) > 0, "{name}");
+            assert_eq!(weight_gradients(&own), 0, "{name}");
+        }
+    }
+
+    /// An example's mask is its weight in the mean: masks w and 0.5 w on
+    /// the same batch halve the loss and every gradient (the mean is over
+    /// the examples whose weight is not 0).
+    #[test]
+    fn example_weights_scale_the_loss() {
+        let model = tiny("tiny-bert");
+        let graph = autodiff(&model.training_graph(3, 6, false).unwrap()).unwrap();
+        let (inputs, training) = batch(&model);
+        let half = TrainingInputs {
+            example_mask: vec![0.5, 0.5, 0.0],
+            ..training.clone()
+        };
+        let (a, b) = (
+            run_in::<f64>(&graph, &inputs, &training).unwrap(),
+            run_in::<f64>(&graph, &inputs, &half).unwrap(),
+        );
+        for (name, t) in &a {
+            if name == "logits" {
+                continue;
+            }
+            for (x, y) in t.data.iter().zip(&b[name].data) {
+                assert!(
+                    (x * 0.5 - y).abs() <= 1e-12 * x.abs().max(1e-30),
+                    "{name}: {x} {y}"
+                );
             }
         }
     }

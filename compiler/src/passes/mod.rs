@@ -10,7 +10,9 @@ mod fuse_linear_norm;
 mod fuse_qkv;
 mod rewrite;
 
-pub use autodiff::{autodiff, gradient_name, AutodiffError, WORD_EMBEDDING_GRADIENT};
+pub use autodiff::{
+    autodiff, gradient_name, perturbation_gradient, AutodiffError, WORD_EMBEDDING_GRADIENT,
+};
 pub use fuse_attention::fuse_attention;
 pub use fuse_embeddings::fuse_embeddings;
 pub use fuse_head::fuse_head;

@@ -60,3 +60,27 @@ pub fn op_of(graph: &Graph, id: ValueId) -> Option<&Op> {
         _ => None,
     }
 }
+
+/// `graph` without the ops no output depends on (inputs and weights stay).
+pub fn prune(graph: &Graph) -> Graph {
+    let mut live = vec![false; graph.values().count()];
+    for (_, id) in graph.outputs() {
+        live[id.index()] = true;
+    }
+    for (id, value) in graph.values().collect::<Vec<_>>().into_iter().rev() {
+        if live[id.index()] {
+            for operand in value.source.operands() {
+                live[operand.index()] = true;
+            }
+        }
+    }
+    let rewrite = Rewrite {
+        absorbed: graph
+            .values()
+            .filter(|(id, v)| !live[id.index()] && matches!(v.source, Source::Op(_)))
+            .map(|(id, _)| id)
+            .collect(),
+        ..Rewrite::default()
+    };
+    apply(graph, &rewrite)
+}

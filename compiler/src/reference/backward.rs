@@ -277,8 +277,10 @@ pub fn dropout_forward<T: Real>(x: &[T], key: &[u32], site: u32, p: f32) -> Vec<
 }
 
 /// Softmax cross-entropy of `logits` [batch, labels] against `labels`,
-/// averaged over the real examples (`example_mask` 1; batch padding 0), as
-/// transformers' sequence classifiers compute it; and its gradient
+/// averaged over the real examples (`example_mask` not 0; batch padding 0),
+/// each weighted by its mask (1 as transformers' sequence classifiers
+/// compute it; another weight scales the example's term, as a loss mixing
+/// clean and perturbed passes needs); and its gradient
 /// d loss / d logits = mask (softmax - one-hot) / real examples.
 pub fn softmax_cross_entropy<T: Real>(
     logits: &[T],
@@ -286,11 +288,11 @@ pub fn softmax_cross_entropy<T: Real>(
     example_mask: &[T],
 ) -> (T, Vec<T>) {
     let classes = logits.len() / labels.len();
-    let real: f64 = example_mask
+    let real = example_mask
         .iter()
-        .map(|m| m.to_f64())
-        .sum::<f64>()
-        .max(1.0);
+        .filter(|m| m.to_f64() != 0.0)
+        .count()
+        .max(1) as f64;
     let mut loss = 0.0;
     let mut dlogits = Vec::with_capacity(logits.len());
     for ((row, &label), m) in logits.chunks_exact(classes).zip(labels).zip(example_mask) {

@@ -15,6 +15,7 @@ use xltc_runtime::{Executor, Gpu, GpuError, ModelInputs, TrainingInputs, WeightB
 
 use crate::codegen::{optimizer_input, OPTIMIZER_INPUT};
 use crate::frontend::Model;
+use crate::passes::WORD_EMBEDDING_GRADIENT;
 use crate::reference::{AdamW, Tensor};
 
 use super::programs::{self, Parameter};
@@ -26,6 +27,7 @@ pub struct GpuSteps {
     /// programs compiled later find them here.
     shared: WeightBuffers,
     train_steps: HashMap<(usize, usize), Executor>,
+    ascents: HashMap<(usize, usize), Executor>,
     forwards: HashMap<(usize, usize), Executor>,
     optimizer: Executor,
     /// The optimizer program's buffers of each part of each parameter (a
@@ -92,6 +94,7 @@ impl GpuSteps {
             gpu,
             shared,
             train_steps: HashMap::new(),
+            ascents: HashMap::new(),
             forwards: HashMap::new(),
             optimizer,
             parameter_buffers,
@@ -127,6 +130,29 @@ impl GpuSteps {
         let out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
             .map_err(gpu_error)?;
         Ok(out["loss"].data[0] as f64)
+    }
+
+    /// The loss of one micro-batch and its gradient with respect to the
+    /// word embeddings (an adversarial ascent step's), by the bucket's
+    /// perturbation-gradient program (compiled on first use); no parameter
+    /// gradient is computed.
+    pub fn perturbation_gradient(
+        &mut self,
+        model: &Model,
+        dropout: bool,
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+    ) -> Result<(f64, Vec<f32>), TrainError> {
+        let key = (inputs.batch, inputs.seq);
+        let executor = cached(&mut self.ascents, key, &self.gpu, &self.shared, || {
+            Ok(programs::ascent(model, key.0, key.1, dropout)?.program)
+        })?;
+        let mut out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
+            .map_err(gpu_error)?;
+        let gradient = out
+            .remove(WORD_EMBEDDING_GRADIENT)
+            .expect("the ascent's program gives the word embeddings' gradient");
+        Ok((out["loss"].data[0] as f64, gradient.data))
     }
 
     /// Clipping and AdamW over the summed gradients (zeroing them) for

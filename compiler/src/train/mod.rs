@@ -6,9 +6,14 @@
 //! on the GPU the same graphs run compiled (gpu.rs), the parameters staying
 //! on the adapter between steps.
 
+pub mod augment;
 mod gpu;
+pub mod method;
+pub mod perturbation;
 pub mod programs;
 
+use method::{Method, Start};
+use perturbation::{ascend, largest_norm, noise, project, real_tokens, stream, Use};
 use programs::Parameter;
 
 use std::collections::hash_map::Entry;
@@ -20,7 +25,9 @@ use xltc_runtime::{Encoding, ModelInputs, Overflow, SplitMix64, TextTokenizer, T
 use crate::evaluate::argmax;
 use crate::frontend::Model;
 use crate::ir::Graph;
-use crate::passes::{autodiff, gradient_name, AutodiffError};
+use crate::passes::{
+    autodiff, gradient_name, perturbation_gradient, AutodiffError, WORD_EMBEDDING_GRADIENT,
+};
 use crate::reference::{
     self, adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW, ReferenceError, Tensor,
     TrainingInputs,
@@ -48,6 +55,9 @@ pub struct Settings {
     /// Dropout in training, with the model's probabilities (the recipe's);
     /// off, training computes what evaluation computes.
     pub dropout: bool,
+    /// Vanilla, or a robust method and its settings.
+    #[serde(default)]
+    pub method: Method,
 }
 
 impl Default for Settings {
@@ -65,6 +75,7 @@ impl Default for Settings {
             seed: 7,
             eval_every: 500,
             dropout: true,
+            method: Method::Vanilla,
         }
     }
 }
@@ -125,6 +136,20 @@ pub struct StepRecord {
     pub learning_rate: f64,
     pub gradient_norm: f64,
     pub sequences_per_second: f64,
+    /// Adversarial training's ascent, over the step's micro-batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ascent: Option<AscentRecord>,
+}
+
+/// What projected gradient ascent did in one optimizer step: the loss where
+/// it started (the clean loss when it starts at zero) and where it ended,
+/// each the mean over the step's micro-batches, and the largest norm any
+/// perturbation reached (in the method's norm).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AscentRecord {
+    pub start_loss: f64,
+    pub perturbed_loss: f64,
+    pub largest_norm: f64,
 }
 
 /// The parameters, their AdamW moments and where training stands.
@@ -139,6 +164,7 @@ pub struct Trainer<'m> {
     pub step: usize,
     graphs: HashMap<(usize, usize), Graph>,
     forward_graphs: HashMap<(usize, usize), Graph>,
+    ascent_graphs: HashMap<(usize, usize), Graph>,
     /// Where the steps run: None on the CPU reference. On the GPU,
     /// `params` and `moments` are what [`Trainer::sync`] last read back.
     gpu: Option<Box<gpu::GpuSteps>>,
@@ -159,6 +185,7 @@ impl<'m> Trainer<'m> {
             step: 0,
             graphs: HashMap::new(),
             forward_graphs: HashMap::new(),
+            ascent_graphs: HashMap::new(),
             gpu: None,
         })
     }
@@ -305,8 +332,9 @@ impl<'m> Trainer<'m> {
     }
 
     /// One optimizer step over `group` (up to batch x accumulation
-    /// examples): forward and backward a micro-batch at a time, each loss
-    /// divided by the accumulation steps, then clipping and AdamW.
+    /// examples): forward and backward a micro-batch at a time (a method
+    /// may make several passes of one, each weighted), each loss divided by
+    /// the accumulation steps, then clipping and AdamW.
     pub fn train_step(
         &mut self,
         group: &[&Example],
@@ -321,20 +349,55 @@ impl<'m> Trainer<'m> {
             .enumerate()
             .map(|(index, micro)| self.padded(micro, index, self.settings.batch))
             .collect();
-        let (adam, model, dropout) = (self.adam(), self.model, self.settings.dropout);
-        let step = self.step as u32 + 1;
-        let (loss, norm) = match self.gpu.as_deref_mut() {
-            Some(gpu) => {
-                let mut loss = 0.0;
-                for (inputs, training) in &batches {
-                    loss += gpu.micro_step(model, dropout, inputs, training)? * scale as f64;
-                }
-                let norm = gpu.optimizer_step(&adam, step, lr, scale as f64, self.settings.clip)?;
-                (loss, norm)
+        // On the CPU, the gradients are summed here; on the GPU, in its buffers.
+        let mut sums: Option<Vec<Vec<f32>>> = self.gpu.is_none().then(|| {
+            self.params
+                .iter()
+                .map(|(_, _, p)| vec![0.0; p.len()])
+                .collect()
+        });
+        let mut loss = 0.0;
+        let mut ascents = Vec::new();
+        for (micro, (inputs, training)) in batches.iter().enumerate() {
+            let (passes, ascent) = self.passes(inputs, training, micro)?;
+            let mut last = 0.0;
+            for pass in &passes {
+                last = self.backward(inputs, pass, scale, &mut sums)?;
+                loss += last * scale as f64;
             }
-            None => self.step_on_cpu(&batches, step, lr, scale, &adam)?,
+            if let (Some(mut ascent), Method::Adv(adv)) = (ascent, &self.settings.method) {
+                // The last pass is the perturbed one, its examples weighted
+                // 1 - clean weight.
+                ascent.perturbed_loss = last / (1.0 - adv.clean_weight);
+                ascents.push(ascent);
+            }
+        }
+        let adam = self.adam();
+        let step = self.step as u32 + 1;
+        let clip = self.settings.clip;
+        let norm = match (self.gpu.as_deref_mut(), sums) {
+            (Some(gpu), _) => gpu.optimizer_step(&adam, step, lr, scale as f64, clip)?,
+            (None, Some(mut grads)) => {
+                let mut slices: Vec<&mut [f32]> = grads.iter_mut().map(|g| &mut g[..]).collect();
+                let norm = clip_by_global_norm(&mut slices, clip);
+                for (((name, _, p), (m, v)), g) in
+                    self.params.iter_mut().zip(&mut self.moments).zip(&grads)
+                {
+                    adamw_step(p, g, m, v, step, lr, decays(name), &adam);
+                }
+                norm
+            }
+            (None, None) => unreachable!("a CPU trainer sums its gradients on the host"),
         };
         self.step += 1;
+        let ascent = (!ascents.is_empty()).then(|| {
+            let n = ascents.len() as f64;
+            AscentRecord {
+                start_loss: ascents.iter().map(|a| a.start_loss).sum::<f64>() / n,
+                perturbed_loss: ascents.iter().map(|a| a.perturbed_loss).sum::<f64>() / n,
+                largest_norm: ascents.iter().map(|a| a.largest_norm).fold(0.0, f64::max),
+            }
+        });
         Ok(StepRecord {
             step: self.step,
             epoch,
@@ -342,47 +405,151 @@ impl<'m> Trainer<'m> {
             learning_rate: lr,
             gradient_norm: norm,
             sequences_per_second: group.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            ascent,
         })
     }
 
-    /// On the CPU reference: forward and backward of each micro-batch, the
-    /// gradients summed (each scaled by `scale`) on the host, then clipping
-    /// and AdamW for optimizer step `step` (from 1); the loss and the norm.
-    fn step_on_cpu(
+    /// The passes the method makes over micro-batch `micro`: its training
+    /// inputs as they are (vanilla, RS-DA), with noise on the word
+    /// embeddings (RS-RP), or with the ascent's perturbation (adversarial),
+    /// beside the clean pass when the clean loss has a weight; each pass's
+    /// example mask carries its weight.
+    fn passes(
         &mut self,
-        batches: &[(ModelInputs, TrainingInputs)],
-        step: u32,
-        lr: f64,
-        scale: f32,
-        adam: &AdamW,
-    ) -> Result<(f64, f64), TrainError> {
-        let mut grads: Vec<Vec<f32>> = self
-            .params
-            .iter()
-            .map(|(_, _, p)| vec![0.0; p.len()])
-            .collect();
-        let mut loss = 0.0;
-        for (inputs, training) in batches {
-            let (model, dropout) = (self.model, self.settings.dropout);
-            let out = run_with_params(&mut self.graphs, &self.params, inputs, training, |b, s| {
-                Ok(autodiff(&model.training_graph(b, s, dropout)?)?)
-            })?;
-            loss += out["loss"].data[0] as f64 * scale as f64;
-            for ((name, _, _), sum) in self.params.iter().zip(&mut grads) {
-                if let Some(g) = out.get(&gradient_name(name)) {
-                    for (s, v) in sum.iter_mut().zip(&g.data) {
-                        *s += v * scale;
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+        micro: usize,
+    ) -> Result<(Vec<TrainingInputs>, Option<AscentRecord>), TrainError> {
+        let real = real_tokens(&inputs.attention_mask, &training.example_mask);
+        let (seed, width) = (self.settings.seed, self.model.config.hidden);
+        let weighted = |weight: f64, delta: Vec<f32>| TrainingInputs {
+            example_mask: training
+                .example_mask
+                .iter()
+                .map(|&m| m * weight as f32)
+                .collect(),
+            word_embedding_delta: delta,
+            ..training.clone()
+        };
+        match self.settings.method.clone() {
+            Method::Vanilla | Method::RsDa(_) => Ok((vec![training.clone()], None)),
+            Method::RsRp(settings) => {
+                let key = stream(self.step, micro, Use::Noise);
+                let delta = noise(
+                    settings.law,
+                    settings.sigma,
+                    seed,
+                    key,
+                    &real,
+                    inputs.seq,
+                    width,
+                );
+                Ok((vec![weighted(1.0, delta)], None))
+            }
+            Method::Adv(settings) => {
+                let mut delta = match settings.init {
+                    Start::Zero => vec![0.0; real.len() * width],
+                    Start::Random => {
+                        let key = stream(self.step, micro, Use::Start);
+                        let uniform = method::Law::Uniform;
+                        let (eps, seq) = (settings.eps, inputs.seq);
+                        let mut d = noise(uniform, eps, seed, key, &real, seq, width);
+                        project(&mut d, settings.norm, settings.eps, &real, inputs.seq);
+                        d
                     }
+                };
+                let mut start_loss = None;
+                for _ in 0..settings.steps {
+                    let (loss, gradient) =
+                        self.perturbation_gradient(inputs, &weighted(1.0, delta.clone()))?;
+                    start_loss.get_or_insert(loss);
+                    ascend(
+                        &mut delta,
+                        &gradient,
+                        settings.norm,
+                        settings.step,
+                        settings.eps,
+                        &real,
+                        inputs.seq,
+                    );
+                }
+                // The perturbed loss is the last pass's, known once it ran.
+                let record = AscentRecord {
+                    start_loss: start_loss.unwrap_or(f64::NAN),
+                    perturbed_loss: f64::NAN,
+                    largest_norm: largest_norm(&delta, settings.norm, &real, inputs.seq),
+                };
+                let mut passes = Vec::new();
+                if settings.clean_weight > 0.0 {
+                    passes.push(weighted(
+                        settings.clean_weight,
+                        training.word_embedding_delta.clone(),
+                    ));
+                }
+                if settings.clean_weight < 1.0 {
+                    passes.push(weighted(1.0 - settings.clean_weight, delta));
+                }
+                Ok((passes, Some(record)))
+            }
+        }
+    }
+
+    /// The loss of one pass and its gradient with respect to the word
+    /// embeddings (no parameter gradient is kept).
+    fn perturbation_gradient(
+        &mut self,
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+    ) -> Result<(f64, Vec<f32>), TrainError> {
+        let (model, dropout) = (self.model, self.settings.dropout);
+        if let Some(gpu) = self.gpu.as_deref_mut() {
+            return gpu.perturbation_gradient(model, dropout, inputs, training);
+        }
+        let mut out = run_with_params(
+            &mut self.ascent_graphs,
+            &self.params,
+            inputs,
+            training,
+            |b, s| {
+                Ok(perturbation_gradient(
+                    &model.training_graph(b, s, dropout)?,
+                )?)
+            },
+        )?;
+        let gradient = out
+            .remove(WORD_EMBEDDING_GRADIENT)
+            .expect("the ascent's graph gives the word embeddings' gradient");
+        Ok((out["loss"].data[0] as f64, gradient.data))
+    }
+
+    /// Forward and backward of one pass: on the GPU its gradients are added
+    /// into the gradient buffers; on the CPU into `sums`, each times `scale`.
+    /// Returns its loss.
+    fn backward(
+        &mut self,
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+        scale: f32,
+        sums: &mut Option<Vec<Vec<f32>>>,
+    ) -> Result<f64, TrainError> {
+        let (model, dropout) = (self.model, self.settings.dropout);
+        if let Some(gpu) = self.gpu.as_deref_mut() {
+            return gpu.micro_step(model, dropout, inputs, training);
+        }
+        let out = run_with_params(&mut self.graphs, &self.params, inputs, training, |b, s| {
+            Ok(autodiff(&model.training_graph(b, s, dropout)?)?)
+        })?;
+        let sums = sums
+            .as_mut()
+            .expect("a CPU trainer sums its gradients on the host");
+        for ((name, _, _), sum) in self.params.iter().zip(sums) {
+            if let Some(g) = out.get(&gradient_name(name)) {
+                for (s, v) in sum.iter_mut().zip(&g.data) {
+                    *s += v * scale;
                 }
             }
         }
-        let mut slices: Vec<&mut [f32]> = grads.iter_mut().map(|g| &mut g[..]).collect();
-        let norm = clip_by_global_norm(&mut slices, self.settings.clip);
-        for (((name, _, p), (m, v)), g) in self.params.iter_mut().zip(&mut self.moments).zip(&grads)
-        {
-            adamw_step(p, g, m, v, step, lr, decays(name), adam);
-        }
-        Ok((loss, norm))
+        Ok(out["loss"].data[0] as f64)
     }
 
     /// Accuracy of the current parameters on `examples` (argmax of the logits).

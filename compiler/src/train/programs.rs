@@ -12,7 +12,7 @@ use super::TrainError;
 use crate::codegen::{lower, lower_optimizer, lower_train_step, CodegenOptions};
 use crate::frontend::Model;
 use crate::ir::Source;
-use crate::passes::autodiff;
+use crate::passes::{autodiff, perturbation_gradient};
 use crate::reference::AdamW;
 
 /// Sequence lengths of training's programs are rounded up to a multiple of
@@ -92,6 +92,23 @@ pub fn train_step(
 ) -> Result<Bucket, TrainError> {
     let graph = autodiff(&model.training_graph(batch, seq, dropout)?)?;
     let program = lower_train_step(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    Ok(Bucket {
+        program: program.program,
+        flops: graph.flops(),
+    })
+}
+
+/// The ascent step of adversarial training for bucket `batch` x `seq`:
+/// forward, loss, and the backward to the word-embedding perturbation
+/// only (outputs `loss` and `grad.word_embeddings`).
+pub fn ascent(
+    model: &Model,
+    batch: usize,
+    seq: usize,
+    dropout: bool,
+) -> Result<Bucket, TrainError> {
+    let graph = perturbation_gradient(&model.training_graph(batch, seq, dropout)?)?;
+    let program = lower(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
         flops: graph.flops(),
