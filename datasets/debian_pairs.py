@@ -56,14 +56,10 @@ def language_name(code):
     return code.split("_")[0].lower()
 
 
-def apt_update(workdir, languages):
-    """Fetch the amd64 Packages index and Translation-{en,L} into a private lists folder."""
+def apt_command(workdir, languages):
+    """apt-get with a private sources list, lists folder and cache under `workdir`."""
     lists = os.path.join(workdir, "lists")
-    for folder in (os.path.join(lists, "partial"), os.path.join(workdir, "archives", "partial")):
-        os.makedirs(folder, exist_ok=True)
     sources = os.path.join(workdir, "sources.list")
-    with open(sources, "w") as f:
-        f.write(f"deb [arch=amd64 signed-by={KEYRING}] {MIRROR} {SUITE} main\n")
     options = {
         "Dir::Etc::SourceList": sources,
         "Dir::Etc::SourceParts": "/dev/null",
@@ -80,8 +76,18 @@ def apt_update(workdir, languages):
     command = ["apt-get", "-q"]
     for key, value in options.items():
         command += ["-o", f"{key}={value}"]
+    return command
+
+
+def apt_update(workdir, languages):
+    """Fetch the amd64 Packages index and Translation-{en,L} into a private lists folder."""
+    lists = os.path.join(workdir, "lists")
+    for folder in (os.path.join(lists, "partial"), os.path.join(workdir, "archives", "partial")):
+        os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(workdir, "sources.list"), "w") as f:
+        f.write(f"deb [arch=amd64 signed-by={KEYRING}] {MIRROR} {SUITE} main\n")
     print(f"debian-pairs: apt-get update into {lists}", file=sys.stderr)
-    subprocess.run(command + ["update"], check=True, stdout=sys.stderr)
+    subprocess.run(apt_command(workdir, languages) + ["update"], check=True, stdout=sys.stderr)
     return lists
 
 
