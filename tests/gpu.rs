@@ -541,6 +541,25 @@ fn pooling_loss_and_dropout_gradients() {
     }
 }
 
+/// The alignment loss of five sentence pairs (ten rows, width 37: off
+/// every tile) and its gradient, against the reference.
+#[test]
+fn alignment_loss_and_its_gradient() {
+    let (pairs, width) = (5, 37);
+    for backward in [false, true] {
+        check_op(&format!("alignment {backward}"), 2 * pairs, 3, |g, r| {
+            let x = weight(g, r, "x", &[2 * pairs, width]);
+            let example_mask = g.input(Input::ExampleMask);
+            let op = if backward {
+                Op::AlignmentBackward { x, example_mask }
+            } else {
+                Op::Alignment { x, example_mask }
+            };
+            g.op("loss", op)
+        });
+    }
+}
+
 /// The gradient of a gather: ids repeat (35 tokens over 29 rows), each
 /// row the sum of its tokens' rows; rows no token picked are zero, also on
 /// a second run with other ids on the same buffers (where the first run

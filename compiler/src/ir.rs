@@ -203,6 +203,14 @@ pub enum Op {
         labels: ValueId,
         example_mask: ValueId,
     },
+    /// How far apart the representations of sentences and their
+    /// translations are: `x` [2n, width] holds n English rows, then their
+    /// translations in the same order; the mean over the pairs whose
+    /// `example_mask` [2n] entry (of the English row) is not 0 of
+    /// mask (1 - cos(x_i, x_{n+i})): [1].
+    Alignment { x: ValueId, example_mask: ValueId },
+    /// The gradient of [`Op::Alignment`] with respect to `x`: [2n, width].
+    AlignmentBackward { x: ValueId, example_mask: ValueId },
     /// The gradient of [`Op::CrossEntropy`] with respect to its logits:
     /// mask (softmax - one-hot) / real examples, [batch, labels].
     CrossEntropyBackward {
@@ -347,6 +355,14 @@ impl Op {
                 probs: a, value: b, ..
             }
             | Op::MeanPool { x: a, mask: b }
+            | Op::Alignment {
+                x: a,
+                example_mask: b,
+            }
+            | Op::AlignmentBackward {
+                x: a,
+                example_mask: b,
+            }
             | Op::Embeddings {
                 table: a, ids: b, ..
             } => vec![a, b],
@@ -862,6 +878,16 @@ impl Graph {
                 vec![1]
             }
             Op::CrossEntropyBackward { logits, .. } => self.shape(logits).to_vec(),
+            Op::Alignment { x, example_mask } | Op::AlignmentBackward { x, example_mask } => {
+                let rows = rows_cols(x)?.0;
+                if rows % 2 != 0 || self.value(example_mask).elements() != rows {
+                    return Err("an even number of rows (sentences, then translations), one mask entry a row");
+                }
+                match op {
+                    Op::Alignment { .. } => vec![1],
+                    _ => self.shape(x).to_vec(),
+                }
+            }
             Op::MatMulBackwardX { dy, weight } => {
                 let ((m, n), (n2, k)) = (rows_cols(dy)?, rows_cols(weight)?);
                 if n != n2 {

@@ -42,7 +42,7 @@ enum Command {
     /// Fine-tune a sequence-pair classifier on English pairs with the public
     /// Robust-XLT / XTREME recipe (on the CPU reference for now): Hugging
     /// Face checkpoints best/ and last/, log.jsonl and loss.svg in OUT.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
 }
 
 #[derive(Args)]
@@ -325,6 +325,20 @@ pub struct TrainArgs {
     /// mean) [default: 0.5].
     #[arg(long, help_heading = "Adversarial")]
     pub adv_clean_weight: Option<f64>,
+    /// Parallel data: files of an English text and its translation a line
+    /// (training side only), for --align-weight and --code-switch; with any
+    /// method.
+    #[arg(long, value_name = "FILE", num_args = 1.., help_heading = "Parallel data")]
+    pub parallel: Vec<PathBuf>,
+    /// The alignment term's weight: each micro-batch also takes --batch
+    /// parallel lines, and the loss adds this times the mean 1 - cosine of
+    /// the mean-pooled states of a sentence and its translation.
+    #[arg(long, help_heading = "Parallel data")]
+    pub align_weight: Option<f64>,
+    /// The chance that a training sentence found in the parallel files is
+    /// replaced by a translation (code-switching; drawn once, from --seed).
+    #[arg(long, help_heading = "Parallel data")]
+    pub code_switch: Option<f64>,
     /// rs-rp: the noise's law [default: gaussian].
     #[arg(long, value_enum, help_heading = "RS-RP")]
     pub noise: Option<Law>,
@@ -408,7 +422,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cli::inspect::inspect(args),
         Command::Profile(args) => cli::profile::profile(args),
         Command::Eval(args) => cli::eval::eval(args),
-        Command::Train(args) => cli::train::train(args),
+        Command::Train(args) => cli::train::train(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

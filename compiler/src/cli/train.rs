@@ -11,15 +11,19 @@ use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::HashMap;
 use xltc::frontend::{Family, Model, ModelOutput};
 use xltc::plot;
-use xltc::train::augment::{augment, Row};
-use xltc::train::method::{Adversarial, Augmentation, Law, Method, MethodKind, Noise, Norm, Start};
+
+use xltc::train::augment::{augment, code_switch, Row};
+use xltc::train::method::{
+    Adversarial, Augmentation, Law, Method, MethodKind, Noise, Norm, Parallel, Start,
+};
 use xltc::train::programs::Parameter;
 use xltc::train::{encode, Example, Settings, Trainer};
 use xltc_runtime::artifact::Training;
 use xltc_runtime::pairs::label_index;
-use xltc_runtime::{PairFile, SplitMix64, SynonymSets, TextTokenizer};
+use xltc_runtime::{Overflow, PairFile, SplitMix64, SynonymSets, TextTokenizer};
 
 use super::progress::Progress;
 use clap::ValueEnum;
@@ -113,6 +117,7 @@ fn run_spec(args: &TrainArgs) -> Result<(RunSpec, (Model, Option<Training>))> {
         eval_every: args.eval_every,
         dropout: !args.no_dropout,
         method: method(args)?,
+        parallel: parallel(args)?,
     };
     let run = RunSpec {
         model: model.clone(),
@@ -247,6 +252,59 @@ fn method(args: &TrainArgs) -> Result<Method> {
     })
 }
 
+/// How the parallel files are used, if any are given.
+fn parallel(args: &TrainArgs) -> Result<Option<Parallel>> {
+    if args.parallel.is_empty() {
+        if args.align_weight.is_some() || args.code_switch.is_some() {
+            bail!("--align-weight and --code-switch use parallel data: give --parallel FILE...");
+        }
+        return Ok(None);
+    }
+    let (align_weight, code_switch) = (
+        args.align_weight.unwrap_or(0.0),
+        args.code_switch.unwrap_or(0.0),
+    );
+    if !(align_weight.is_finite() && align_weight >= 0.0) {
+        bail!("--align-weight must be 0 or more (got {align_weight})");
+    }
+    if !(0.0..=1.0).contains(&code_switch) {
+        bail!("--code-switch is a chance, in [0, 1] (got {code_switch})");
+    }
+    if align_weight == 0.0 && code_switch == 0.0 {
+        bail!("--parallel needs a use: --align-weight W and/or --code-switch P");
+    }
+    Ok(Some(Parallel {
+        files: args.parallel.clone(),
+        align_weight,
+        code_switch,
+    }))
+}
+
+/// Parallel lines (an English text, a tab, its translation), every file's;
+/// a line without exactly one tab names its file and line.
+fn read_parallel(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
+    let mut lines = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let fields: Vec<&str> = line.split('\t').collect();
+            if fields.len() != 2 || fields.iter().any(|f| f.trim().is_empty()) {
+                bail!(
+                    "{} line {}: not an English text and its translation separated by one tab",
+                    path.display(),
+                    number + 1
+                );
+            }
+            lines.push((fields[0].to_owned(), fields[1].to_owned()));
+        }
+    }
+    Ok(lines)
+}
+
 /// The synonym sets RS-DA draws from.
 fn synonym_sets(settings: &Augmentation) -> Result<SynonymSets> {
     Ok(match &settings.synonyms {
@@ -284,6 +342,19 @@ impl TrainingSet {
             labels,
             augmentation,
         })
+    }
+
+    /// Code-switching: each sentence found in `lines` (English text, its
+    /// translation) becomes a translation with chance `p`, drawn from `seed`.
+    fn code_switch(&mut self, lines: &[(String, String)], p: f64, seed: u64) {
+        let mut translations: HashMap<String, Vec<String>> = HashMap::new();
+        for (english, other) in lines {
+            translations
+                .entry(english.clone())
+                .or_default()
+                .push(other.clone());
+        }
+        self.rows = code_switch(&self.rows, &translations, p, seed);
     }
 
     fn rows(&self, epoch: usize) -> Vec<Row> {
@@ -334,7 +405,14 @@ fn execute(
     let labels = model.config.labels.clone();
     let max_len = settings.max_len.min(model.max_tokens());
     let tokenizer = TextTokenizer::from_json(&model.tokenizer_json, &model.origin, max_len)?;
-    let training_set = TrainingSet::read(&run.train, &labels, &settings.method)?;
+    let parallel_lines = match &settings.parallel {
+        Some(p) => read_parallel(&p.files)?,
+        None => Vec::new(),
+    };
+    let mut training_set = TrainingSet::read(&run.train, &labels, &settings.method)?;
+    if let Some(p) = settings.parallel.as_ref().filter(|p| p.code_switch > 0.0) {
+        training_set.code_switch(&parallel_lines, p.code_switch, settings.seed);
+    }
     let first = training_set.rows(saved.as_ref().map_or(0, |(p, _)| p.epoch));
     if let Some(path) = &run.write_augmented {
         write_rows(path, &training_set.rows(0), &training_set)?;
@@ -363,6 +441,23 @@ fn execute(
             }
         })?
     };
+    if settings
+        .parallel
+        .as_ref()
+        .is_some_and(|p| p.align_weight > 0.0)
+    {
+        trainer.parallel = parallel_lines
+            .iter()
+            .map(|(english, other)| {
+                let one = |text: &str| {
+                    tokenizer
+                        .encode(text, None, Overflow::Truncate)
+                        .with_context(|| format!("the parallel line {english:?}"))
+                };
+                Ok((one(english)?, one(other)?))
+            })
+            .collect::<Result<_>>()?;
+    }
     let mut position = Position::default();
     let log_path = out.join("log.jsonl");
     match saved {

@@ -471,6 +471,18 @@ pub fn instance(
             let reads = vec![logits, labels, example_mask];
             (Template::CrossEntropy, c, reads, workgroups)
         }
+        Op::Alignment { x, example_mask } | Op::AlignmentBackward { x, example_mask } => {
+            let mode = u32::from(matches!(op, Op::AlignmentBackward { .. }));
+            let pairs = graph.value(x).shape[0] / 2;
+            let (workgroups, _) = per_row_thread(pairs);
+            let c = vec![
+                ("PAIRS", pairs.to_string()),
+                ("WIDTH", last(x).to_string()),
+                ("MODE", mode.to_string()),
+                ("WORKGROUP", ROW_WORKGROUP.to_string()),
+            ];
+            (Template::Alignment, c, vec![x, example_mask], workgroups)
+        }
         Op::Dropout { x: a, key, site, p }
         | Op::DropoutBackward {
             dy: a,

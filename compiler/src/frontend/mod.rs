@@ -222,6 +222,35 @@ impl Model {
         Ok(g)
     }
 
+    /// The alignment graph of `pairs` sentences and their translations,
+    /// each of up to `seq` tokens: 2 x `pairs` rows (the sentences, then
+    /// their translations in the same order) through the encoder (with
+    /// `word_embedding_delta`, and dropout when `dropout`), the mean of each
+    /// row's last hidden states over its real tokens, and the loss
+    /// [`Op::Alignment`]: mean 1 - cosine of a sentence's and its
+    /// translation's. `passes::autodiff` adds the backward.
+    pub fn alignment_graph(&self, pairs: usize, seq: usize, dropout: bool) -> Graph {
+        let mut g = Graph::new(2 * pairs, seq);
+        let mut sites = if dropout {
+            encoder::Dropout::on(&mut g)
+        } else {
+            encoder::Dropout::off()
+        };
+        let hidden = self.encoder(&mut g, true, &mut sites);
+        let mask = g.input(Input::AttentionMask);
+        let pooled = g.op("alignment.mean", Op::MeanPool { x: hidden, mask });
+        let example_mask = g.input(Input::ExampleMask);
+        let loss = g.op(
+            "loss",
+            Op::Alignment {
+                x: pooled,
+                example_mask,
+            },
+        );
+        g.mark_output("loss", loss);
+        g
+    }
+
     fn encoder(
         &self,
         g: &mut Graph,

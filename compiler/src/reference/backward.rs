@@ -310,6 +310,41 @@ pub fn softmax_cross_entropy<T: Real>(
     (T::from_f64(loss / real), dlogits)
 }
 
+/// How far apart sentences and their translations are: `x` [2n, width]
+/// holds n rows, then their translations; the mean over the pairs whose
+/// `example_mask` entry (the first row's) is not 0 of mask (1 - cos), and
+/// its gradient with respect to x: for a pair (a, b), d cos / d a =
+/// b / (|a| |b|) - cos a / |a|^2, and the same with a and b swapped. A zero
+/// row counts as norm 1e-12 (its cosine is 0).
+pub fn alignment<T: Real>(x: &[T], width: usize, example_mask: &[T]) -> (T, Vec<T>) {
+    let rows = x.len() / width.max(1);
+    let n = rows / 2;
+    let real = example_mask[..n]
+        .iter()
+        .filter(|m| m.to_f64() != 0.0)
+        .count()
+        .max(1) as f64;
+    let row = |i: usize| x[i * width..(i + 1) * width].iter().map(|v| v.to_f64());
+    let mut loss = 0.0;
+    let mut dx = vec![T::from_f64(0.0); x.len()];
+    for (i, m) in example_mask[..n].iter().enumerate() {
+        let m = m.to_f64();
+        let (a, b) = (i, n + i);
+        let dot: f64 = row(a).zip(row(b)).map(|(p, q)| p * q).sum();
+        let na = row(a).map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        let nb = row(b).map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        let cos = dot / (na * nb);
+        loss += m * (1.0 - cos);
+        let scale = -m / real;
+        for k in 0..width {
+            let (p, q) = (x[a * width + k].to_f64(), x[b * width + k].to_f64());
+            dx[a * width + k] = T::from_f64(scale * (q / (na * nb) - cos * p / (na * na)));
+            dx[b * width + k] = T::from_f64(scale * (p / (na * nb) - cos * q / (nb * nb)));
+        }
+    }
+    (T::from_f64(loss / real), dx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{

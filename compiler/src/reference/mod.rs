@@ -312,6 +312,12 @@ fn execute<T: Real>(
             let (l, y, m) = (get(logits).f(), get(labels).u32(), get(example_mask).f());
             softmax_cross_entropy(l, y, m).1
         }
+        Op::Alignment { x, example_mask } => {
+            vec![alignment(get(x).f(), width(x), get(example_mask).f()).0]
+        }
+        Op::AlignmentBackward { x, example_mask } => {
+            alignment(get(x).f(), width(x), get(example_mask).f()).1
+        }
         Op::MatMulBackwardX { dy, weight } => {
             matmul_backward_x(get(dy).f(), get(weight).f(), width(weight))
         }

@@ -5,6 +5,8 @@
 //! paper (each off unless asked for): the looser case-insensitive rule, a
 //! fresh draw every epoch, and keeping each original beside its copies.
 
+use std::collections::HashMap;
+
 use xltc_runtime::{SplitMix64, SynonymSets};
 
 use super::method::Augmentation;
@@ -43,6 +45,30 @@ pub fn augment(
         }
     }
     out
+}
+
+/// Code-switching from parallel data: each sentence of `rows` that
+/// `translations` holds (an English text -> its translations) is replaced,
+/// with chance `p`, by a uniform draw among them; drawn once, from `seed`.
+/// The label stays, so the pair stays an English training example whose
+/// sentences may now be in another language (no labelled example of
+/// another language is used).
+pub fn code_switch(
+    rows: &[Row],
+    translations: &HashMap<String, Vec<String>>,
+    p: f64,
+    seed: u64,
+) -> Vec<Row> {
+    let mut rng = SplitMix64::new(seed ^ 0xC0DE_5EED);
+    let mut switch = |sentence: &str| match translations.get(sentence) {
+        Some(options) if !options.is_empty() && rng.next_f64() < p => {
+            options[rng.below(options.len())].clone()
+        }
+        _ => sentence.to_owned(),
+    };
+    rows.iter()
+        .map(|(a, b, label, origin)| (switch(a), switch(b), *label, origin.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -117,6 +143,33 @@ mod tests {
         );
         let other_seed = Augmentation { seed: 6, ..once };
         assert_ne!(first, augment(&many, &other_seed, &sets, 0));
+    }
+
+    #[test]
+    fn code_switching_replaces_sentences_with_a_translation_at_its_rate() {
+        let translations: HashMap<String, Vec<String>> = [
+            (
+                "a good movie".to_owned(),
+                vec!["ein guter Film".to_owned(), "un bon film".to_owned()],
+            ),
+            ("movie".to_owned(), vec!["Film".to_owned()]),
+        ]
+        .into_iter()
+        .collect();
+        let many: Vec<Row> = (0..4000).map(|_| rows()[0].clone()).collect();
+        let out = code_switch(&many, &translations, 0.3, 1);
+        let switched = out.iter().filter(|r| r.0 != "a good movie").count();
+        // 1,200 expected, standard deviation about 29.
+        assert!((1_100..1_300).contains(&switched), "{switched}");
+        let german = out.iter().filter(|r| r.0 == "ein guter Film").count();
+        assert!(
+            (german as f64 / switched as f64 - 0.5).abs() < 0.06,
+            "{german} of {switched}"
+        );
+        // No translation of "Movie good.": it never changes; the label stays.
+        assert!(out.iter().all(|r| r.1 == "Movie good." && r.2 == 1));
+        assert_eq!(out, code_switch(&many, &translations, 0.3, 1));
+        assert!(code_switch(&many, &translations, 0.0, 1) == many);
     }
 
     #[test]

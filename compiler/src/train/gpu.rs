@@ -28,6 +28,7 @@ pub struct GpuSteps {
     shared: WeightBuffers,
     train_steps: HashMap<(usize, usize), Executor>,
     ascents: HashMap<(usize, usize), Executor>,
+    alignment_steps: HashMap<(usize, usize), Executor>,
     forwards: HashMap<(usize, usize), Executor>,
     optimizer: Executor,
     /// The optimizer program's buffers of each part of each parameter (a
@@ -95,6 +96,7 @@ impl GpuSteps {
             shared,
             train_steps: HashMap::new(),
             ascents: HashMap::new(),
+            alignment_steps: HashMap::new(),
             forwards: HashMap::new(),
             optimizer,
             parameter_buffers,
@@ -126,6 +128,29 @@ impl GpuSteps {
                 Some(program) => Ok(program),
                 None => Ok(programs::train_step(model, key.0, key.1, dropout)?.program),
             },
+        )?;
+        let out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
+            .map_err(gpu_error)?;
+        Ok(out["loss"].data[0] as f64)
+    }
+
+    /// Forward and backward of the alignment term on parallel lines (rows:
+    /// the sentences, then their translations), its gradients added into
+    /// the gradient buffers; returns its loss.
+    pub fn alignment_step(
+        &mut self,
+        model: &Model,
+        dropout: bool,
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+    ) -> Result<f64, TrainError> {
+        let key = (inputs.batch, inputs.seq);
+        let executor = cached(
+            &mut self.alignment_steps,
+            key,
+            &self.gpu,
+            &self.shared,
+            || Ok(programs::alignment_step(model, key.0 / 2, key.1, dropout)?.program),
         )?;
         let out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
             .map_err(gpu_error)?;

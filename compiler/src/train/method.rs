@@ -122,3 +122,20 @@ pub struct Noise {
     pub law: Law,
     pub sigma: f64,
 }
+
+/// Parallel data (an English text and its translation a line, from the
+/// training side only), used beside any method: an alignment term that
+/// pulls the representations of a sentence and its translation together,
+/// and code-switching of the training pairs' sentences.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Parallel {
+    pub files: Vec<PathBuf>,
+    /// The alignment term's weight in the objective (0: none): each
+    /// micro-batch also takes `batch` lines, and the loss adds this times
+    /// the mean of 1 - cosine of the mean-pooled last hidden states of a
+    /// sentence and of its translation.
+    pub align_weight: f64,
+    /// The chance that a training sentence with a translation in the files
+    /// is replaced by one (drawn once, before training; 0: none).
+    pub code_switch: f64,
+}

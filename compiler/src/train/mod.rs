@@ -12,7 +12,7 @@ pub mod method;
 pub mod perturbation;
 pub mod programs;
 
-use method::{Method, Start};
+use method::{Method, Parallel, Start};
 use perturbation::{ascend, largest_norm, noise, project, real_tokens, stream, Use};
 use programs::Parameter;
 
@@ -58,6 +58,9 @@ pub struct Settings {
     /// Vanilla, or a robust method and its settings.
     #[serde(default)]
     pub method: Method,
+    /// Parallel data and how it is used, beside the method.
+    #[serde(default)]
+    pub parallel: Option<Parallel>,
 }
 
 impl Default for Settings {
@@ -76,6 +79,7 @@ impl Default for Settings {
             eval_every: 500,
             dropout: true,
             method: Method::Vanilla,
+            parallel: None,
         }
     }
 }
@@ -127,6 +131,19 @@ pub fn encode(
         .collect()
 }
 
+/// Which loss a forward and backward pass computes.
+#[derive(Clone, Copy, Debug)]
+enum Pass {
+    /// The task's cross-entropy on a micro-batch of training pairs.
+    Task,
+    /// The alignment term on parallel lines.
+    Alignment,
+}
+
+/// Set in the micro-batch word of an alignment pass's dropout key, so its
+/// masks are drawn apart from the task pass's.
+const ALIGNMENT_STREAM: u32 = 1 << 31;
+
 /// What one optimizer step did.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StepRecord {
@@ -139,6 +156,10 @@ pub struct StepRecord {
     /// Adversarial training's ascent, over the step's micro-batches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ascent: Option<AscentRecord>,
+    /// The alignment term's mean 1 - cosine (before its weight), over the
+    /// step's micro-batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alignment_loss: Option<f64>,
 }
 
 /// What projected gradient ascent did in one optimizer step: the loss where
@@ -165,6 +186,10 @@ pub struct Trainer<'m> {
     graphs: HashMap<(usize, usize), Graph>,
     forward_graphs: HashMap<(usize, usize), Graph>,
     ascent_graphs: HashMap<(usize, usize), Graph>,
+    alignment_graphs: HashMap<(usize, usize), Graph>,
+    /// Parallel lines (a sentence and its translation, tokenized alone)
+    /// for the alignment term.
+    pub parallel: Vec<(Encoding, Encoding)>,
     /// Where the steps run: None on the CPU reference. On the GPU,
     /// `params` and `moments` are what [`Trainer::sync`] last read back.
     gpu: Option<Box<gpu::GpuSteps>>,
@@ -186,6 +211,8 @@ impl<'m> Trainer<'m> {
             graphs: HashMap::new(),
             forward_graphs: HashMap::new(),
             ascent_graphs: HashMap::new(),
+            alignment_graphs: HashMap::new(),
+            parallel: Vec::new(),
             gpu: None,
         })
     }
@@ -358,11 +385,12 @@ impl<'m> Trainer<'m> {
         });
         let mut loss = 0.0;
         let mut ascents = Vec::new();
+        let mut alignments = Vec::new();
         for (micro, (inputs, training)) in batches.iter().enumerate() {
             let (passes, ascent) = self.passes(inputs, training, micro)?;
             let mut last = 0.0;
             for pass in &passes {
-                last = self.backward(inputs, pass, scale, &mut sums)?;
+                last = self.backward(inputs, pass, scale, &mut sums, Pass::Task)?;
                 loss += last * scale as f64;
             }
             if let (Some(mut ascent), Method::Adv(adv)) = (ascent, &self.settings.method) {
@@ -370,6 +398,11 @@ impl<'m> Trainer<'m> {
                 // 1 - clean weight.
                 ascent.perturbed_loss = last / (1.0 - adv.clean_weight);
                 ascents.push(ascent);
+            }
+            if let Some(weight) = self.alignment_weight() {
+                let (inputs, training) = self.parallel_batch(micro, weight);
+                let pass = self.backward(&inputs, &training, scale, &mut sums, Pass::Alignment)?;
+                alignments.push(pass / weight);
             }
         }
         let adam = self.adam();
@@ -406,6 +439,8 @@ impl<'m> Trainer<'m> {
             gradient_norm: norm,
             sequences_per_second: group.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
             ascent,
+            alignment_loss: (!alignments.is_empty())
+                .then(|| alignments.iter().sum::<f64>() / alignments.len() as f64),
         })
     }
 
@@ -522,8 +557,67 @@ impl<'m> Trainer<'m> {
         Ok((out["loss"].data[0] as f64, gradient.data))
     }
 
-    /// Forward and backward of one pass: on the GPU its gradients are added
-    /// into the gradient buffers; on the CPU into `sums`, each times `scale`.
+    /// The alignment term's weight, when it has one and there are lines.
+    fn alignment_weight(&self) -> Option<f64> {
+        let parallel = self.settings.parallel.as_ref()?;
+        (parallel.align_weight > 0.0 && !self.parallel.is_empty()).then_some(parallel.align_weight)
+    }
+
+    /// Micro-batch `micro`'s parallel lines for the alignment term: `batch`
+    /// sentences, then their translations, each pair weighted `weight`.
+    /// Lines are taken in a SplitMix64 order of the whole list, a new order
+    /// each pass over it, from where the optimizer step and micro-batch are:
+    /// the same lines on every machine and after a resume.
+    fn parallel_batch(&self, micro: usize, weight: f64) -> (ModelInputs, TrainingInputs) {
+        let (batch, lines) = (self.settings.batch, self.parallel.len());
+        let first = (self.step * self.settings.accumulation + micro) * batch;
+        let mut orders: HashMap<usize, Vec<usize>> = HashMap::new();
+        let picked: Vec<&(Encoding, Encoding)> = (first..first + batch)
+            .map(|k| {
+                let (cycle, at) = (k / lines, k % lines);
+                let order = orders.entry(cycle).or_insert_with(|| {
+                    let key = self.settings.seed ^ 0xA11C_0000_0000 ^ cycle as u64;
+                    let mut rng = SplitMix64::new(key);
+                    let mut order: Vec<usize> = (0..lines).collect();
+                    for i in (1..order.len()).rev() {
+                        order.swap(i, rng.below(i + 1));
+                    }
+                    order
+                });
+                &self.parallel[order[at]]
+            })
+            .collect();
+        let encodings: Vec<Encoding> = picked
+            .iter()
+            .map(|(e, _)| e.clone())
+            .chain(picked.iter().map(|(_, t)| t.clone()))
+            .collect();
+        let config = &self.model.config;
+        let (pad, positions) = (config.pad_token_id, self.model.position_scheme());
+        let inputs = if self.gpu.is_some() {
+            let longest = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+            let seq = programs::sequence_bucket(longest, self.model.max_tokens());
+            ModelInputs::pad_to_bucket(&encodings, 2 * batch, seq, pad, positions)
+        } else {
+            ModelInputs::pad(&encodings, 0, pad, positions)
+        };
+        let training = TrainingInputs {
+            labels: vec![0; inputs.batch],
+            example_mask: vec![weight as f32; inputs.batch],
+            word_embedding_delta: vec![0.0; inputs.batch * inputs.seq * config.hidden],
+            dropout_key: vec![
+                self.settings.seed as u32,
+                (self.settings.seed >> 32) as u32,
+                self.step as u32,
+                (micro as u32) | ALIGNMENT_STREAM,
+            ],
+        };
+        (inputs, training)
+    }
+
+    /// Forward and backward of one pass (of the task's loss, or of the
+    /// alignment term): on the GPU its gradients are added into the
+    /// gradient buffers; on the CPU into `sums`, each times `scale`.
     /// Returns its loss.
     fn backward(
         &mut self,
@@ -531,14 +625,29 @@ impl<'m> Trainer<'m> {
         training: &TrainingInputs,
         scale: f32,
         sums: &mut Option<Vec<Vec<f32>>>,
+        pass: Pass,
     ) -> Result<f64, TrainError> {
         let (model, dropout) = (self.model, self.settings.dropout);
         if let Some(gpu) = self.gpu.as_deref_mut() {
-            return gpu.micro_step(model, dropout, inputs, training);
+            return match pass {
+                Pass::Task => gpu.micro_step(model, dropout, inputs, training),
+                Pass::Alignment => gpu.alignment_step(model, dropout, inputs, training),
+            };
         }
-        let out = run_with_params(&mut self.graphs, &self.params, inputs, training, |b, s| {
-            Ok(autodiff(&model.training_graph(b, s, dropout)?)?)
-        })?;
+        let out = match pass {
+            Pass::Task => {
+                run_with_params(&mut self.graphs, &self.params, inputs, training, |b, s| {
+                    Ok(autodiff(&model.training_graph(b, s, dropout)?)?)
+                })?
+            }
+            Pass::Alignment => run_with_params(
+                &mut self.alignment_graphs,
+                &self.params,
+                inputs,
+                training,
+                |b, s| Ok(autodiff(&model.alignment_graph(b / 2, s, dropout))?),
+            )?,
+        };
         let sums = sums
             .as_mut()
             .expect("a CPU trainer sums its gradients on the host");

@@ -98,6 +98,23 @@ pub fn train_step(
     })
 }
 
+/// The alignment term's train step for `pairs` parallel lines of up to
+/// `seq` tokens (2 x `pairs` rows): forward, alignment loss and backward,
+/// each parameter's gradient added into its gradient buffer.
+pub fn alignment_step(
+    model: &Model,
+    pairs: usize,
+    seq: usize,
+    dropout: bool,
+) -> Result<Bucket, TrainError> {
+    let graph = autodiff(&model.alignment_graph(pairs, seq, dropout))?;
+    let program = lower_train_step(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    Ok(Bucket {
+        program: program.program,
+        flops: graph.flops(),
+    })
+}
+
 /// The ascent step of adversarial training for bucket `batch` x `seq`:
 /// forward, loss, and the backward to the word-embedding perturbation
 /// only (outputs `loss` and `grad.word_embeddings`).
