@@ -22,25 +22,6 @@ use xltc::train::method::{Adversarial, Law, Method, Noise, Norm, Parallel, Start
 use xltc::train::{Example, Settings, Trainer};
 use xltc_runtime::Encoding;
 
-/// `batch` random pairs of `seq` tokens, labels alternating.
-fn examples(batch: usize, seq: usize) -> Vec<Example> {
-    (0..batch)
-        .map(|row| {
-            let draws = common::random_floats(seq, row as u64 + 31, 1.0);
-            Example {
-                encoding: Encoding {
-                    ids: draws
-                        .iter()
-                        .map(|v| ((v.abs() * 20_000.0) as u32).max(5))
-                        .collect(),
-                    type_ids: (0..seq).map(|i| u32::from(i >= seq / 2)).collect(),
-                },
-                label: (row % 2) as u32,
-            }
-        })
-        .collect()
-}
-
 /// The median time of an optimizer step under `method` (and the alignment
 /// term when `align`), after a warm-up step that compiles the programs.
 fn step_time(
@@ -101,7 +82,7 @@ fn main() {
         ..common::BERT_BASE
     };
     let model = Model::load(&common::write_random_encoder(dir.path(), &shape)).unwrap();
-    let examples = examples(batch, seq);
+    let examples = common::random_examples(batch, seq, 31);
     let adversarial = |steps| {
         Method::Adv(Adversarial {
             eps: 0.5,
@@ -126,8 +107,7 @@ fn main() {
         ),
         ("vanilla + alignment term", Method::Vanilla, true),
     ];
-    let adapter = common::gpu().adapter.to_string();
-    println!("adapter: {adapter}");
+    common::gpu(); // names the adapter
     println!("cpu threads: {}", rayon::current_num_threads());
     println!(
         "model: BertForSequenceClassification, hidden 768, 12 heads, FFN 3072, {layers} layers, \

@@ -19,27 +19,6 @@ use std::time::Duration;
 
 use xltc::frontend::Model;
 use xltc::train::{Example, Settings, Trainer};
-use xltc_runtime::Encoding;
-
-/// `batch` random pairs of exactly `seq` tokens (the first half sentence
-/// one), labels alternating.
-fn examples(batch: usize, seq: usize) -> Vec<Example> {
-    (0..batch)
-        .map(|row| {
-            let draws = common::random_floats(seq, row as u64 + 11, 1.0);
-            Example {
-                encoding: Encoding {
-                    ids: draws
-                        .iter()
-                        .map(|v| ((v.abs() * 20_000.0) as u32).max(5))
-                        .collect(),
-                    type_ids: (0..seq).map(|i| u32::from(i >= seq / 2)).collect(),
-                },
-                label: (row % 2) as u32,
-            }
-        })
-        .collect()
-}
 
 /// The median time of an optimizer step over `examples` (one micro-batch),
 /// after a warm-up step (which compiles the GPU's programs); the adapter
@@ -85,7 +64,7 @@ fn main() {
     let mut adapter_named = false;
     let mut rows = Vec::new();
     for batch in common::env_list("XLTC_BENCH_BATCHES", &[8]) {
-        let examples = examples(batch, seq);
+        let examples = common::random_examples(batch, seq, 11);
         let (on_gpu, adapter) = step_time(&model, &examples, true, runs);
         if !adapter_named {
             let adapter = adapter.expect("a GPU trainer names its adapter");

@@ -160,7 +160,6 @@ fn rs_da_writes_copies_by_the_rule_and_learns() {
 #[test]
 fn method_flags_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let data = fixtures().join("train");
     for (flags, message) in [
         (
             vec!["--method", "rs-rp", "--adv-eps", "1"],
@@ -187,41 +186,29 @@ fn method_flags_are_checked() {
             "--copies must be at least 1",
         ),
     ] {
-        let out = dir.path().join("out");
-        let mut args: Vec<String> = vec![
-            "train".into(),
-            path(&model_dir("tiny-xlmr")),
-            "--train".into(),
-            path(&data.join("train.tsv")),
-            "-o".into(),
-            path(&out),
-            "--cpu".into(),
-        ];
-        args.extend(flags.iter().map(|s| s.to_string()));
-        let output = xltc(&args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{flags:?} was accepted");
-        assert!(stderr.contains(message), "{flags:?}: {stderr}");
-        assert!(!out.exists(), "{flags:?} wrote {}", out.display());
+        refused(dir.path(), &flags, message);
     }
 }
 
-/// Eight pairs of the tiny XLM-R's ids, of lengths 6 to 27.
-fn examples() -> Vec<Example> {
-    (0..8)
-        .map(|i| {
-            let len = 6 + 3 * i;
-            Example {
-                encoding: Encoding {
-                    ids: (0..len)
-                        .map(|t| 5 + ((t * 7 + i * 13) % 40) as u32)
-                        .collect(),
-                    type_ids: vec![0; len],
-                },
-                label: (i % 2) as u32,
-            }
-        })
-        .collect()
+/// `xltc train` of the tiny XLM-R with `flags` fails, saying `message`,
+/// and writes nothing.
+fn refused(dir: &Path, flags: &[&str], message: &str) {
+    let out = dir.join("refused");
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        path(&model_dir("tiny-xlmr")),
+        "--train".into(),
+        path(&fixtures().join("train/train.tsv")),
+        "-o".into(),
+        path(&out),
+        "--cpu".into(),
+    ];
+    args.extend(flags.iter().map(|s| s.to_string()));
+    let output = xltc(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{flags:?} was accepted");
+    assert!(stderr.contains(message), "{flags:?}: {stderr}");
+    assert!(!out.exists(), "{flags:?} wrote {}", out.display());
 }
 
 /// One optimizer step of adversarial training with `adv`'s settings (two
@@ -242,7 +229,7 @@ fn ascent(model: &Model, adv: &Adversarial, on_gpu: bool) -> AscentRecord {
     } else {
         Trainer::new(model, settings).unwrap()
     };
-    let examples = examples();
+    let examples = common::training_examples();
     let group: Vec<&Example> = examples.iter().collect();
     let record = trainer.train_step(&group, 0, 10).unwrap();
     record
@@ -430,7 +417,7 @@ fn the_alignment_term_on_the_gpu_is_the_references() {
         }),
         ..Settings::default()
     };
-    let examples = examples();
+    let examples = common::training_examples();
     let group: Vec<&Example> = examples.iter().collect();
     let step = |on_gpu: bool, weight: f64| {
         let mut trainer = if on_gpu {
@@ -528,7 +515,6 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
     assert_eq!(config["xltc_training"]["parallel"]["align_weight"], 10.0);
     let bad = dir.path().join("bad.tsv");
     std::fs::write(&bad, "one\tein\ntwo zwei\n").unwrap();
-    let data = fixtures().join("train");
     for (flags, message) in [
         (
             vec!["--align-weight", "1"],
@@ -543,20 +529,6 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
             format!("{} line 2", bad.display()),
         ),
     ] {
-        let failed = dir.path().join("failed");
-        let mut args: Vec<String> = vec![
-            "train".into(),
-            path(&model_dir("tiny-xlmr")),
-            "--train".into(),
-            path(&data.join("train.tsv")),
-            "-o".into(),
-            path(&failed),
-            "--cpu".into(),
-        ];
-        args.extend(flags.iter().map(|s| s.to_string()));
-        let output = xltc(&args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{flags:?}");
-        assert!(stderr.contains(&message), "{flags:?}: {stderr}");
+        refused(dir.path(), &flags, &message);
     }
 }

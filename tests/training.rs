@@ -928,20 +928,7 @@ fn training_programs_stored_in_the_artifact_train_as_compiled_ones() {
     assert!(stored.dropout);
 
     let model = Model::load(&model_path).unwrap();
-    let examples: Vec<Example> = (0..8)
-        .map(|i| {
-            let len = 6 + 3 * i;
-            Example {
-                encoding: Encoding {
-                    ids: (0..len)
-                        .map(|t| 5 + ((t * 7 + i * 13) % 40) as u32)
-                        .collect(),
-                    type_ids: vec![0; len],
-                },
-                label: (i % 2) as u32,
-            }
-        })
-        .collect();
+    let examples = common::training_examples();
     let settings = |dropout| Settings {
         batch: 4,
         accumulation: 2,

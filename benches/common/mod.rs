@@ -233,3 +233,23 @@ pub fn write_random_encoder(dir: &Path, shape: &EncoderShape) -> PathBuf {
     std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
     dir.to_owned()
 }
+
+/// `batch` random pairs of exactly `seq` tokens (the first half sentence
+/// one), ids drawn from `seed`, labels alternating.
+pub fn random_examples(batch: usize, seq: usize, seed: u64) -> Vec<xltc::train::Example> {
+    (0..batch)
+        .map(|row| {
+            let draws = random_floats(seq, row as u64 + seed, 1.0);
+            xltc::train::Example {
+                encoding: xltc_runtime::Encoding {
+                    ids: draws
+                        .iter()
+                        .map(|v| ((v.abs() * 20_000.0) as u32).max(5))
+                        .collect(),
+                    type_ids: (0..seq).map(|i| u32::from(i >= seq / 2)).collect(),
+                },
+                label: (row % 2) as u32,
+            }
+        })
+        .collect()
+}

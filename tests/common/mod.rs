@@ -226,3 +226,22 @@ pub fn write_pairs_tsv(dir: &Path, texts: &[String], pairs: &[String]) -> PathBu
     std::fs::write(&path, lines.join("\n")).unwrap();
     path
 }
+
+/// Eight labelled pairs of the tiny models' ids, of lengths 6 to 27, labels
+/// alternating: a training group for the trainer's tests.
+pub fn training_examples() -> Vec<xltc::train::Example> {
+    (0..8)
+        .map(|i| {
+            let len = 6 + 3 * i;
+            xltc::train::Example {
+                encoding: xltc_runtime::Encoding {
+                    ids: (0..len)
+                        .map(|t| 5 + ((t * 7 + i * 13) % 40) as u32)
+                        .collect(),
+                    type_ids: vec![0; len],
+                },
+                label: (i % 2) as u32,
+            }
+        })
+        .collect()
+}

@@ -7,19 +7,18 @@
 //! a buffer: a fused program's packed weights would be other buffers.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use xltc_runtime::artifact::{Bucket, Training};
 use xltc_runtime::program::{BufferRole, WeightSlice};
-use xltc_runtime::{Executor, Gpu, GpuError, ModelInputs, TrainingInputs, WeightBuffers};
+use xltc_runtime::{Executor, Gpu, GpuError, ModelInputs, Output, TrainingInputs, WeightBuffers};
 
 use crate::codegen::{optimizer_input, OPTIMIZER_INPUT};
 use crate::frontend::Model;
-use crate::passes::WORD_EMBEDDING_GRADIENT;
 use crate::reference::{AdamW, Tensor};
 
 use super::programs::{self, Parameter};
-use super::TrainError;
+use super::{Pass, TrainError};
 
 pub struct GpuSteps {
     gpu: Gpu,
@@ -108,76 +107,42 @@ impl GpuSteps {
         self.gpu.adapter.to_string()
     }
 
-    /// Forward and backward of one micro-batch, its gradients added into
-    /// the gradient buffers; returns its loss.
-    pub fn micro_step(
+    /// Runs `kind`'s program of the bucket of `inputs` (compiled on first
+    /// use, or an artifact's train step) and returns its outputs: a train
+    /// step's or an alignment step's gradients are added into the gradient
+    /// buffers, and `loss` is read back; an ascent step's `loss` and
+    /// `grad.word_embeddings` are read back, no parameter gradient computed.
+    pub fn run(
         &mut self,
+        kind: Pass,
         model: &Model,
         dropout: bool,
         inputs: &ModelInputs,
         training: &TrainingInputs,
-    ) -> Result<f64, TrainError> {
+    ) -> Result<BTreeMap<String, Output>, TrainError> {
         let key = (inputs.batch, inputs.seq);
         let stored = self.stored.as_ref().map(|t| &t.steps[..]);
-        let executor = cached(
-            &mut self.train_steps,
-            key,
-            &self.gpu,
-            &self.shared,
-            || match find(stored, key) {
+        let (cache, build): (_, Box<dyn FnOnce() -> Result<Bucket, TrainError>>) = match kind {
+            Pass::Task => (
+                &mut self.train_steps,
+                Box::new(|| programs::train_step(model, key.0, key.1, dropout)),
+            ),
+            Pass::Alignment => (
+                &mut self.alignment_steps,
+                Box::new(|| programs::alignment_step(model, key.0 / 2, key.1, dropout)),
+            ),
+            Pass::Ascent => (
+                &mut self.ascents,
+                Box::new(|| programs::ascent(model, key.0, key.1, dropout)),
+            ),
+        };
+        let executor = cached(cache, key, &self.gpu, &self.shared, || {
+            match find(stored, key).filter(|_| matches!(kind, Pass::Task)) {
                 Some(program) => Ok(program),
-                None => Ok(programs::train_step(model, key.0, key.1, dropout)?.program),
-            },
-        )?;
-        let out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
-            .map_err(gpu_error)?;
-        Ok(out["loss"].data[0] as f64)
-    }
-
-    /// Forward and backward of the alignment term on parallel lines (rows:
-    /// the sentences, then their translations), its gradients added into
-    /// the gradient buffers; returns its loss.
-    pub fn alignment_step(
-        &mut self,
-        model: &Model,
-        dropout: bool,
-        inputs: &ModelInputs,
-        training: &TrainingInputs,
-    ) -> Result<f64, TrainError> {
-        let key = (inputs.batch, inputs.seq);
-        let executor = cached(
-            &mut self.alignment_steps,
-            key,
-            &self.gpu,
-            &self.shared,
-            || Ok(programs::alignment_step(model, key.0 / 2, key.1, dropout)?.program),
-        )?;
-        let out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
-            .map_err(gpu_error)?;
-        Ok(out["loss"].data[0] as f64)
-    }
-
-    /// The loss of one micro-batch and its gradient with respect to the
-    /// word embeddings (an adversarial ascent step's), by the bucket's
-    /// perturbation-gradient program (compiled on first use); no parameter
-    /// gradient is computed.
-    pub fn perturbation_gradient(
-        &mut self,
-        model: &Model,
-        dropout: bool,
-        inputs: &ModelInputs,
-        training: &TrainingInputs,
-    ) -> Result<(f64, Vec<f32>), TrainError> {
-        let key = (inputs.batch, inputs.seq);
-        let executor = cached(&mut self.ascents, key, &self.gpu, &self.shared, || {
-            Ok(programs::ascent(model, key.0, key.1, dropout)?.program)
+                None => Ok(build()?.program),
+            }
         })?;
-        let mut out = pollster::block_on(executor.run_training(&self.gpu, inputs, training))
-            .map_err(gpu_error)?;
-        let gradient = out
-            .remove(WORD_EMBEDDING_GRADIENT)
-            .expect("the ascent's program gives the word embeddings' gradient");
-        Ok((out["loss"].data[0] as f64, gradient.data))
+        pollster::block_on(executor.run_training(&self.gpu, inputs, training)).map_err(gpu_error)
     }
 
     /// Clipping and AdamW over the summed gradients (zeroing them) for

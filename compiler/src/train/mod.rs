@@ -131,13 +131,17 @@ pub fn encode(
         .collect()
 }
 
-/// Which loss a forward and backward pass computes.
+/// What a forward and backward pass computes.
 #[derive(Clone, Copy, Debug)]
-enum Pass {
-    /// The task's cross-entropy on a micro-batch of training pairs.
+pub enum Pass {
+    /// The task's cross-entropy on a micro-batch of training pairs, with
+    /// every parameter's gradient.
     Task,
-    /// The alignment term on parallel lines.
+    /// The alignment term on parallel lines, with every parameter's gradient.
     Alignment,
+    /// The task's loss and its gradient with respect to the word-embedding
+    /// perturbation only (an adversarial ascent step).
+    Ascent,
 }
 
 /// Set in the micro-batch word of an alignment pass's dropout key, so its
@@ -538,7 +542,11 @@ impl<'m> Trainer<'m> {
     ) -> Result<(f64, Vec<f32>), TrainError> {
         let (model, dropout) = (self.model, self.settings.dropout);
         if let Some(gpu) = self.gpu.as_deref_mut() {
-            return gpu.perturbation_gradient(model, dropout, inputs, training);
+            let mut out = gpu.run(Pass::Ascent, model, dropout, inputs, training)?;
+            let gradient = out
+                .remove(WORD_EMBEDDING_GRADIENT)
+                .expect("the ascent's program gives the word embeddings' gradient");
+            return Ok((out["loss"].data[0] as f64, gradient.data));
         }
         let mut out = run_with_params(
             &mut self.ascent_graphs,
@@ -629,10 +637,7 @@ impl<'m> Trainer<'m> {
     ) -> Result<f64, TrainError> {
         let (model, dropout) = (self.model, self.settings.dropout);
         if let Some(gpu) = self.gpu.as_deref_mut() {
-            return match pass {
-                Pass::Task => gpu.micro_step(model, dropout, inputs, training),
-                Pass::Alignment => gpu.alignment_step(model, dropout, inputs, training),
-            };
+            return Ok(gpu.run(pass, model, dropout, inputs, training)?["loss"].data[0] as f64);
         }
         let out = match pass {
             Pass::Task => {
@@ -647,6 +652,7 @@ impl<'m> Trainer<'m> {
                 training,
                 |b, s| Ok(autodiff(&model.alignment_graph(b / 2, s, dropout))?),
             )?,
+            Pass::Ascent => unreachable!("an ascent step keeps no parameter gradient"),
         };
         let sums = sums
             .as_mut()
