@@ -654,6 +654,28 @@ fn smoothing_votes_and_certificates_match_a_plain_computation() {
                     "{engine} {name}: at radius {r} ({radius} certified) {share} vs {expected}"
                 );
             }
+            // Every prediction: unanimous votes, the closed-form radius.
+            let predictions = f["predictions"].as_array().unwrap();
+            assert_eq!(predictions.len() as u64, f["pairs"].as_u64().unwrap());
+            for p in predictions {
+                let votes: Vec<u64> = p["votes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect();
+                assert_eq!(votes.iter().sum::<u64>(), draws as u64);
+                assert!(votes.contains(&(draws as u64)), "{engine} {name}: {p}");
+                let (class, r) = (
+                    p["certified"][0].as_u64().unwrap(),
+                    p["certified"][1].as_f64().unwrap(),
+                );
+                assert_eq!(Some(class), p["predicted"].as_u64());
+                assert!(
+                    (r - radius).abs() <= 1e-9 * radius,
+                    "{engine} {name}: {r} vs {radius}"
+                );
+            }
             if let Some(v) = clean.get(name) {
                 let smoothed = e["files"]
                     .as_array()

@@ -146,6 +146,20 @@ pub struct SmoothedFile {
     /// (radius, share of the pairs predicted correctly and certified at
     /// that L2 radius or more), when certified.
     pub certified: Vec<(f64, f64)>,
+    /// Each pair's smoothed prediction, in file order.
+    pub predictions: Vec<SmoothedPrediction>,
+}
+
+/// One pair's smoothed prediction: its id, gold class, votes, predicted
+/// class (None: abstained) and, when certified, the certified class and
+/// its L2 radius (None: the certificate abstained).
+#[derive(Clone, Debug, Serialize)]
+pub struct SmoothedPrediction {
+    pub id: String,
+    pub gold: usize,
+    pub votes: Vec<u64>,
+    pub predicted: Option<usize>,
+    pub certified: Option<(usize, f64)>,
 }
 
 /// Randomized smoothing's settings and what it did on every file.
@@ -598,11 +612,11 @@ fn smoothed_file(
     score: &dyn Fn(&LabelledPair) -> PairScore,
     gold: &dyn Fn(&LabelledPair) -> usize,
 ) -> SmoothedFile {
-    let smoothed: Vec<(smoothing::Smoothed, usize)> = pairs
+    let smoothed: Vec<(smoothing::Smoothed, usize, &str)> = pairs
         .pairs
         .iter()
         .filter_map(|p| match score(p) {
-            PairScore::Smoothed(s) => Some((s, gold(p))),
+            PairScore::Smoothed(s) => Some((s, gold(p), p.id.as_str())),
             _ => None,
         })
         .collect();
@@ -613,7 +627,7 @@ fn smoothed_file(
             .map(|r| {
                 let count = smoothed
                     .iter()
-                    .filter(|(s, gold)| {
+                    .filter(|(s, gold, _)| {
                         s.certified
                             .is_some_and(|(class, radius)| class == *gold && radius >= r)
                     })
@@ -628,8 +642,21 @@ fn smoothed_file(
         file,
         languages,
         pairs: smoothed.len(),
-        abstained: smoothed.iter().filter(|(s, _)| s.class.is_none()).count(),
+        abstained: smoothed
+            .iter()
+            .filter(|(s, _, _)| s.class.is_none())
+            .count(),
         certified,
+        predictions: smoothed
+            .iter()
+            .map(|(s, gold, id)| SmoothedPrediction {
+                id: (*id).to_owned(),
+                gold: *gold,
+                votes: s.votes.clone(),
+                predicted: s.class,
+                certified: s.certified,
+            })
+            .collect(),
     }
 }
 
