@@ -17,7 +17,7 @@ out=$(mktemp)
   echo
   echo "Sizes: $(env | grep '^XLTC_BENCH_' | sort | xargs || true) (unset: the BERT-base defaults)"
   echo
-  for bench in ${XLTC_BENCHES:-gemm encoder train_step compile}; do
+  for bench in ${XLTC_BENCHES:-gemm encoder train_step compile real_models}; do
     echo "### $bench"
     echo
     cargo bench -q -p xltc --bench "$bench" 2>/dev/null

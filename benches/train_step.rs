@@ -2,7 +2,8 @@
 //! classifier (random weights, 12 layers, hidden 768, 12 heads, sequence
 //! 128, batch 8, 2 labels, dropout 0.1 as in training): forward, loss,
 //! backward, global-norm clipping and AdamW. Seconds a step and sequences a
-//! second of xltc on the GPU adapter, of the xltc CPU reference, and of
+//! second of xltc on the GPU adapter, of xltc's CPU path (`--cpu`: the
+//! reference in f32 with fast matrix products), and of
 //! PyTorch's training step on the CPU (benches/torch_peer.py --train, where
 //! torch and transformers are installed), all in the same run; a markdown
 //! table with the adapter named.
@@ -22,7 +23,7 @@ use xltc::train::{Example, Settings, Trainer};
 
 /// The median time of an optimizer step over `examples` (one micro-batch),
 /// after a warm-up step (which compiles the GPU's programs); the adapter
-/// name, or None on the CPU reference.
+/// name, or None on the CPU.
 fn step_time(
     model: &Model,
     examples: &[Example],
@@ -76,24 +77,25 @@ fn main() {
             );
             println!("step: forward, loss, backward, global-norm clipping at 1.0, AdamW (lr 2e-5)");
             println!();
-            println!("| batch x seq | xltc GPU s/step | seq/s | xltc CPU reference s/step | seq/s | PyTorch CPU s/step | seq/s | GPU vs CPU reference | GPU vs PyTorch |");
-            println!("|---|---|---|---|---|---|---|---|---|");
+            println!("| batch x seq | xltc GPU s/step | seq/s | xltc CPU f32 s/step | seq/s | PyTorch CPU s/step | seq/s | GPU vs CPU f32 | GPU vs PyTorch | CPU f32 vs PyTorch |");
+            println!("|---|---|---|---|---|---|---|---|---|---|");
             adapter_named = true;
         }
         let (on_cpu, _) = step_time(&model, &examples, false, 1);
         let (on_gpu, on_cpu) = (on_gpu.as_secs_f64(), on_cpu.as_secs_f64());
         let torch = common::torch_time(true, batch, seq, layers, runs).map(|t| t.as_secs_f64());
         let per_second = |t: f64| batch as f64 / t;
-        let (torch_s, torch_rate, torch_ratio) = match torch {
+        let (torch_s, torch_rate, torch_ratio, cpu_ratio) = match torch {
             Some(t) => (
                 format!("{t:.3}"),
                 format!("{:.2}", per_second(t)),
                 format!("{:.3}x", t / on_gpu),
+                format!("{:.3}x", t / on_cpu),
             ),
-            None => ("not installed".into(), "-".into(), "-".into()),
+            None => ("not installed".into(), "-".into(), "-".into(), "-".into()),
         };
         rows.push(format!(
-            "| {batch} x {seq} | {on_gpu:.3} | {:.2} | {on_cpu:.3} | {:.2} | {torch_s} | {torch_rate} | {:.3}x | {torch_ratio} |",
+            "| {batch} x {seq} | {on_gpu:.3} | {:.2} | {on_cpu:.3} | {:.2} | {torch_s} | {torch_rate} | {:.3}x | {torch_ratio} | {cpu_ratio} |",
             per_second(on_gpu),
             per_second(on_cpu),
             on_cpu / on_gpu,

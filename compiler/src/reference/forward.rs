@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{Real, ReferenceError};
+use super::{Products, Real, ReferenceError};
 
 /// Rows of `table` (rows of `width`) picked by `ids`.
 pub fn gather_forward<T: Real>(
@@ -31,8 +31,15 @@ pub fn gather_forward<T: Real>(
 
 /// The fused Linear: matmul, bias, then GELU when asked; the reference is the
 /// composition of the un-fused references.
-pub fn linear_forward<T: Real>(x: &[T], weight: &[T], bias: &[T], k: usize, gelu: bool) -> Vec<T> {
-    let out = add_bias_forward(&matmul_forward(x, weight, k), bias);
+pub fn linear_forward<T: Real>(
+    products: Products,
+    x: &[T],
+    weight: &[T],
+    bias: &[T],
+    k: usize,
+    gelu: bool,
+) -> Vec<T> {
+    let out = add_bias_forward(&products.matmul(x, weight, k), bias);
     if gelu {
         gelu_forward(&out)
     } else {
@@ -69,7 +76,9 @@ pub fn embeddings_forward<T: Real>(
 
 /// The fused GEMM + bias + residual + LayerNorm: the composition of the
 /// un-fused references.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_norm_forward<T: Real>(
+    products: Products,
     x: &[T],
     weight: &[T],
     bias: &[T],
@@ -79,13 +88,17 @@ pub fn linear_norm_forward<T: Real>(
     eps: f32,
 ) -> Vec<T> {
     let k = weight.len() / bias.len();
-    let sum = add_forward(&linear_forward(x, weight, bias, k, false), residual);
+    let sum = add_forward(
+        &linear_forward(products, x, weight, bias, k, false),
+        residual,
+    );
     layer_norm_forward(&sum, gamma, beta, eps)
 }
 
 /// The fused classification head: first token, dense + tanh, output
 /// projection; the composition of the un-fused references.
 pub fn head_forward<T: Real>(
+    products: Products,
     x: &[T],
     seq: usize,
     dense_weight: &[T],
@@ -96,26 +109,28 @@ pub fn head_forward<T: Real>(
     let width = dense_bias.len();
     let first = first_token_forward(x, seq, width);
     let pooled = tanh_forward(&linear_forward(
+        products,
         &first,
         dense_weight,
         dense_bias,
         width,
         false,
     ));
-    linear_forward(&pooled, out_weight, out_bias, width, false)
+    linear_forward(products, &pooled, out_weight, out_bias, width, false)
 }
 
 /// The fused attention: the composition of the three un-fused references.
 pub fn attention_forward<T: Real>(
+    products: Products,
     query: &[T],
     key: &[T],
     value: &[T],
     mask: &[T],
     s: AttentionShape,
 ) -> Vec<T> {
-    let scores = attention_scores_forward(query, key, s);
+    let scores = products.attention_scores(query, key, s);
     let probs = masked_softmax_forward(&scores, mask, s.seq);
-    attention_context_forward(&probs, value, s)
+    products.attention_context(&probs, value, s)
 }
 
 pub fn add_forward<T: Real>(a: &[T], b: &[T]) -> Vec<T> {

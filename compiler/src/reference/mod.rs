@@ -10,11 +10,13 @@
 mod backward;
 mod forward;
 mod optimizer;
+mod products;
 mod real;
 
 pub use backward::*;
 pub use forward::*;
 pub use optimizer::{adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW};
+pub use products::Products;
 pub use real::Real;
 
 use std::borrow::Cow;
@@ -93,12 +95,32 @@ pub fn run(
     run_in::<f32>(graph, inputs, &TrainingInputs::default())
 }
 
+/// Runs `graph` in f32 with fast matrix products ([`Products::Fast`]): the
+/// CPU path for running models rather than checking kernels.
+pub fn run_fast(
+    graph: &Graph,
+    inputs: &ModelInputs,
+    training: &TrainingInputs,
+) -> Result<BTreeMap<String, Tensor>, ReferenceError> {
+    run_with::<f32>(graph, inputs, training, Products::Fast)
+}
+
 /// Runs `graph` in `T` (f32, or f64 for finite-difference checks) on the
 /// model and training inputs and returns its named outputs.
 pub fn run_in<T: Real>(
     graph: &Graph,
     inputs: &ModelInputs,
     training: &TrainingInputs,
+) -> Result<BTreeMap<String, Tensor<T>>, ReferenceError> {
+    run_with(graph, inputs, training, Products::Exact)
+}
+
+/// [`run_in`] with the matrix products computed as `products` says.
+pub fn run_with<T: Real>(
+    graph: &Graph,
+    inputs: &ModelInputs,
+    training: &TrainingInputs,
+    products: Products,
 ) -> Result<BTreeMap<String, Tensor<T>>, ReferenceError> {
     if (inputs.batch, inputs.seq) != (graph.batch, graph.seq) {
         return Err(ReferenceError::InputShape {
@@ -119,7 +141,7 @@ pub fn run_in<T: Real>(
                     .iter()
                     .map(|p| slots[p.index()].as_ref().expect("piece computed and alive")),
             ),
-            Source::Op(op) => Data::F(Cow::Owned(execute(graph, op, &slots)?)),
+            Source::Op(op) => Data::F(Cow::Owned(execute(graph, op, &slots, products)?)),
         };
         slots.push(Some(data));
         for operand in value.source.operands() {
@@ -189,6 +211,7 @@ fn execute<T: Real>(
     graph: &Graph,
     op: &Op,
     slots: &[Option<Data<T>>],
+    products: Products,
 ) -> Result<Vec<T>, ReferenceError> {
     let get = |id: ValueId| {
         slots[id.index()]
@@ -203,7 +226,7 @@ fn execute<T: Real>(
             gather_forward(get(table).f(), width(table), get(ids).u32(), name)?
         }
         Op::Add { a, b } => add_forward(get(a).f(), get(b).f()),
-        Op::MatMul { x, weight } => matmul_forward(get(x).f(), get(weight).f(), width(x)),
+        Op::MatMul { x, weight } => products.matmul(get(x).f(), get(weight).f(), width(x)),
         Op::AddBias { x, bias } => add_bias_forward(get(x).f(), get(bias).f()),
         Op::Gelu { x } => gelu_forward(get(x).f()),
         Op::Tanh { x } => tanh_forward(get(x).f()),
@@ -215,7 +238,7 @@ fn execute<T: Real>(
         } => layer_norm_forward(get(x).f(), get(gamma).f(), get(beta).f(), eps),
         Op::AttentionScores { query, key, heads } => {
             let shape = AttentionShape::new(batch, seq, heads, width(query));
-            attention_scores_forward(get(query).f(), get(key).f(), shape)
+            products.attention_scores(get(query).f(), get(key).f(), shape)
         }
         Op::MaskedSoftmax { scores, mask } => {
             masked_softmax_forward(get(scores).f(), get(mask).f(), seq)
@@ -226,7 +249,7 @@ fn execute<T: Real>(
             heads,
         } => {
             let shape = AttentionShape::new(batch, seq, heads, width(value));
-            attention_context_forward(get(probs).f(), get(value).f(), shape)
+            products.attention_context(get(probs).f(), get(value).f(), shape)
         }
         Op::FirstToken { x } => first_token_forward(get(x).f(), seq, width(x)),
         Op::MeanPool { x, mask } => mean_pool_forward(get(x).f(), get(mask).f(), seq),
@@ -237,7 +260,10 @@ fn execute<T: Real>(
             weight,
             bias,
             gelu,
-        } => linear_forward(get(x).f(), get(weight).f(), get(bias).f(), width(x), gelu),
+        } => {
+            let (w, b, k) = (get(weight).f(), get(bias).f(), width(x));
+            linear_forward(products, get(x).f(), w, b, k, gelu)
+        }
         Op::Attention {
             query,
             key,
@@ -252,11 +278,11 @@ fn execute<T: Real>(
                 let [q, k, v] = split_columns(get(query).f(), width(query), 3)
                     .try_into()
                     .expect("three parts");
-                attention_forward(&q, &k, &v, m, shape)
+                attention_forward(products, &q, &k, &v, m, shape)
             } else {
                 let shape = AttentionShape::new(batch, seq, heads, width(query));
                 let (q, k, v) = (get(query).f(), get(key).f(), get(value).f());
-                attention_forward(q, k, v, m, shape)
+                attention_forward(products, q, k, v, m, shape)
             }
         }
         Op::Embeddings {
@@ -283,7 +309,7 @@ fn execute<T: Real>(
         } => {
             let (x, w, b) = (get(x).f(), get(weight).f(), get(bias).f());
             let (r, g, bt) = (get(residual).f(), get(gamma).f(), get(beta).f());
-            linear_norm_forward(x, w, b, r, g, bt, eps)
+            linear_norm_forward(products, x, w, b, r, g, bt, eps)
         }
         Op::Head {
             x,
@@ -294,7 +320,7 @@ fn execute<T: Real>(
         } => {
             let (dw, db) = (get(dense_weight).f(), get(dense_bias).f());
             let (ow, ob) = (get(out_weight).f(), get(out_bias).f());
-            head_forward(get(x).f(), seq, dw, db, ow, ob)
+            head_forward(products, get(x).f(), seq, dw, db, ow, ob)
         }
         Op::CrossEntropy {
             logits,
@@ -319,10 +345,10 @@ fn execute<T: Real>(
             alignment(get(x).f(), width(x), get(example_mask).f()).1
         }
         Op::MatMulBackwardX { dy, weight } => {
-            matmul_backward_x(get(dy).f(), get(weight).f(), width(weight))
+            products.matmul_backward_x(get(dy).f(), get(weight).f(), width(weight))
         }
         Op::MatMulBackwardWeight { dy, x } => {
-            matmul_backward_weight(get(dy).f(), get(x).f(), width(x))
+            products.matmul_backward_weight(get(dy).f(), get(x).f(), width(x))
         }
         Op::ColumnSum { dy } => add_bias_backward(get(dy).f(), width(dy)),
         Op::GeluBackward { x, dy } => gelu_backward(get(x).f(), get(dy).f()),
@@ -358,23 +384,15 @@ fn execute<T: Real>(
             of_key,
         } => {
             let shape = AttentionShape::new(batch, seq, heads, width(other));
-            let zeros = vec![T::default(); get(other).f().len()];
-            let (dy, other) = (get(dy).f(), get(other).f());
-            if of_key {
-                attention_scores_backward(dy, other, &zeros, shape).1
-            } else {
-                attention_scores_backward(dy, &zeros, other, shape).0
-            }
+            products.attention_scores_backward(get(dy).f(), get(other).f(), shape, of_key)
         }
         Op::AttentionContextBackwardProbs { dy, value, heads } => {
             let shape = AttentionShape::new(batch, seq, heads, width(value));
-            let probs = vec![T::default(); batch * heads * seq * seq];
-            attention_context_backward(get(dy).f(), &probs, get(value).f(), shape).0
+            products.attention_context_backward_probs(get(dy).f(), get(value).f(), shape)
         }
         Op::AttentionContextBackwardValue { dy, probs, heads } => {
             let shape = AttentionShape::new(batch, seq, heads, width(dy));
-            let value = vec![T::default(); get(dy).f().len()];
-            attention_context_backward(get(dy).f(), get(probs).f(), &value, shape).1
+            products.attention_context_backward_value(get(dy).f(), get(probs).f(), shape)
         }
         Op::GatherBackward { dy, ids, rows } => {
             let w = width(dy);

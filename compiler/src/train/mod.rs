@@ -714,5 +714,5 @@ fn run_with_params(
     for (name, _, data) in params {
         graph.set_weight(name, Arc::from(data.as_slice()));
     }
-    Ok(reference::run_in::<f32>(graph, inputs, training)?)
+    Ok(reference::run_fast(graph, inputs, training)?)
 }
