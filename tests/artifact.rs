@@ -301,6 +301,143 @@ fn a_damaged_artifact_is_refused_clearly() {
     }
 }
 
+/// Every number and flag of a manifest, by its path of object keys and
+/// array indices: what a crafted artifact can change.
+fn manifest_leaves(value: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                path.push(key.clone());
+                manifest_leaves(v, path, out);
+                path.pop();
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                path.push(i.to_string());
+                manifest_leaves(v, path, out);
+                path.pop();
+            }
+        }
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => out.push(path.clone()),
+        _ => {}
+    }
+}
+
+fn leaf_mut<'a>(value: &'a mut serde_json::Value, path: &[String]) -> &'a mut serde_json::Value {
+    path.iter().fold(value, |v, key| match v {
+        serde_json::Value::Array(items) => &mut items[key.parse::<usize>().unwrap()],
+        other => &mut other[key.as_str()],
+    })
+}
+
+/// A value a crafted manifest might put where `old` was: off by one,
+/// doubled, zero, or past a limit of the adapter or of u32.
+fn crafted(old: &serde_json::Value, draw: u64) -> serde_json::Value {
+    match old {
+        serde_json::Value::Bool(b) => serde_json::Value::Bool(!b),
+        v => {
+            let n = v.as_u64().unwrap_or(1);
+            let picks = [
+                0,
+                1,
+                n + 1,
+                n.saturating_sub(1),
+                n * 2,
+                n / 2,
+                65_535,
+                65_536,
+                1 << 31,
+                u32::MAX as u64,
+                1 << 40,
+            ];
+            serde_json::json!(picks[(draw % picks.len() as u64) as usize])
+        }
+    }
+}
+
+/// The artifact's bytes with `manifest` in place of its own and a fresh
+/// checksum: what someone who edits the JSON and re-hashes it makes.
+fn rehashed(original: &[u8], manifest: &serde_json::Value) -> Vec<u8> {
+    use sha2::Digest as _;
+    let artifact = xltc_runtime::artifact::Artifact::from_bytes("original", original).unwrap();
+    let mut bytes = artifact.to_bytes();
+    let json = serde_json::to_vec(manifest).unwrap();
+    let manifest_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+    let rest = bytes[20 + manifest_len..bytes.len() - 32].to_vec();
+    bytes.truncate(12);
+    bytes.extend((json.len() as u64).to_le_bytes());
+    bytes.extend(json);
+    bytes.extend(rest);
+    let checksum = sha2::Sha256::digest(&bytes);
+    bytes.extend(checksum);
+    bytes
+}
+
+#[test]
+fn crafted_manifests_are_refused_or_run_and_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("tiny-bert.xltc");
+    // One bucket, so that every mutation is in the program that runs.
+    let model = model_dir("tiny-bert");
+    let args = [
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        artifact.to_str().unwrap(),
+    ];
+    ok(&xltc(
+        &[&args[..], &["--max-seq", "16", "--batch", "1"]].concat(),
+    ));
+    let original = std::fs::read(&artifact).unwrap();
+    let manifest_len = u64::from_le_bytes(original[12..20].try_into().unwrap()) as usize;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&original[20..20 + manifest_len]).unwrap();
+    let mut leaves = Vec::new();
+    manifest_leaves(&manifest, &mut Vec::new(), &mut leaves);
+    let crafted_file = dir.path().join("crafted.xltc");
+    let (mut state, mut refused) = (0x9e37_79b9_7f4a_7c15u64, 0);
+    let mutations = 200;
+    for _ in 0..mutations {
+        let draws = [0, 1].map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 11
+        });
+        let path = &leaves[(draws[0] % leaves.len() as u64) as usize];
+        let mut mutated = manifest.clone();
+        let leaf = leaf_mut(&mut mutated, path);
+        *leaf = crafted(leaf, draws[1]);
+        std::fs::write(&crafted_file, rehashed(&original, &mutated)).unwrap();
+        let output = xltc(&[
+            "run",
+            crafted_file.to_str().unwrap(),
+            "--text",
+            "hello world",
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let what = format!("{} = {}", path.join("."), leaf_mut(&mut mutated, path));
+        assert!(
+            output.status.success() || output.status.code() == Some(1),
+            "{what}: exit {:?}\n{stderr}",
+            output.status
+        );
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        if !output.status.success() {
+            assert!(
+                stderr.contains("crafted.xltc"),
+                "{what}: an error that does not name the file: {stderr}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > mutations / 4,
+        "only {refused} of {mutations} crafted manifests refused"
+    );
+}
+
 #[test]
 fn a_failed_compile_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::check::ProgramLimits;
 use crate::inputs::PositionScheme;
 use crate::program::Program;
 
@@ -88,6 +89,24 @@ pub struct Manifest {
     /// Training's programs, where compiled for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<Training>,
+}
+
+impl Manifest {
+    /// Every program, with what it is for.
+    pub fn programs(&self) -> Vec<(String, &Program)> {
+        fn bucket<'a>(kind: &str, b: &'a Bucket) -> (String, &'a Program) {
+            let name = format!("{kind} {} x {}", b.program.batch, b.program.seq);
+            (name, &b.program)
+        }
+        let mut programs: Vec<(String, &Program)> =
+            self.buckets.iter().map(|b| bucket("forward", b)).collect();
+        if let Some(training) = &self.training {
+            programs.extend(training.steps.iter().map(|b| bucket("train step", b)));
+            programs.extend(training.forwards.iter().map(|b| bucket("dev forward", b)));
+            programs.push(("optimizer step".into(), &training.optimizer));
+        }
+        programs
+    }
 }
 
 pub struct Artifact {
@@ -178,10 +197,19 @@ impl Artifact {
         {
             return Err(ArtifactError::Checksum { origin });
         }
-        let manifest = serde_json::from_slice(manifest).map_err(|e| ArtifactError::Manifest {
-            origin: origin.clone(),
-            message: e.to_string(),
-        })?;
+        let manifest: Manifest =
+            serde_json::from_slice(manifest).map_err(|e| ArtifactError::Manifest {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+        for (kind, program) in manifest.programs() {
+            program
+                .check(&ProgramLimits::none())
+                .map_err(|e| ArtifactError::Manifest {
+                    origin: origin.clone(),
+                    message: format!("{kind}: {e}"),
+                })?;
+        }
         Ok(Self {
             manifest,
             weights: weights.to_vec(),

@@ -17,17 +17,12 @@ pub enum GpuError {
     Kernel { kernel: String, message: String },
     #[error("reading results back from the GPU failed: {0}")]
     Readback(String),
-    #[error(
-        "buffer {buffer} is {bytes} bytes, past this adapter's binding limit of {limit} bytes \
-         (max_storage_buffer_binding_size); splitting large tables is not implemented yet"
-    )]
-    TooLarge {
-        buffer: String,
-        bytes: u64,
-        limit: u64,
-    },
     #[error("input {name}: {message}")]
     Input { name: String, message: String },
+    #[error("the program does not fit this adapter or breaks the runtime's rules: {0}")]
+    Program(#[from] crate::check::ProgramError),
+    #[error("the adapter refused {what}: {message}")]
+    Refused { what: String, message: String },
 }
 
 #[derive(Clone, Debug)]

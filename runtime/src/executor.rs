@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
+use crate::check::ProgramLimits;
 use crate::device::{Gpu, GpuError};
 use crate::inputs::{id_order, input_bytes, ModelInputs, TrainingInputs, ORDER_SUFFIX};
 use crate::program::{BufferRole, Dispatch, Program, WeightSlice};
@@ -67,7 +68,10 @@ impl Executor {
         weight: impl Fn(&str) -> Option<&'w [f32]>,
     ) -> Result<Self, GpuError> {
         let device = &gpu.device;
+        program.check(&ProgramLimits::of(&device.limits()))?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffers = create_buffers(gpu, &program, shared, weight)?;
+        refused(scope.pop().await, "the program's buffers")?;
         let mut pipelines = Vec::with_capacity(program.kernels.len());
         for (index, kernel) in program.kernels.iter().enumerate() {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -79,11 +83,13 @@ impl Executor {
                 });
             }
         }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let bind_groups = program
             .dispatches
             .iter()
             .map(|d| create_bind_group(device, &pipelines[d.kernel], d, &buffers))
             .collect();
+        refused(scope.pop().await, "the program's bindings")?;
         let mut staging_offsets = Vec::new();
         let mut staging_bytes = 0u64;
         for output in &program.outputs {
@@ -173,6 +179,7 @@ impl Executor {
     /// Records every dispatch and the copies of the outputs, submits them,
     /// and reads the outputs back.
     async fn dispatch_and_read(&self, gpu: &Gpu) -> Result<BTreeMap<String, Output>, GpuError> {
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -191,6 +198,7 @@ impl Executor {
             );
         }
         gpu.queue.submit([encoder.finish()]);
+        refused(scope.pop().await, "the program's dispatches")?;
         self.read_back(gpu).await
     }
 
@@ -386,6 +394,17 @@ impl Executor {
     }
 }
 
+/// An error a wgpu error scope caught, as a [`GpuError`].
+fn refused(error: Option<wgpu::Error>, what: &str) -> Result<(), GpuError> {
+    match error {
+        Some(error) => Err(GpuError::Refused {
+            what: what.into(),
+            message: error.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn no_such_input(name: &str) -> GpuError {
     GpuError::Input {
         name: name.into(),
@@ -418,14 +437,6 @@ fn create_buffers<'w>(
     shared: &WeightBuffers,
     weight: impl Fn(&str) -> Option<&'w [f32]>,
 ) -> Result<Vec<wgpu::Buffer>, GpuError> {
-    let limit = gpu.adapter.max_storage_binding_bytes;
-    if let Some(spec) = program.buffers.iter().find(|b| b.bytes > limit) {
-        return Err(GpuError::TooLarge {
-            buffer: spec.name.clone(),
-            bytes: spec.bytes,
-            limit,
-        });
-    }
     let usage =
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let mut buffers = Vec::with_capacity(program.buffers.len());

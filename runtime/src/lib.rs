@@ -2,6 +2,7 @@
 //! wgpu device. It never needs the compiler; the compiler depends on it.
 
 pub mod artifact;
+pub mod check;
 pub mod device;
 pub mod evaluation;
 pub mod executor;
@@ -17,6 +18,7 @@ pub mod synonyms;
 pub mod tokenizer;
 
 pub use artifact::{Artifact, ArtifactError, Manifest};
+pub use check::{ProgramError, ProgramLimits};
 pub use device::{AdapterReport, Gpu, GpuError};
 pub use executor::{Executor, Output, WeightBuffers};
 pub use inputs::{ModelInputs, PositionScheme, TrainingInputs};
