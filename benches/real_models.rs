@@ -64,7 +64,8 @@ fn cpu_time(model: &Model, batches: &[Vec<Encoding>], products: Products) -> (Du
         let inputs = ModelInputs::pad(batch, 0, model.config.pad_token_id, model.position_scheme());
         let graph = model.graph(inputs.batch, inputs.seq);
         let training = Default::default();
-        let mut out = reference::run_with::<f32>(&graph, &inputs, &training, products).unwrap();
+        let out = reference::run_with::<f32>(&graph, &inputs, &training, products, &|_| None);
+        let mut out = out.unwrap();
         embeddings.extend(out.remove(model.prediction_output()).unwrap().data);
     }
     (start.elapsed(), embeddings)

@@ -166,7 +166,8 @@ fn run_batch(
         Engine::Cpu => {
             let inputs = ModelInputs::pad(sequences, 0, pad_id, positions);
             let graph = model.graph(inputs.batch, inputs.seq);
-            let data = reference::run_fast(&graph, &inputs, &Default::default())?
+            let training = Default::default();
+            let data = reference::run_fast(&graph, &inputs, &training, &|_| None)?
                 .remove(name)
                 .map(|t| t.data);
             (inputs.batch, data)

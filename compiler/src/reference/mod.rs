@@ -20,7 +20,7 @@ pub use products::Products;
 pub use real::Real;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use xltc_runtime::ModelInputs;
 pub use xltc_runtime::TrainingInputs;
@@ -95,14 +95,16 @@ pub fn run(
     run_in::<f32>(graph, inputs, &TrainingInputs::default())
 }
 
-/// Runs `graph` in f32 with fast matrix products ([`Products::Fast`]): the
-/// CPU path for running models rather than checking kernels.
-pub fn run_fast(
-    graph: &Graph,
-    inputs: &ModelInputs,
-    training: &TrainingInputs,
+/// Runs `graph` in f32 with fast matrix products ([`Products::Fast`]) and
+/// the weights `weights` gives: the CPU path for running and training
+/// models rather than checking kernels.
+pub fn run_fast<'a>(
+    graph: &'a Graph,
+    inputs: &'a ModelInputs,
+    training: &'a TrainingInputs,
+    weights: &WeightData<'a>,
 ) -> Result<BTreeMap<String, Tensor>, ReferenceError> {
-    run_with::<f32>(graph, inputs, training, Products::Fast)
+    run_with::<f32>(graph, inputs, training, Products::Fast, weights)
 }
 
 /// Runs `graph` in `T` (f32, or f64 for finite-difference checks) on the
@@ -112,15 +114,21 @@ pub fn run_in<T: Real>(
     inputs: &ModelInputs,
     training: &TrainingInputs,
 ) -> Result<BTreeMap<String, Tensor<T>>, ReferenceError> {
-    run_with(graph, inputs, training, Products::Exact)
+    run_with(graph, inputs, training, Products::Exact, &|_| None)
 }
 
-/// [`run_in`] with the matrix products computed as `products` says.
-pub fn run_with<T: Real>(
-    graph: &Graph,
-    inputs: &ModelInputs,
-    training: &TrainingInputs,
+/// Weight data the caller holds in place of a graph's own, by checkpoint
+/// name (a trainer's current parameters): borrowed for the run, not copied.
+pub type WeightData<'a> = dyn Fn(&str) -> Option<&'a [f32]> + 'a;
+
+/// [`run_in`] with the matrix products computed as `products` says, and
+/// each weight that `weights` gives (of the graph's size) read from there.
+pub fn run_with<'a, T: Real>(
+    graph: &'a Graph,
+    inputs: &'a ModelInputs,
+    training: &'a TrainingInputs,
     products: Products,
+    weights: &WeightData<'a>,
 ) -> Result<BTreeMap<String, Tensor<T>>, ReferenceError> {
     if (inputs.batch, inputs.seq) != (graph.batch, graph.seq) {
         return Err(ReferenceError::InputShape {
@@ -135,7 +143,10 @@ pub fn run_with<T: Real>(
     for (id, value) in graph.values() {
         let data = match &value.source {
             Source::Input(input) => input_data(inputs, training, *input, value.elements())?,
-            Source::Weight(w) => Data::F(T::from_f32_slice(w)),
+            Source::Weight(w) => {
+                let given = weights(&value.name).filter(|data| data.len() == w.len());
+                Data::F(T::from_f32_slice(given.unwrap_or(w)))
+            }
             Source::Concat(pieces) => concat(
                 pieces
                     .iter()
@@ -150,16 +161,21 @@ pub fn run_with<T: Real>(
             }
         }
     }
-    let outputs = graph.outputs().iter().map(|(name, id)| {
-        let data = slots[id.index()]
-            .as_ref()
-            .expect("outputs are kept")
-            .f()
-            .to_vec();
+    // Outputs move out of their slots (a word-embedding gradient is
+    // hundreds of megabytes); one named twice is copied.
+    let mut outputs: BTreeMap<String, Tensor<T>> = BTreeMap::new();
+    let mut moved: HashMap<ValueId, &str> = HashMap::new();
+    for (name, id) in graph.outputs() {
+        let data = match slots[id.index()].take() {
+            Some(Data::F(values)) => values.into_owned(),
+            Some(Data::U32(_)) => unreachable!("graph builder marked ids as an output"),
+            None => outputs[moved[id]].data.clone(),
+        };
+        moved.insert(*id, name);
         let shape = graph.value(*id).shape.clone();
-        (name.clone(), Tensor { shape, data })
-    });
-    Ok(outputs.collect())
+        outputs.insert(name.clone(), Tensor { shape, data });
+    }
+    Ok(outputs)
 }
 
 fn input_data<'a, T: Real>(

@@ -18,7 +18,8 @@ use programs::Parameter;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use xltc_runtime::{Encoding, ModelInputs, Overflow, SplitMix64, TextTokenizer, TokenizerError};
 
@@ -187,6 +188,9 @@ pub struct Trainer<'m> {
     pub moments: Vec<(Vec<f32>, Vec<f32>)>,
     /// Optimizer steps done.
     pub step: usize,
+    /// On the CPU, each parameter's gradient summed over a step's passes;
+    /// kept from step to step so that no step allocates them again.
+    gradient_sums: Vec<Vec<f32>>,
     graphs: HashMap<(usize, usize), Graph>,
     forward_graphs: HashMap<(usize, usize), Graph>,
     ascent_graphs: HashMap<(usize, usize), Graph>,
@@ -212,6 +216,7 @@ impl<'m> Trainer<'m> {
             params,
             moments,
             step: 0,
+            gradient_sums: Vec::new(),
             graphs: HashMap::new(),
             forward_graphs: HashMap::new(),
             ascent_graphs: HashMap::new(),
@@ -381,12 +386,7 @@ impl<'m> Trainer<'m> {
             .map(|(index, micro)| self.padded(micro, index, self.settings.batch))
             .collect();
         // On the CPU, the gradients are summed here; on the GPU, in its buffers.
-        let mut sums: Option<Vec<Vec<f32>>> = self.gpu.is_none().then(|| {
-            self.params
-                .iter()
-                .map(|(_, _, p)| vec![0.0; p.len()])
-                .collect()
-        });
+        let mut sums = self.gpu.is_none().then(|| self.zeroed_gradient_sums());
         let mut loss = 0.0;
         let mut ascents = Vec::new();
         let mut alignments = Vec::new();
@@ -422,6 +422,7 @@ impl<'m> Trainer<'m> {
                 {
                     adamw_step(p, g, m, v, step, lr, decays(name), &adam);
                 }
+                self.gradient_sums = grads;
                 norm
             }
             (None, None) => unreachable!("a CPU trainer sums its gradients on the host"),
@@ -446,6 +447,22 @@ impl<'m> Trainer<'m> {
             alignment_loss: (!alignments.is_empty())
                 .then(|| alignments.iter().sum::<f64>() / alignments.len() as f64),
         })
+    }
+
+    /// The CPU's gradient sums, zero, made on the first step only.
+    fn zeroed_gradient_sums(&mut self) -> Vec<Vec<f32>> {
+        let mut sums = std::mem::take(&mut self.gradient_sums);
+        if sums.len() != self.params.len() {
+            sums = self
+                .params
+                .iter()
+                .map(|(_, _, p)| vec![0.0; p.len()])
+                .collect();
+        }
+        for sum in &mut sums {
+            sum.par_iter_mut().for_each(|s| *s = 0.0);
+        }
+        sums
     }
 
     /// The passes the method makes over micro-batch `micro`: its training
@@ -659,9 +676,9 @@ impl<'m> Trainer<'m> {
             .expect("a CPU trainer sums its gradients on the host");
         for ((name, _, _), sum) in self.params.iter().zip(sums) {
             if let Some(g) = out.get(&gradient_name(name)) {
-                for (s, v) in sum.iter_mut().zip(&g.data) {
-                    *s += v * scale;
-                }
+                sum.par_iter_mut()
+                    .zip(&g.data)
+                    .for_each(|(s, v)| *s += v * scale);
             }
         }
         Ok(out["loss"].data[0] as f64)
@@ -711,8 +728,10 @@ fn run_with_params(
         Entry::Occupied(entry) => entry.into_mut(),
         Entry::Vacant(entry) => entry.insert(build(key.0, key.1)?),
     };
-    for (name, _, data) in params {
-        graph.set_weight(name, Arc::from(data.as_slice()));
-    }
-    Ok(reference::run_fast(graph, inputs, training)?)
+    let by_name: HashMap<&str, &[f32]> = params
+        .iter()
+        .map(|(name, _, data)| (name.as_str(), data.as_slice()))
+        .collect();
+    let weights = |name: &str| by_name.get(name).copied();
+    Ok(reference::run_fast(graph, inputs, training, &weights)?)
 }
