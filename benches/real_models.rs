@@ -7,7 +7,8 @@
 //! (f32, fast matrix products), the exact CPU reference (f64 sums) and
 //! PyTorch on the CPU (benches/real_models_peer.py, where torch and
 //! transformers are installed), which also reports how far its embeddings
-//! are from the CPU path's. Prints a markdown table.
+//! are from the CPU path's. Prints a markdown table, then the peak resident
+//! memory of `xltc run` on each model's artifact.
 //!
 //!     cargo bench -p xltc --bench real_models
 //!
@@ -129,6 +130,38 @@ fn torch_time(
     Some((Duration::from_secs_f64(seconds), numbers.next()?))
 }
 
+/// The peak resident memory, in bytes, of `xltc run` on an artifact of
+/// `model` (compiled here, as `xltc compile` does) predicting one pair on
+/// the GPU adapter, and the artifact's size.
+fn run_peak_memory(model: &Model, pair: &(String, String)) -> (u64, u64) {
+    let options = CompileOptions {
+        max_seq: MAX_SEQ,
+        max_batch: 32,
+        fuse: true,
+        codegen: Default::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.xltc");
+    let bytes = compile(model, &options, |_, _| {}).unwrap().to_bytes();
+    std::fs::write(&path, &bytes).unwrap();
+    // Reaped by wait4 below, which also gives its peak.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(env!("CARGO_BIN_EXE_xltc"))
+        .arg("run")
+        .arg(&path)
+        .args(["--text", &pair.0, "--pair", &pair.1])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // This child's own peak: the PyTorch peers are children too.
+    let mut status = 0;
+    let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0 && status == 0, "xltc run failed (status {status})");
+    (usage.ru_maxrss as u64 * 1024, bytes.len() as u64)
+}
+
 fn per_second(sequences: usize, time: Duration) -> f64 {
     sequences as f64 / time.as_secs_f64()
 }
@@ -143,6 +176,7 @@ fn main() {
     println!();
     println!("| model | batch | sequences (tokens) | xltc GPU seq/s | xltc CPU f32 seq/s | exact reference seq/s | PyTorch CPU seq/s | GPU / PyTorch | CPU f32 / PyTorch | CPU f32 / exact | PyTorch vs CPU f32 (max abs) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut memory = Vec::new();
     for name in names.split(',') {
         let folder = model_cache().join(name);
         let model = Model::load(&folder)
@@ -183,5 +217,15 @@ fn main() {
                 fast_rate / exact_rate,
             );
         }
+        memory.push((name.to_owned(), run_peak_memory(&model, &pairs[0])));
+    }
+    println!();
+    println!(
+        "| model | artifact MiB | peak resident memory of `xltc run` (one pair, GPU adapter) MiB |"
+    );
+    println!("|---|---|---|");
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    for (name, (peak, artifact)) in memory {
+        println!("| {name} | {:.0} | {:.0} |", mib(artifact), mib(peak));
     }
 }

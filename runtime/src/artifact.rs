@@ -172,6 +172,30 @@ impl Artifact {
 
     /// Parses an artifact; `origin` names it in errors (a path or a URL).
     pub fn from_bytes(origin: &str, bytes: &[u8]) -> Result<Self, ArtifactError> {
+        let (manifest, weights) = Self::parse(origin, bytes)?;
+        Ok(Self {
+            manifest,
+            weights: bytes[weights].to_vec(),
+        })
+    }
+
+    /// [`Artifact::from_bytes`] keeping the weights where they are in
+    /// `bytes`: a model's worth of memory less at the peak.
+    pub fn from_vec(origin: &str, mut bytes: Vec<u8>) -> Result<Self, ArtifactError> {
+        let (manifest, weights) = Self::parse(origin, &bytes)?;
+        bytes.truncate(weights.end);
+        bytes.drain(..weights.start);
+        Ok(Self {
+            manifest,
+            weights: bytes,
+        })
+    }
+
+    /// The checked manifest, and where the weights lie in `bytes`.
+    fn parse(
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<(Manifest, std::ops::Range<usize>), ArtifactError> {
         let origin = origin.to_owned();
         if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
             return Err(ArtifactError::Magic { origin });
@@ -189,8 +213,9 @@ impl Artifact {
             });
         }
         let manifest = reader.section("the manifest")?;
-        let weights = reader.section("the weights")?;
+        let weights_end = reader.section("the weights")?.len();
         let body_end = reader.at;
+        let weights = body_end - weights_end..body_end;
         let checksum = reader.take(CHECKSUM_BYTES, "the checksum")?;
         if body_end + CHECKSUM_BYTES != bytes.len()
             || Sha256::digest(&bytes[..body_end])[..] != *checksum
@@ -210,10 +235,7 @@ impl Artifact {
                     message: format!("{kind}: {e}"),
                 })?;
         }
-        Ok(Self {
-            manifest,
-            weights: weights.to_vec(),
-        })
+        Ok((manifest, weights))
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::check::ProgramLimits;
 use crate::device::{Gpu, GpuError};
 use crate::inputs::{id_order, input_bytes, ModelInputs, TrainingInputs, ORDER_SUFFIX};
-use crate::program::{BufferRole, Dispatch, Program, WeightSlice};
+use crate::program::{BufferRole, BufferSpec, Dispatch, Program, WeightSlice};
 
 /// The largest staging buffer [`Executor::read_buffers`] makes.
 pub const READ_BACK_BYTES: u64 = 256 << 20;
@@ -437,11 +437,41 @@ fn create_buffers<'w>(
     shared: &WeightBuffers,
     weight: impl Fn(&str) -> Option<&'w [f32]>,
 ) -> Result<Vec<wgpu::Buffer>, GpuError> {
-    let usage =
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    let mut buffers = Vec::with_capacity(program.buffers.len());
-    for spec in &program.buffers {
-        if let Some(buffer) = shared.0.borrow().get(&spec.role) {
+    program
+        .buffers
+        .iter()
+        .map(|spec| match spec.role.shared() {
+            true => shared.get_or_create(gpu, spec, &weight),
+            false => Ok(new_buffer(gpu, spec)),
+        })
+        .collect()
+}
+
+impl WeightBuffers {
+    /// Makes, and fills from `weight`, every buffer of `program` shared by
+    /// role that is not here yet: after this for every program, the
+    /// caller's copy of the weights is no longer needed.
+    pub fn upload<'w>(
+        &self,
+        gpu: &Gpu,
+        program: &Program,
+        weight: impl Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<(), GpuError> {
+        for spec in program.buffers.iter().filter(|s| s.role.shared()) {
+            self.get_or_create(gpu, spec, &weight)?;
+        }
+        Ok(())
+    }
+
+    /// The buffer of `spec`'s role: an earlier program's, or a new one
+    /// (weights written from `weight`, gradients and moments zero).
+    fn get_or_create<'w>(
+        &self,
+        gpu: &Gpu,
+        spec: &BufferSpec,
+        weight: &impl Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        if let Some(buffer) = self.0.borrow().get(&spec.role) {
             if buffer.size() != spec.bytes.max(4).next_multiple_of(4) {
                 return Err(GpuError::Input {
                     name: spec.name.clone(),
@@ -452,41 +482,70 @@ fn create_buffers<'w>(
                     ),
                 });
             }
-            buffers.push(buffer.clone());
-            continue;
+            return Ok(buffer.clone());
         }
-        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(&spec.name),
-            size: spec.bytes.max(4).next_multiple_of(4),
-            usage,
-            mapped_at_creation: false,
-        });
+        let buffer = new_buffer(gpu, spec);
         if let BufferRole::Weight(slices) = &spec.role {
             let mut offset = 0;
-            for WeightSlice { name, first, count } in slices {
-                let data = weight(name)
-                    .and_then(|w| w.get(*first..first + count))
-                    .ok_or_else(|| GpuError::Input {
-                        name: name.clone(),
-                        message: format!(
-                            "the program needs elements {first}..{} of this weight",
-                            first + count
-                        ),
-                    })?;
+            for data in weight_slices(slices, weight)? {
                 gpu.queue
                     .write_buffer(&buffer, offset, bytemuck::cast_slice(data));
-                offset += (count * 4) as u64;
+                offset += (data.len() * 4) as u64;
             }
+            flush_uploads(gpu);
         }
-        if spec.role.shared() {
-            shared
-                .0
-                .borrow_mut()
-                .insert(spec.role.clone(), buffer.clone());
-        }
-        buffers.push(buffer);
+        self.0
+            .borrow_mut()
+            .insert(spec.role.clone(), buffer.clone());
+        Ok(buffer)
     }
-    Ok(buffers)
+}
+
+/// A storage buffer of `spec`'s size, zero.
+fn new_buffer(gpu: &Gpu, spec: &BufferSpec) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(&spec.name),
+        size: spec.bytes.max(4).next_multiple_of(4),
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// Submits the weight writes so far and waits for them, so that their
+/// staging memory goes before the next weight's is taken
+/// (the browser has no blocking wait; it keeps wgpu's own pace).
+#[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+fn flush_uploads(gpu: &Gpu) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        gpu.queue.submit([]);
+        // A failed wait leaves the copies to the next submit, as without it.
+        let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+    }
+}
+
+/// The data of each slice of a weight buffer, or an error naming the first
+/// the caller cannot give.
+fn weight_slices<'w>(
+    slices: &[WeightSlice],
+    weight: &impl Fn(&str) -> Option<&'w [f32]>,
+) -> Result<Vec<&'w [f32]>, GpuError> {
+    slices
+        .iter()
+        .map(|WeightSlice { name, first, count }| {
+            weight(name)
+                .and_then(|w| w.get(*first..first + count))
+                .ok_or_else(|| GpuError::Input {
+                    name: name.clone(),
+                    message: format!(
+                        "the program needs elements {first}..{} of this weight",
+                        first + count
+                    ),
+                })
+        })
+        .collect()
 }
 
 /// A pipeline whose layout is the binding list of the kernel's first

@@ -49,6 +49,19 @@ impl Session {
         }
     }
 
+    /// Uploads the weights of every bucket now rather than on each bucket's
+    /// first run; after it the caller's copy of the weights can go.
+    pub fn upload_weights<'w>(
+        &self,
+        gpu: &Gpu,
+        weight: impl Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<(), SessionError> {
+        for bucket in &self.buckets {
+            self.weights.upload(gpu, &bucket.program, &weight)?;
+        }
+        Ok(())
+    }
+
     /// The most sequences one run takes.
     pub fn max_batch(&self) -> usize {
         self.buckets

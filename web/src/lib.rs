@@ -41,7 +41,7 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, JsValue> {
 #[wasm_bindgen]
 pub async fn load(url: String) -> Result<Demo, JsValue> {
     let bytes = fetch_bytes(&url).await?;
-    let artifact = Artifact::from_bytes(&url, &bytes).map_err(js_error)?;
+    let artifact = Artifact::from_vec(&url, bytes).map_err(js_error)?;
     let weights = artifact.weights_f32(&url).map_err(js_error)?;
     let gpu = Gpu::new().await.map_err(js_error)?;
     let manifest = artifact.manifest;

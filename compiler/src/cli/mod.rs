@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xltc::frontend::Model;
 use xltc::predict::Engine;
-use xltc_runtime::{Artifact, Gpu, Session, TextTokenizer};
+use xltc_runtime::{Artifact, Gpu, Manifest, Session, TextTokenizer};
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it into
 /// place: a failed or interrupted write leaves no half-written file.
@@ -95,7 +95,7 @@ pub fn is_artifact(path: &Path) -> bool {
 
 pub fn read_artifact(path: &Path) -> Result<Artifact> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Artifact::from_bytes(&path.display().to_string(), &bytes)?)
+    Ok(Artifact::from_vec(&path.display().to_string(), bytes)?)
 }
 
 /// 1536 -> "1.5 KiB".
@@ -114,11 +114,13 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// The model at `path`, a compiled artifact (returned too) or a model folder.
-pub fn open_model(path: &Path) -> Result<(Model, Option<Artifact>)> {
+/// The model at `path`, a compiled artifact (its manifest returned too; its
+/// weights live on in the model alone) or a model folder.
+pub fn open_model(path: &Path) -> Result<(Model, Option<Manifest>)> {
     if is_artifact(path) {
         let artifact = read_artifact(path)?;
-        Ok((Model::from_artifact(path, &artifact)?, Some(artifact)))
+        let model = Model::from_artifact(path, &artifact)?;
+        Ok((model, Some(artifact.manifest)))
     } else {
         Ok((Model::load(path)?, None))
     }
@@ -127,16 +129,16 @@ pub fn open_model(path: &Path) -> Result<(Model, Option<Artifact>)> {
 /// The model, and where it runs: an artifact's programs on the GPU, kernels
 /// lowered on the fly for a model folder, or the CPU reference.
 pub fn load_model(path: &Path, cpu: bool) -> Result<(Model, Engine)> {
-    let (model, artifact) = open_model(path)?;
+    let (model, manifest) = open_model(path)?;
     if cpu {
         return Ok((model, Engine::Cpu));
     }
     let gpu = Gpu::new_blocking()?;
     eprintln!("xltc: adapter {}", gpu.adapter);
-    let engine = match artifact {
-        Some(artifact) => Engine::Compiled {
+    let engine = match manifest {
+        Some(manifest) => Engine::Compiled {
             gpu,
-            session: Session::new(artifact.manifest.buckets, &artifact.manifest.model),
+            session: Session::new(manifest.buckets, &manifest.model),
         },
         None => Engine::Gpu(gpu),
     };

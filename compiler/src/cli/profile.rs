@@ -21,7 +21,7 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
     if args.batch == 0 || args.seq < 2 || args.runs == 0 {
         bail!("--batch and --runs must be at least 1, --seq at least 2");
     }
-    let (model, artifact) = super::open_model(&args.model)?;
+    let (model, manifest) = super::open_model(&args.model)?;
     if args.seq > model.max_tokens() {
         bail!(
             "--seq {} is more than this model's {} positions allow",
@@ -40,8 +40,8 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
     };
     let origin = args.model.display();
     if !args.training {
-        let bucket = match &artifact {
-            Some(a) => smallest(&a.manifest.buckets, args.batch, args.seq).with_context(|| {
+        let bucket = match &manifest {
+            Some(m) => smallest(&m.buckets, args.batch, args.seq).with_context(|| {
                 format!("{origin}: no bucket holds {} x {}", args.batch, args.seq)
             })?,
             None => {
@@ -63,7 +63,7 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let stored = artifact.and_then(|a| a.manifest.training);
+    let stored = manifest.and_then(|m| m.training);
     let rows = stored
         .as_ref()
         .and_then(|t| t.steps.first())

@@ -26,7 +26,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         (None, Some(file)) => read_requests(file)?,
         (None, None) => bail!("give --text or --file"),
     };
-    let (model, engine) = super::load_model(&args.model, args.cpu)?;
+    let (mut model, engine) = super::load_model(&args.model, args.cpu)?;
+    if let Engine::Compiled { gpu, session } = &engine {
+        // The artifact's programs are all a run needs: its weights go to
+        // the GPU now, and the host copy goes.
+        session
+            .upload_weights(gpu, |n| model.weight(n))
+            .with_context(|| format!("loading {}", args.model.display()))?;
+        model.drop_weights();
+    }
     let tokenizer = super::text_tokenizer(&model, &engine, args.max_len)?;
     let overflow = if args.truncate {
         Overflow::Truncate

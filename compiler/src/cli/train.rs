@@ -89,8 +89,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
 /// MODEL as the trainer takes it: a model folder, or a compiled artifact,
 /// with the training programs `xltc compile --training` stored in it.
 fn load(path: &Path) -> Result<(Model, Option<Training>)> {
-    let (model, artifact) = super::open_model(path)?;
-    Ok((model, artifact.and_then(|a| a.manifest.training)))
+    let (model, manifest) = super::open_model(path)?;
+    Ok((model, manifest.and_then(|m| m.training)))
 }
 
 /// The run the arguments ask for, and the classifier it trains (with the

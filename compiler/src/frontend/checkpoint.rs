@@ -65,13 +65,7 @@ impl Checkpoint {
             match to_f32(view.dtype(), view.data()) {
                 Some(data) => {
                     let shape = view.shape().to_vec();
-                    tensors.insert(
-                        name,
-                        Tensor {
-                            shape,
-                            data: data.into(),
-                        },
-                    );
+                    tensors.insert(name, Tensor { shape, data });
                 }
                 None => {
                     other_dtypes.insert(name, format!("{:?}", view.dtype()));
@@ -83,6 +77,12 @@ impl Checkpoint {
             tensors,
             other_dtypes,
         })
+    }
+
+    /// Forgets every tensor: for a caller whose weights now live on the
+    /// GPU alone.
+    pub fn drop_data(&mut self) {
+        self.tensors.clear();
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -177,7 +177,9 @@ impl Checkpoint {
     }
 }
 
-fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+/// Collected straight into the `Arc` (the iterators know their length), so
+/// a table is never held twice.
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Arc<[f32]>> {
     let words = |n: usize| bytes.chunks_exact(n);
     Some(match dtype {
         Dtype::F32 => words(4)

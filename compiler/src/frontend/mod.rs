@@ -157,6 +157,13 @@ impl Model {
         &self.checkpoint
     }
 
+    /// Drops the host copy of the weights, once a runtime session holds
+    /// them on the GPU (`Session::upload_weights`): the model then builds
+    /// no graph and gives no weight.
+    pub fn drop_weights(&mut self) {
+        self.checkpoint.drop_data();
+    }
+
     /// A weight the graph reads, by checkpoint name.
     pub fn weight(&self, name: &str) -> Option<&[f32]> {
         self.checkpoint.get(name).map(|t| &t.data[..])
