@@ -42,6 +42,7 @@ fn gpu_time(
     let options = CodegenOptions {
         max_binding_bytes: u64::MAX,
         lane_gemm: lanes,
+        ..CodegenOptions::default()
     };
     let compiled = lower(&g, &options).unwrap();
     let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {

@@ -485,3 +485,80 @@ fn fused_and_unfused_artifacts_agree() {
     );
     check_predictions(&unfused, "tiny-bert", &[]);
 }
+
+/// The logits of every fixture pair through `artifact`.
+fn logits(artifact: &Path, name: &str) -> Vec<Vec<f64>> {
+    let golden = Golden::read(name);
+    let (texts, pairs) = (
+        golden.texts("pairs.texts").unwrap(),
+        golden.texts("pairs.pairs").unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::write_pairs_tsv(dir.path(), &texts, &pairs);
+    let args = [
+        "run",
+        artifact.to_str().unwrap(),
+        "--json",
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    let stdout = ok(&xltc(&args));
+    stdout
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_tuned_artifact_records_its_choices_runs_them_and_predicts_as_an_untuned_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tuned, untuned) = (
+        dir.path().join("tuned.xltc"),
+        dir.path().join("untuned.xltc"),
+    );
+    compile_with("tiny-bert", &tuned, &["--tune"]);
+    compile("tiny-bert", &untuned);
+    let inspect = |path: &Path| ok(&xltc(&["inspect", path.to_str().unwrap(), "--kernels"]));
+    let (report, plain) = (inspect(&tuned), inspect(&untuned));
+    assert!(plain.contains("tuning: none"), "{plain}");
+    assert!(
+        report.contains("GEMMs tuned on") && report.contains("llvmpipe"),
+        "{report}"
+    );
+    // Every tuned GEMM's chosen kernel is the one its buckets run.
+    let mut tuned_gemms = 0;
+    for line in report
+        .lines()
+        .filter(|l| l.trim_start().starts_with("GEMM "))
+    {
+        let (gemm, chosen) = line.trim_start()["GEMM ".len()..].split_once(": ").unwrap();
+        let words: Vec<&str> = gemm.split_whitespace().collect();
+        let (m, n, k) = (words[0], words[2], words[4]);
+        let kernel = chosen.split(' ').next().unwrap();
+        let name = format!("K={k},M={m},N={n},");
+        assert!(
+            report
+                .lines()
+                .any(|l| l.contains(&format!(" {kernel}[")) && l.contains(&name)),
+            "{line}: no {kernel} kernel with {name}\n{report}"
+        );
+        tuned_gemms += 1;
+    }
+    assert!(tuned_gemms > 0, "{report}");
+    for (a, b) in logits(&tuned, "tiny-bert")
+        .iter()
+        .zip(logits(&untuned, "tiny-bert"))
+    {
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{a:?} vs {b:?}");
+        }
+    }
+}

@@ -5,6 +5,7 @@ use xltc_runtime::artifact::{Artifact, Bucket, Manifest};
 
 use crate::codegen::{lower, CodegenError, CodegenOptions};
 use crate::frontend::Model;
+use crate::ir::Graph;
 use crate::passes::fuse;
 
 #[derive(Clone, Debug)]
@@ -41,32 +42,36 @@ pub fn batch_buckets(max_batch: usize) -> Vec<usize> {
     buckets
 }
 
+/// The graph of every bucket, fused when the options say so.
+pub fn bucket_graphs(model: &Model, options: &CompileOptions) -> Vec<Graph> {
+    let shapes = batch_buckets(options.max_batch).into_iter().flat_map(|b| {
+        seq_buckets(options.max_seq)
+            .into_iter()
+            .map(move |s| (b, s))
+    });
+    shapes
+        .map(|(batch, seq)| match options.fuse {
+            true => fuse(&model.graph(batch, seq)),
+            false => model.graph(batch, seq),
+        })
+        .collect()
+}
+
 /// Compiles every bucket; `progress` hears (done, total) after each.
 pub fn compile(
     model: &Model,
     options: &CompileOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Artifact, CodegenError> {
-    let shapes: Vec<(usize, usize)> = batch_buckets(options.max_batch)
-        .into_iter()
-        .flat_map(|b| {
-            seq_buckets(options.max_seq)
-                .into_iter()
-                .map(move |s| (b, s))
-        })
-        .collect();
-    let mut buckets = Vec::with_capacity(shapes.len());
-    for (done, &(batch, seq)) in shapes.iter().enumerate() {
-        let mut graph = model.graph(batch, seq);
-        if options.fuse {
-            graph = fuse(&graph);
-        }
-        let program = lower(&graph, &options.codegen)?.program;
+    let graphs = bucket_graphs(model, options);
+    let mut buckets = Vec::with_capacity(graphs.len());
+    for (done, graph) in graphs.iter().enumerate() {
+        let program = lower(graph, &options.codegen)?.program;
         buckets.push(Bucket {
             program,
             flops: graph.flops(),
         });
-        progress(done + 1, shapes.len());
+        progress(done + 1, graphs.len());
     }
     Ok(Artifact {
         manifest: Manifest {
@@ -74,6 +79,7 @@ pub fn compile(
             tokenizer_json: model.tokenizer_json.clone(),
             buckets,
             training: None,
+            tuning: None,
         },
         weights: model.weights_safetensors(),
     })

@@ -11,3 +11,4 @@ pub mod plot;
 pub mod predict;
 pub mod reference;
 pub mod train;
+pub mod tune;

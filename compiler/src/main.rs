@@ -108,6 +108,12 @@ pub struct CompileArgs {
     /// SwiftShader); on a real GPU the tiled one may be the faster.
     #[arg(long)]
     pub tiled_gemm: bool,
+    /// Time both GEMM kernels on this machine's adapter for every GEMM of
+    /// the buckets and keep the fastest that is exact against the CPU
+    /// reference (`inspect` shows the choices); the artifact is then tuned
+    /// for this adapter.
+    #[arg(long)]
+    pub tune: bool,
     /// Also compile training's programs (a sequence classifier only): for
     /// each sequence bucket (multiples of 16 up to --max-seq) a train step
     /// of --train-batch rows and a dev-evaluation forward, and the AdamW

@@ -89,6 +89,44 @@ pub struct Manifest {
     /// Training's programs, where compiled for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<Training>,
+    /// What `xltc compile --tune` measured and chose, where it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<Tuning>,
+}
+
+/// The kernels `xltc compile --tune` chose on the adapter it ran on: the
+/// runtime only runs them, and pays nothing for the choice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tuning {
+    /// The adapter the trials ran on, as the runtime reports it.
+    pub adapter: String,
+    pub gemms: Vec<TunedGemm>,
+}
+
+/// One GEMM of the programs (out [m, n] = x [m, k] times w [n, k]
+/// transposed, either operand possibly stored k-major, with or without the
+/// Linear epilogue) and the kernels tried for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TunedGemm {
+    /// [m, n, k].
+    pub shape: [usize; 3],
+    pub x_transposed: bool,
+    pub w_transposed: bool,
+    pub bias: bool,
+    pub gelu: bool,
+    /// The kernel the programs use: the fastest trial exact against the
+    /// reference.
+    pub kernel: String,
+    pub trials: Vec<GemmTrial>,
+}
+
+/// One kernel's trial: its median seconds a run on the adapter and its
+/// relative error against the CPU reference on the same random operands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GemmTrial {
+    pub kernel: String,
+    pub seconds: f64,
+    pub relative_error: f64,
 }
 
 impl Manifest {
@@ -290,6 +328,22 @@ mod tests {
                     parameters: vec![("w".into(), vec![3])],
                     dropout: true,
                     weight_decay: 0.01,
+                }),
+                tuning: Some(Tuning {
+                    adapter: "lavapipe".into(),
+                    gemms: vec![TunedGemm {
+                        shape: [4, 8, 12],
+                        x_transposed: false,
+                        w_transposed: false,
+                        bias: true,
+                        gelu: true,
+                        kernel: "matmul".into(),
+                        trials: vec![GemmTrial {
+                            kernel: "matmul".into(),
+                            seconds: 0.5,
+                            relative_error: 1e-7,
+                        }],
+                    }],
                 }),
             },
             weights: vec![1, 2, 3, 4, 5],

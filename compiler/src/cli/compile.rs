@@ -4,10 +4,13 @@ use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
 use xltc::codegen::CodegenOptions;
-use xltc::compile::{compile as compile_model, CompileOptions};
+use xltc::compile::{bucket_graphs, compile as compile_model, CompileOptions};
 use xltc::frontend::{Model, ModelOutput};
 use xltc::reference::AdamW;
 use xltc::train::programs::compile_training;
+use xltc::tune;
+use xltc_runtime::artifact::Tuning;
+use xltc_runtime::Gpu;
 
 use crate::CompileArgs;
 
@@ -23,13 +26,14 @@ pub fn compile(args: CompileArgs) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let options = CompileOptions {
+    let mut options = CompileOptions {
         max_seq: args.max_seq,
         max_batch: args.batch,
         fuse: !args.no_fuse,
         codegen: CodegenOptions {
             max_binding_bytes: args.max_binding_bytes,
             lane_gemm: !args.tiled_gemm,
+            ..CodegenOptions::default()
         },
     };
     if args.training && model.output != ModelOutput::Classification {
@@ -43,6 +47,10 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         bail!("--train-batch must be at least 1");
     }
     let terminal = std::io::stderr().is_terminal();
+    let tuning = match args.tune {
+        true => Some(tune_gemms(&model, &mut options, terminal)?),
+        false => None,
+    };
     let mut artifact = compile_model(&model, &options, |done, total| {
         if terminal {
             eprint!("\rxltc: compiled {done}/{total} buckets");
@@ -52,6 +60,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
     if terminal {
         eprintln!();
     }
+    artifact.manifest.tuning = tuning;
     if args.training {
         let adam = AdamW {
             weight_decay: args.weight_decay,
@@ -87,11 +96,34 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         Some(t) => format!(", training: {} train-step buckets", t.steps.len()),
         None => String::new(),
     };
+    let tuned = match &artifact.manifest.tuning {
+        Some(t) => format!(", {} GEMMs tuned", t.gemms.len()),
+        None => String::new(),
+    };
     println!(
-        "{}: {} buckets, {kernels} kernels{training}, {}",
+        "{}: {} buckets, {kernels} kernels{training}{tuned}, {}",
         args.output.display(),
         artifact.manifest.buckets.len(),
         super::human_bytes(bytes.len() as u64)
     );
     Ok(())
+}
+
+/// `--tune`: both GEMM kernels timed on this machine's adapter for every
+/// GEMM of the buckets; the choices go into `options`, the record into the
+/// artifact.
+fn tune_gemms(model: &Model, options: &mut CompileOptions, terminal: bool) -> Result<Tuning> {
+    let gpu = Gpu::new_blocking()?;
+    eprintln!("xltc: tuning on {}", gpu.adapter);
+    let keys = tune::gemms(&bucket_graphs(model, options));
+    let (choices, tuning) = tune::tune(&gpu, &keys, &options.codegen, |done, total| {
+        if terminal {
+            eprint!("\rxltc: tuned {done}/{total} GEMMs");
+        }
+    })?;
+    if terminal {
+        eprintln!();
+    }
+    options.codegen.tuned_gemms = choices;
+    Ok(tuning)
 }

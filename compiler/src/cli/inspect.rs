@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use xltc_runtime::artifact::{Bucket, Training};
+use xltc::codegen::GemmKey;
+use xltc::tune::describe;
+use xltc_runtime::artifact::{Bucket, Training, Tuning};
 use xltc_runtime::program::BufferRole;
 use xltc_runtime::Program;
 
@@ -39,7 +41,58 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         Some(training) => print_training(training, &args),
         None => println!("  training: not compiled (xltc compile --training)"),
     }
+    match &artifact.manifest.tuning {
+        Some(tuning) => print_tuning(tuning, &args),
+        None => println!("  tuning: none (xltc compile --tune): the default GEMM kernels"),
+    }
     Ok(())
+}
+
+/// What `--tune` chose on which adapter; with --kernels, every GEMM's trials.
+fn print_tuning(tuning: &Tuning, args: &InspectArgs) {
+    let lanes = tuning
+        .gemms
+        .iter()
+        .filter(|g| g.kernel == "matmul_lanes")
+        .count();
+    println!(
+        "  tuning: {} GEMMs tuned on {}: {lanes} on matmul_lanes, {} on matmul",
+        tuning.gemms.len(),
+        tuning.adapter,
+        tuning.gemms.len() - lanes
+    );
+    if !args.kernels {
+        return;
+    }
+    for gemm in &tuning.gemms {
+        let key = GemmKey {
+            m: gemm.shape[0],
+            n: gemm.shape[1],
+            k: gemm.shape[2],
+            x_transposed: gemm.x_transposed,
+            w_transposed: gemm.w_transposed,
+            bias: gemm.bias,
+            gelu: gemm.gelu,
+        };
+        let trials: Vec<String> = gemm
+            .trials
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {:.3} ms (error {:.1e})",
+                    t.kernel,
+                    t.seconds * 1e3,
+                    t.relative_error
+                )
+            })
+            .collect();
+        println!(
+            "    {}: {} [{}]",
+            describe(key),
+            gemm.kernel,
+            trials.join(", ")
+        );
+    }
 }
 
 /// The number and total bytes of `p`'s buffers whose role `keep` takes.

@@ -83,7 +83,6 @@ pub fn instance(
     options: &CodegenOptions,
 ) -> KernelInstance {
     let max_binding_bytes = options.max_binding_bytes;
-    let lanes = options.lane_gemm;
     let shape = |id: ValueId| graph.value(id).shape.clone();
     let count = graph.value(output).elements();
     let (batch, seq) = (graph.batch, graph.seq);
@@ -157,37 +156,12 @@ pub fn instance(
                 workgroups,
             )
         }
-        Op::MatMul { x, weight } => {
-            let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
-            gemm(Gemm::new(m, n, k), [x, weight], None, false, lanes)
-        }
-        Op::Linear {
-            x,
-            weight,
-            bias,
-            gelu,
-        } => {
-            let ([m, k], [n, _]) = (dims2(&shape(x)), dims2(&shape(weight)));
-            gemm(Gemm::new(m, n, k), [x, weight], Some(bias), gelu, lanes)
-        }
-        // dx = dy [m, n] times w [n, k]: w is the right operand stored k-major.
-        Op::MatMulBackwardX { dy, weight } => {
-            let ([m, n], [_, k]) = (dims2(&shape(dy)), dims2(&shape(weight)));
-            let layout = Gemm {
-                w_transposed: true,
-                ..Gemm::new(m, k, n)
-            };
-            gemm(layout, [dy, weight], None, false, lanes)
-        }
-        // dw = dy [m, n] transposed times x [m, k]: both operands k-major.
-        Op::MatMulBackwardWeight { dy, x } => {
-            let ([m, n], [_, k]) = (dims2(&shape(dy)), dims2(&shape(x)));
-            let layout = Gemm {
-                x_transposed: true,
-                w_transposed: true,
-                ..Gemm::new(n, k, m)
-            };
-            gemm(layout, [dy, x], None, false, lanes)
+        Op::MatMul { .. }
+        | Op::Linear { .. }
+        | Op::MatMulBackwardX { .. }
+        | Op::MatMulBackwardWeight { .. } => {
+            let (key, operands, bias) = gemm_of(graph, op).expect("a GEMM op");
+            gemm(key, operands, bias, options)
         }
         Op::Attention {
             query,
@@ -664,46 +638,106 @@ type Parts = (
 
 /// A GEMM out [m, n] = x [m, k] times w [n, k] transposed, with either
 /// operand possibly stored k-major ([k, m], [k, n]): the backward GEMMs read
-/// their operands where they lie.
-#[derive(Clone, Copy)]
-struct Gemm {
-    m: usize,
-    n: usize,
-    k: usize,
-    x_transposed: bool,
-    w_transposed: bool,
+/// their operands where they lie; with the Linear epilogue (bias, then GELU
+/// when asked) or without. What `xltc compile --tune` times and chooses a
+/// kernel for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GemmKey {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub x_transposed: bool,
+    pub w_transposed: bool,
+    pub bias: bool,
+    pub gelu: bool,
 }
 
-impl Gemm {
-    fn new(m: usize, n: usize, k: usize) -> Self {
+impl GemmKey {
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
         Self {
             m,
             n,
             k,
             x_transposed: false,
             w_transposed: false,
+            bias: false,
+            gelu: false,
         }
+    }
+
+    /// Whether every load is an aligned vec4, as the lane kernel needs.
+    pub fn suits_lanes(&self) -> bool {
+        self.k % 4 == 0
+            && (!self.x_transposed || self.m % 4 == 0)
+            && (!self.w_transposed || self.n % 4 == 0)
     }
 }
 
-/// The GEMM, plain or with the Linear epilogue (bias, then GELU when asked):
-/// the lane kernel where `lanes` allows it and the layout suits it, else
-/// the tiled one. Without a bias, the left operand is bound in its place
-/// and never read.
+/// The GEMM `op` is, with its two operands and bias; None for other ops.
+pub fn gemm_of(graph: &Graph, op: &Op) -> Option<(GemmKey, [ValueId; 2], Option<ValueId>)> {
+    let dims = |id: ValueId| dims2(&graph.value(id).shape);
+    Some(match *op {
+        Op::MatMul { x, weight } => {
+            let ([m, k], [n, _]) = (dims(x), dims(weight));
+            (GemmKey::new(m, n, k), [x, weight], None)
+        }
+        Op::Linear {
+            x,
+            weight,
+            bias,
+            gelu,
+        } => {
+            let ([m, k], [n, _]) = (dims(x), dims(weight));
+            let key = GemmKey {
+                bias: true,
+                gelu,
+                ..GemmKey::new(m, n, k)
+            };
+            (key, [x, weight], Some(bias))
+        }
+        // dx = dy [m, n] times w [n, k]: w is the right operand stored k-major.
+        Op::MatMulBackwardX { dy, weight } => {
+            let ([m, n], [_, k]) = (dims(dy), dims(weight));
+            let key = GemmKey {
+                w_transposed: true,
+                ..GemmKey::new(m, k, n)
+            };
+            (key, [dy, weight], None)
+        }
+        // dw = dy [m, n] transposed times x [m, k]: both operands k-major.
+        Op::MatMulBackwardWeight { dy, x } => {
+            let ([m, n], [_, k]) = (dims(dy), dims(x));
+            let key = GemmKey {
+                x_transposed: true,
+                w_transposed: true,
+                ..GemmKey::new(n, k, m)
+            };
+            (key, [dy, x], None)
+        }
+        _ => return None,
+    })
+}
+
+/// The GEMM `layout`: the lane kernel where the layout suits it and the
+/// options ask for it (a tuned choice for this GEMM, else `lane_gemm`),
+/// else the tiled one. Without a bias, the left operand is bound in its
+/// place and never read.
 fn gemm(
-    layout: Gemm,
+    layout: GemmKey,
     [x, w]: [ValueId; 2],
     bias: Option<ValueId>,
-    gelu: bool,
-    lanes: bool,
+    options: &CodegenOptions,
 ) -> Parts {
-    let Gemm { m, n, k, .. } = layout;
+    let GemmKey { m, n, k, gelu, .. } = layout;
     let reads = vec![x, w, bias.unwrap_or(x)];
+    let lanes = options
+        .tuned_gemms
+        .get(&layout)
+        .copied()
+        .unwrap_or(options.lane_gemm);
     // Every load an aligned vec4: the lane kernel, 4 to 6 times the tiled
     // one's GFLOP/s on lavapipe (benches/gemm.rs).
-    let suits =
-        k % 4 == 0 && (!layout.x_transposed || m % 4 == 0) && (!layout.w_transposed || n % 4 == 0);
-    if lanes && suits {
+    if lanes && layout.suits_lanes() {
         let c = vec![
             ("M", m.to_string()),
             ("N", n.to_string()),

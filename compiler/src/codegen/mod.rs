@@ -20,6 +20,7 @@ use xltc_runtime::Program;
 
 use crate::ir::{Graph, Op, Source, ValueId};
 
+pub use kernels::{gemm_of, GemmKey};
 pub use templates::Template;
 pub use training::{lower_optimizer, lower_train_step, optimizer_input, OPTIMIZER_INPUT};
 pub use validate::validate_wgsl;
@@ -53,6 +54,9 @@ pub struct CodegenOptions {
     /// (matmul_lanes.wgsl, made for adapters that run lanes as SIMD on a
     /// CPU); off, every GEMM uses the tiled one (matmul.wgsl).
     pub lane_gemm: bool,
+    /// The kernel `xltc compile --tune` chose for a GEMM (true: the lane
+    /// kernel), in place of `lane_gemm`'s rule.
+    pub tuned_gemms: BTreeMap<GemmKey, bool>,
 }
 
 impl Default for CodegenOptions {
@@ -60,6 +64,7 @@ impl Default for CodegenOptions {
         Self {
             max_binding_bytes: WEBGPU_MAX_BINDING_BYTES,
             lane_gemm: true,
+            tuned_gemms: BTreeMap::new(),
         }
     }
 }

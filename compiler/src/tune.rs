@@ -1,0 +1,326 @@
+//! Ahead-of-time tuning (`xltc compile --tune`): every GEMM the programs
+//! will run is tried with each kernel that can compute it (the lane kernel
+//! and the tiled one) on the adapter present, on random operands of its
+//! exact shape; the fastest whose result is within the tolerance of the CPU
+//! reference is the one codegen emits, and the artifact records the
+//! choice, the times and the adapter. A run pays nothing: burn, by
+//! contrast, tunes at the first call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use xltc_runtime::artifact::{GemmTrial, TunedGemm, Tuning};
+use xltc_runtime::{Encoding, Executor, Gpu, GpuError, ModelInputs, PositionScheme, SplitMix64};
+
+use crate::codegen::{gemm_of, lower, CodegenError, CodegenOptions, GemmKey};
+use crate::ir::{Graph, Op, Source};
+use crate::reference::{self, ReferenceError};
+
+/// A kernel's result may differ from the reference by this much (max |gpu -
+/// reference| / max |reference|) and still be chosen.
+pub const TOLERANCE: f64 = 1e-4;
+/// Timed runs of each kernel, after one warm-up run.
+const RUNS: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    #[error("tuning {gemm}: {source}")]
+    Codegen {
+        gemm: String,
+        #[source]
+        source: CodegenError,
+    },
+    #[error("tuning {gemm}: {source}")]
+    Gpu {
+        gemm: String,
+        #[source]
+        source: GpuError,
+    },
+    #[error("tuning {gemm}: {source}")]
+    Reference {
+        gemm: String,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("tuning {gemm}: no kernel came within {TOLERANCE:e} of the reference ({errors})")]
+    NoExactKernel { gemm: String, errors: String },
+}
+
+/// Every GEMM of `graphs` that more than one kernel can compute.
+pub fn gemms(graphs: &[Graph]) -> Vec<GemmKey> {
+    let mut keys: Vec<GemmKey> = graphs
+        .iter()
+        .flat_map(|g| {
+            g.values()
+                .filter_map(|(_, v)| match &v.source {
+                    Source::Op(op) => gemm_of(g, op).map(|(key, _, _)| key),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(GemmKey::suits_lanes)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Tries both kernels for each of `keys` on `gpu`: the choices for
+/// [`CodegenOptions::tuned_gemms`] and the record for the artifact.
+/// `progress` hears (done, total) after each GEMM.
+pub fn tune(
+    gpu: &Gpu,
+    keys: &[GemmKey],
+    options: &CodegenOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(BTreeMap<GemmKey, bool>, Tuning), TuneError> {
+    let mut choices = BTreeMap::new();
+    let mut gemms = Vec::new();
+    for (done, key) in keys.iter().enumerate() {
+        let (lanes, record) = tune_one(gpu, *key, options)?;
+        choices.insert(*key, lanes);
+        gemms.push(record);
+        progress(done + 1, keys.len());
+    }
+    let tuning = Tuning {
+        adapter: gpu.adapter.to_string(),
+        gemms,
+    };
+    Ok((choices, tuning))
+}
+
+/// Both kernels on one GEMM: whether the lane kernel won, and the trials.
+fn tune_one(
+    gpu: &Gpu,
+    key: GemmKey,
+    options: &CodegenOptions,
+) -> Result<(bool, TunedGemm), TuneError> {
+    let name = describe(key);
+    let graph = probe(key);
+    let inputs = ModelInputs::pad(
+        &[Encoding {
+            ids: vec![0],
+            type_ids: vec![0],
+        }],
+        1,
+        0,
+        PositionScheme::FromZero,
+    );
+    let expected = reference::run(&graph, &inputs).map_err(|source| TuneError::Reference {
+        gemm: name.clone(),
+        source,
+    })?;
+    let expected = &expected["out"].data;
+    let mut trials = Vec::new();
+    for lanes in [true, false] {
+        let mut forced = options.clone();
+        forced.tuned_gemms = BTreeMap::from([(key, lanes)]);
+        let (seconds, out) = time_on_gpu(gpu, &graph, &forced).map_err(|e| e.named(&name))?;
+        trials.push(GemmTrial {
+            kernel: kernel_name(lanes).into(),
+            seconds,
+            relative_error: relative_error(&out, expected),
+        });
+    }
+    let best = trials
+        .iter()
+        .filter(|t| t.relative_error <= TOLERANCE)
+        .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        .ok_or_else(|| TuneError::NoExactKernel {
+            gemm: name.clone(),
+            errors: trials
+                .iter()
+                .map(|t| format!("{} {:.1e}", t.kernel, t.relative_error))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let record = TunedGemm {
+        shape: [key.m, key.n, key.k],
+        x_transposed: key.x_transposed,
+        w_transposed: key.w_transposed,
+        bias: key.bias,
+        gelu: key.gelu,
+        kernel: best.kernel.clone(),
+        trials: trials.clone(),
+    };
+    Ok((best.kernel == kernel_name(true), record))
+}
+
+fn kernel_name(lanes: bool) -> &'static str {
+    if lanes {
+        "matmul_lanes"
+    } else {
+        "matmul"
+    }
+}
+
+/// "1024 x 1536 x 384 (bias, GELU)" and the like, for messages.
+pub fn describe(key: GemmKey) -> String {
+    let mut notes = Vec::new();
+    for (on, note) in [
+        (key.x_transposed, "x k-major"),
+        (key.w_transposed, "w k-major"),
+        (key.bias, "bias"),
+        (key.gelu, "GELU"),
+    ] {
+        if on {
+            notes.push(note);
+        }
+    }
+    let notes = match notes.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", notes.join(", ")),
+    };
+    format!("GEMM {} x {} x {}{notes}", key.m, key.n, key.k)
+}
+
+/// A graph of the one op that is this GEMM, on random operands held as
+/// weights, its result the output `out`.
+fn probe(key: GemmKey) -> Graph {
+    let mut random = SplitMix64::new(0x7475_6e65);
+    let mut g = Graph::new(1, 1);
+    let mut operand = |g: &mut Graph, name: &str, shape: &[usize]| {
+        let data: Arc<[f32]> = (0..shape.iter().product())
+            .map(|_| random.next_f64() as f32 * 2.0 - 1.0)
+            .collect();
+        g.weight(name, shape.to_vec(), data)
+    };
+    let GemmKey { m, n, k, .. } = key;
+    let op = match (key.x_transposed, key.w_transposed) {
+        (false, false) => {
+            let x = operand(&mut g, "x", &[m, k]);
+            let weight = operand(&mut g, "w", &[n, k]);
+            if key.bias {
+                let bias = operand(&mut g, "bias", &[n]);
+                Op::Linear {
+                    x,
+                    weight,
+                    bias,
+                    gelu: key.gelu,
+                }
+            } else {
+                Op::MatMul { x, weight }
+            }
+        }
+        // dx [m, k'] = dy [m, n'] w [n', k']: the key's k is n'.
+        (false, true) => {
+            let dy = operand(&mut g, "dy", &[m, k]);
+            let weight = operand(&mut g, "w", &[k, n]);
+            Op::MatMulBackwardX { dy, weight }
+        }
+        // dw [n', k'] = dy [m', n']ᵀ x [m', k']: the key's k is m'.
+        (true, _) => {
+            let dy = operand(&mut g, "dy", &[k, m]);
+            let x = operand(&mut g, "x", &[k, n]);
+            Op::MatMulBackwardWeight { dy, x }
+        }
+    };
+    let out = g.op("out", op);
+    g.mark_output("out", out);
+    g
+}
+
+/// A failure of a trial, before it is named.
+enum TrialError {
+    Codegen(CodegenError),
+    Gpu(GpuError),
+}
+
+impl TrialError {
+    fn named(self, gemm: &str) -> TuneError {
+        let gemm = gemm.to_owned();
+        match self {
+            TrialError::Codegen(source) => TuneError::Codegen { gemm, source },
+            TrialError::Gpu(source) => TuneError::Gpu { gemm, source },
+        }
+    }
+}
+
+/// The median seconds of a run of `graph` lowered with `options` (submit
+/// and read back), and its output.
+fn time_on_gpu(
+    gpu: &Gpu,
+    graph: &Graph,
+    options: &CodegenOptions,
+) -> Result<(f64, Vec<f32>), TrialError> {
+    let compiled = lower(graph, options).map_err(TrialError::Codegen)?;
+    let program = compiled.program.clone();
+    let load = Executor::load(gpu, program, |n| compiled.weight(n));
+    let executor = pollster::block_on(load).map_err(TrialError::Gpu)?;
+    let run = || pollster::block_on(executor.run_named(gpu, |_| None)).map_err(TrialError::Gpu);
+    let mut out = run()?;
+    let mut times = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        out = run()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let data = out.remove("out").expect("the probe's output").data;
+    Ok((times[RUNS / 2], data))
+}
+
+/// max |a - b| / max |b|.
+fn relative_error(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+    let difference = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    difference / scale.max(f64::MIN_POSITIVE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn families(graph: &Graph, options: &CodegenOptions) -> Vec<String> {
+        let program = lower(graph, options).unwrap().program;
+        let names = program.kernels.iter();
+        names
+            .map(|k| k.name.split('[').next().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_tuned_choice_is_the_kernel_codegen_emits() {
+        let keys = [
+            GemmKey {
+                bias: true,
+                gelu: true,
+                ..GemmKey::new(20, 12, 8)
+            },
+            GemmKey {
+                w_transposed: true,
+                ..GemmKey::new(20, 12, 8)
+            },
+            GemmKey {
+                x_transposed: true,
+                w_transposed: true,
+                ..GemmKey::new(20, 12, 8)
+            },
+        ];
+        for key in keys {
+            let graph = probe(key);
+            assert_eq!(gemms(std::slice::from_ref(&graph)), vec![key]);
+            for (lanes, family) in [(true, "matmul_lanes"), (false, "matmul")] {
+                let options = CodegenOptions {
+                    tuned_gemms: BTreeMap::from([(key, lanes)]),
+                    ..CodegenOptions::default()
+                };
+                assert_eq!(families(&graph, &options), vec![family], "{key:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_gemms_both_kernels_can_compute_are_tuned() {
+        // k = 6 is no whole number of vec4s: the tiled kernel alone.
+        let graph = probe(GemmKey::new(5, 7, 6));
+        assert!(gemms(&[graph]).is_empty());
+    }
+}
