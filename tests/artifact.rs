@@ -45,8 +45,9 @@ fn compile_with(model: &str, out: &Path, extra: &[&str]) {
     ok(&xltc(&[&args[..], extra].concat()));
 }
 
-/// Runs the fixture's pairs through the artifact and checks every probability.
-fn check_predictions(artifact: &Path, name: &str, extra: &[&str]) {
+/// `xltc run --json` on every fixture pair of `name` through `artifact`:
+/// one record a pair.
+fn fixture_records(artifact: &Path, name: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     let golden = Golden::read(name);
     let texts = golden.texts("pairs.texts").unwrap();
     let pairs = golden.texts("pairs.pairs").unwrap();
@@ -60,12 +61,21 @@ fn check_predictions(artifact: &Path, name: &str, extra: &[&str]) {
         file.to_str().unwrap(),
     ];
     let stdout = ok(&xltc(&[&args[..], extra].concat()));
+    assert_eq!(stdout.lines().count(), texts.len());
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Runs the fixture's pairs through the artifact and checks every probability.
+fn check_predictions(artifact: &Path, name: &str, extra: &[&str]) {
+    let golden = Golden::read(name);
     let logits = golden.array("pairs.output");
     let labels = logits.shape[1];
-    assert_eq!(stdout.lines().count(), texts.len());
-    for (line, expected) in stdout.lines().zip(logits.data.chunks(labels)) {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        let probs = common::probabilities(&record);
+    let records = fixture_records(artifact, name, extra);
+    for (record, expected) in records.iter().zip(logits.data.chunks(labels)) {
+        let probs = common::probabilities(record);
         for (p, e) in probs.iter().zip(common::softmax(expected)) {
             assert!((p - e).abs() < 1e-4, "{name} {extra:?}: {probs:?}");
         }
@@ -488,32 +498,12 @@ fn fused_and_unfused_artifacts_agree() {
 
 /// The logits of every fixture pair through `artifact`.
 fn logits(artifact: &Path, name: &str) -> Vec<Vec<f64>> {
-    let golden = Golden::read(name);
-    let (texts, pairs) = (
-        golden.texts("pairs.texts").unwrap(),
-        golden.texts("pairs.pairs").unwrap(),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let file = common::write_pairs_tsv(dir.path(), &texts, &pairs);
-    let args = [
-        "run",
-        artifact.to_str().unwrap(),
-        "--json",
-        "--file",
-        file.to_str().unwrap(),
-    ];
-    let stdout = ok(&xltc(&args));
-    stdout
-        .lines()
-        .map(|line| {
-            let record: serde_json::Value = serde_json::from_str(line).unwrap();
-            record["logits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect()
-        })
+    let records = fixture_records(artifact, name, &[]);
+    let logits = records
+        .iter()
+        .map(|r| r["logits"].as_array().unwrap().clone());
+    logits
+        .map(|l| l.iter().map(|v| v.as_f64().unwrap()).collect())
         .collect()
 }
 
