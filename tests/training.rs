@@ -717,6 +717,19 @@ fn xltc_train_refuses_bad_data_before_any_step() {
         );
         assert!(!out.exists(), "a refused run wrote {}", out.display());
     }
+    // A resumed run takes everything from its folder: a setting given again
+    // (here the device, or the learning rate) is refused, not ignored.
+    for flag in [&["--cpu"][..], &["--lr", "1e-3"]] {
+        let args = [&["train", "--resume", out.to_str().unwrap()][..], flag].concat();
+        let output = xltc(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success()
+                && stderr.contains("cannot be used with")
+                && stderr.contains(flag[0]),
+            "{flag:?}: {stderr}"
+        );
+    }
 }
 
 /// A run killed with SIGKILL in the middle resumes from its folder alone and

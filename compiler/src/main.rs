@@ -234,8 +234,16 @@ pub struct TrainArgs {
     #[arg(short, long, value_name = "OUT", required_unless_present = "resume")]
     pub output: Option<PathBuf>,
     /// Continue the interrupted run in OUT from its last saved state; the
-    /// model, data and settings are the ones recorded there.
-    #[arg(long, value_name = "OUT", conflicts_with_all = ["model", "train", "output"])]
+    /// model, data, settings and device are the ones recorded there, so
+    /// none of them may be given again.
+    #[arg(long, value_name = "OUT", conflicts_with_all = [
+        "model", "train", "dev", "output", "labels", "epochs", "max_steps", "batch", "accum",
+        "lr", "warmup", "weight_decay", "clip", "max_len", "seed", "eval_every", "cpu",
+        "no_dropout", "method", "synonyms", "copies", "augment_seed", "ignore_case",
+        "every_epoch", "keep_original", "write_augmented", "adv_eps", "adv_step", "adv_steps",
+        "adv_norm", "adv_init", "adv_clean_weight", "parallel", "align_weight", "code_switch",
+        "noise", "sigma",
+    ])]
     pub resume: Option<PathBuf>,
     /// Save the state (parameters, moments, position) every this many
     /// optimizer steps; default: --eval-every.
