@@ -54,12 +54,13 @@ pub enum Prediction {
 }
 
 impl Prediction {
-    /// The index of the most probable label, for a classification.
+    /// The index of the most probable label, for a classification; the
+    /// first of equals, as evaluation and training count it.
     pub fn label(&self) -> Option<usize> {
         let Prediction::Classification { probabilities, .. } = self else {
             return None;
         };
-        (0..probabilities.len()).max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]))
+        Some(crate::evaluate::argmax(probabilities))
     }
 
     /// Cosine similarity of a sentence and its pair, for embeddings of a pair.
