@@ -32,7 +32,7 @@ fn main() {
         let options = CompileOptions {
             max_seq: 128,
             max_batch: 32,
-            fuse: true,
+            fusions: Default::default(),
             codegen: CodegenOptions::default(),
         };
         let start = Instant::now();

@@ -78,7 +78,7 @@ fn gpu_time(gpu: &Gpu, model: &Model, batches: &[Vec<Encoding>], size: usize) ->
     let options = CompileOptions {
         max_seq: MAX_SEQ,
         max_batch: size,
-        fuse: true,
+        fusions: Default::default(),
         codegen: Default::default(),
     };
     let artifact = compile(model, &options, |_, _| {}).unwrap();
@@ -137,7 +137,7 @@ fn run_peak_memory(model: &Model, pair: &(String, String)) -> (u64, u64) {
     let options = CompileOptions {
         max_seq: MAX_SEQ,
         max_batch: 32,
-        fuse: true,
+        fusions: Default::default(),
         codegen: Default::default(),
     };
     let dir = tempfile::tempdir().unwrap();

@@ -115,8 +115,9 @@ fn inspect_shows_buckets_kernels_memory_and_flops() {
         "MFLOP per sequence",
         "matmul_lanes[",
         "embeddings[",
-        "linear_norm[",
+        "layer_norm[",
         "head[",
+        "tuning: none",
         "activations #0",
         "bert.embeddings.word_embeddings.weight + bert.embeddings.token_type_embeddings",
         "input_ids + token_type_ids + position_ids",
@@ -474,10 +475,23 @@ fn fused_and_unfused_artifacts_agree() {
     let dir = tempfile::tempdir().unwrap();
     let fused = dir.path().join("fused.xltc");
     let unfused = dir.path().join("unfused.xltc");
-    compile("tiny-bert", &fused);
+    let default = dir.path().join("default.xltc");
+    compile_with("tiny-bert", &fused, &["--fuse-all"]);
     compile_with("tiny-bert", &unfused, &["--no-fuse"]);
+    compile("tiny-bert", &default);
     let kernels = |path: &Path| ok(&xltc(&["inspect", path.to_str().unwrap(), "--kernels"]));
     let (with, without) = (kernels(&fused), kernels(&unfused));
+    // By default, the fusions measured slower on lavapipe stay off; the
+    // others are on.
+    let by_default = kernels(&default);
+    assert!(
+        !by_default.contains(" attention[")
+            && !by_default.contains(" linear_norm[")
+            && by_default.contains(" embeddings[")
+            && by_default.contains(" head["),
+        "{by_default}"
+    );
+    check_predictions(&default, "tiny-bert", &[]);
     assert!(
         with.contains("attention[")
             && !with.contains("attention_scores[")
@@ -523,6 +537,14 @@ fn a_tuned_artifact_records_its_choices_runs_them_and_predicts_as_an_untuned_one
         report.contains("GEMMs tuned on") && report.contains("llvmpipe"),
         "{report}"
     );
+    // The four choices of the two adapter-dependent fusions, one chosen.
+    let fusions: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("fusions tuned"))
+        .collect();
+    assert_eq!(fusions.len(), 4, "{report}");
+    let chosen = fusions.iter().filter(|l| l.ends_with("<- chosen")).count();
+    assert_eq!(chosen, 1, "{report}");
     // Every tuned GEMM's chosen kernel is the one its buckets run.
     let mut tuned_gemms = 0;
     for line in report

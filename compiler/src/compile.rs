@@ -6,7 +6,7 @@ use xltc_runtime::artifact::{Artifact, Bucket, Manifest};
 use crate::codegen::{lower, CodegenError, CodegenOptions};
 use crate::frontend::Model;
 use crate::ir::Graph;
-use crate::passes::fuse;
+use crate::passes::{fuse_with, Fusions};
 
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
@@ -14,8 +14,8 @@ pub struct CompileOptions {
     pub max_seq: usize,
     /// The most sequences a run; the largest batch bucket.
     pub max_batch: usize,
-    /// Apply the fusion passes (the default); off gives one kernel an IR op.
-    pub fuse: bool,
+    /// The fusion passes to apply ([`Fusions::NONE`]: one kernel an IR op).
+    pub fusions: Fusions,
     pub codegen: CodegenOptions,
 }
 
@@ -42,7 +42,7 @@ pub fn batch_buckets(max_batch: usize) -> Vec<usize> {
     buckets
 }
 
-/// The graph of every bucket, fused when the options say so.
+/// The graph of every bucket, fused as the options say.
 pub fn bucket_graphs(model: &Model, options: &CompileOptions) -> Vec<Graph> {
     let shapes = batch_buckets(options.max_batch).into_iter().flat_map(|b| {
         seq_buckets(options.max_seq)
@@ -50,10 +50,7 @@ pub fn bucket_graphs(model: &Model, options: &CompileOptions) -> Vec<Graph> {
             .map(move |s| (b, s))
     });
     shapes
-        .map(|(batch, seq)| match options.fuse {
-            true => fuse(&model.graph(batch, seq)),
-            false => model.graph(batch, seq),
-        })
+        .map(|(batch, seq)| fuse_with(&model.graph(batch, seq), options.fusions))
         .collect()
 }
 

@@ -101,8 +101,13 @@ pub struct CompileArgs {
     pub max_binding_bytes: u64,
     /// Skip the fusion passes: one kernel an IR op (GEMM, bias, GELU and the
     /// attention steps each on their own).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fuse_all")]
     pub no_fuse: bool,
+    /// Every fusion, also the two that are slower than the kernels they
+    /// replace on lavapipe (GEMM + residual + LayerNorm, attention) and so
+    /// are off by default; `--tune` times them on the adapter present.
+    #[arg(long)]
+    pub fuse_all: bool,
     /// Every GEMM on the tiled kernel (workgroup memory), none on the lane
     /// kernel made for adapters that run lanes on a CPU (lavapipe,
     /// SwiftShader); on a real GPU the tiled one may be the faster.

@@ -175,7 +175,8 @@ fn run_batch(
         }
         Engine::Gpu(gpu) => {
             let inputs = ModelInputs::pad(sequences, 0, pad_id, positions);
-            let graph = passes::fuse(&model.graph(inputs.batch, inputs.seq));
+            let graph = model.graph(inputs.batch, inputs.seq);
+            let graph = passes::fuse_with(&graph, passes::Fusions::default());
             let compiled = codegen::lower(&graph, &CodegenOptions::default())?;
             let program = compiled.program.clone();
             let executor =

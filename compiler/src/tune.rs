@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use xltc_runtime::artifact::{GemmTrial, TunedGemm, Tuning};
+use xltc_runtime::artifact::{FusionTrial, GemmTrial, TunedGemm, Tuning};
 use xltc_runtime::{Encoding, Executor, Gpu, GpuError, ModelInputs, PositionScheme, SplitMix64};
 
 use crate::codegen::{gemm_of, lower, CodegenError, CodegenOptions, GemmKey};
+use crate::frontend::Model;
 use crate::ir::{Graph, Op, Source};
+use crate::passes::{fuse_with, Fusions};
 use crate::reference::{self, ReferenceError};
 
 /// A kernel's result may differ from the reference by this much (max |gpu -
@@ -25,26 +27,26 @@ const RUNS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {
-    #[error("tuning {gemm}: {source}")]
+    #[error("tuning {what}: {source}")]
     Codegen {
-        gemm: String,
+        what: String,
         #[source]
         source: CodegenError,
     },
-    #[error("tuning {gemm}: {source}")]
+    #[error("tuning {what}: {source}")]
     Gpu {
-        gemm: String,
+        what: String,
         #[source]
         source: GpuError,
     },
-    #[error("tuning {gemm}: {source}")]
+    #[error("tuning {what}: {source}")]
     Reference {
-        gemm: String,
+        what: String,
         #[source]
         source: ReferenceError,
     },
-    #[error("tuning {gemm}: no kernel came within {TOLERANCE:e} of the reference ({errors})")]
-    NoExactKernel { gemm: String, errors: String },
+    #[error("tuning {what}: no choice came within {TOLERANCE:e} of the reference ({errors})")]
+    NoExactKernel { what: String, errors: String },
 }
 
 /// Every GEMM of `graphs` that more than one kernel can compute.
@@ -86,6 +88,7 @@ pub fn tune(
     let tuning = Tuning {
         adapter: gpu.adapter.to_string(),
         gemms,
+        fusions: Vec::new(),
     };
     Ok((choices, tuning))
 }
@@ -98,17 +101,9 @@ fn tune_one(
 ) -> Result<(bool, TunedGemm), TuneError> {
     let name = describe(key);
     let graph = probe(key);
-    let inputs = ModelInputs::pad(
-        &[Encoding {
-            ids: vec![0],
-            type_ids: vec![0],
-        }],
-        1,
-        0,
-        PositionScheme::FromZero,
-    );
+    let inputs = ModelInputs::pad(&[Encoding::default()], 1, 0, PositionScheme::FromZero);
     let expected = reference::run(&graph, &inputs).map_err(|source| TuneError::Reference {
-        gemm: name.clone(),
+        what: name.clone(),
         source,
     })?;
     let expected = &expected["out"].data;
@@ -128,7 +123,7 @@ fn tune_one(
         .filter(|t| t.relative_error <= TOLERANCE)
         .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
         .ok_or_else(|| TuneError::NoExactKernel {
-            gemm: name.clone(),
+            what: name.clone(),
             errors: trials
                 .iter()
                 .map(|t| format!("{} {:.1e}", t.kernel, t.relative_error))
@@ -173,6 +168,80 @@ pub fn describe(key: GemmKey) -> String {
         false => format!(" ({})", notes.join(", ")),
     };
     format!("GEMM {} x {} x {}{notes}", key.m, key.n, key.k)
+}
+
+/// Tries each choice of the fusions whose worth depends on the adapter
+/// (attention, GEMM + residual + LayerNorm) on top of `base`, on the whole
+/// forward of one probe bucket of `model` (batch 1, `seq` tokens of
+/// ordinary ids): the fusions to compile with, and the trials.
+pub fn tune_fusions(
+    gpu: &Gpu,
+    model: &Model,
+    base: Fusions,
+    seq: usize,
+    options: &CodegenOptions,
+) -> Result<(Fusions, Vec<FusionTrial>), TuneError> {
+    let name = format!("the fusions of {} at 1 x {seq}", model.name);
+    let named_reference = |source| TuneError::Reference {
+        what: name.clone(),
+        source,
+    };
+    let vocabulary = model.config.vocab.max(6) as u32;
+    let encoding = Encoding {
+        ids: (0..seq as u32)
+            .map(|i| 5 + (i * 7919) % (vocabulary - 5))
+            .collect(),
+        type_ids: vec![0; seq],
+    };
+    let inputs = ModelInputs::pad(
+        &[encoding],
+        seq,
+        model.config.pad_token_id,
+        model.position_scheme(),
+    );
+    let output = model.prediction_output();
+    let plain = model.graph(1, seq);
+    let expected = reference::run(&plain, &inputs).map_err(named_reference)?;
+    let expected = &expected[output].data;
+    let mut trials = Vec::new();
+    for (attention, linear_norm) in [(false, false), (true, false), (false, true), (true, true)] {
+        let fusions = Fusions {
+            attention,
+            linear_norm,
+            ..base
+        };
+        let graph = fuse_with(&plain, fusions);
+        let (seconds, out) =
+            time_model(gpu, &graph, options, &inputs, output).map_err(|e| e.named(&name))?;
+        let on = [(attention, "attention"), (linear_norm, "linear_norm")];
+        let on = on.iter().filter(|(o, _)| *o).map(|(_, n)| n.to_string());
+        trials.push((
+            fusions,
+            FusionTrial {
+                on: on.collect(),
+                seconds,
+                relative_error: relative_error(&out, expected),
+                chosen: false,
+            },
+        ));
+    }
+    let best = trials
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, t))| t.relative_error <= TOLERANCE)
+        .min_by(|(_, (_, a)), (_, (_, b))| a.seconds.total_cmp(&b.seconds))
+        .map(|(i, _)| i)
+        .ok_or_else(|| TuneError::NoExactKernel {
+            what: name.clone(),
+            errors: trials
+                .iter()
+                .map(|(_, t)| format!("[{}] {:.1e}", t.on.join(", "), t.relative_error))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    trials[best].1.chosen = true;
+    let chosen = trials[best].0;
+    Ok((chosen, trials.into_iter().map(|(_, t)| t).collect()))
 }
 
 /// A graph of the one op that is this GEMM, on random operands held as
@@ -228,11 +297,11 @@ enum TrialError {
 }
 
 impl TrialError {
-    fn named(self, gemm: &str) -> TuneError {
-        let gemm = gemm.to_owned();
+    fn named(self, what: &str) -> TuneError {
+        let what = what.to_owned();
         match self {
-            TrialError::Codegen(source) => TuneError::Codegen { gemm, source },
-            TrialError::Gpu(source) => TuneError::Gpu { gemm, source },
+            TrialError::Codegen(source) => TuneError::Codegen { what, source },
+            TrialError::Gpu(source) => TuneError::Gpu { what, source },
         }
     }
 }
@@ -244,11 +313,23 @@ fn time_on_gpu(
     graph: &Graph,
     options: &CodegenOptions,
 ) -> Result<(f64, Vec<f32>), TrialError> {
+    let inputs = ModelInputs::pad(&[Encoding::default()], 1, 0, PositionScheme::FromZero);
+    time_model(gpu, graph, options, &inputs, "out")
+}
+
+/// [`time_on_gpu`] for a graph that reads `inputs`, giving output `output`.
+fn time_model(
+    gpu: &Gpu,
+    graph: &Graph,
+    options: &CodegenOptions,
+    inputs: &ModelInputs,
+    output: &str,
+) -> Result<(f64, Vec<f32>), TrialError> {
     let compiled = lower(graph, options).map_err(TrialError::Codegen)?;
     let program = compiled.program.clone();
     let load = Executor::load(gpu, program, |n| compiled.weight(n));
     let executor = pollster::block_on(load).map_err(TrialError::Gpu)?;
-    let run = || pollster::block_on(executor.run_named(gpu, |_| None)).map_err(TrialError::Gpu);
+    let run = || pollster::block_on(executor.run(gpu, inputs)).map_err(TrialError::Gpu);
     let mut out = run()?;
     let mut times = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
@@ -257,7 +338,7 @@ fn time_on_gpu(
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    let data = out.remove("out").expect("the probe's output").data;
+    let data = out.remove(output).expect("the graph's output").data;
     Ok((times[RUNS / 2], data))
 }
 

@@ -101,6 +101,23 @@ pub struct Tuning {
     /// The adapter the trials ran on, as the runtime reports it.
     pub adapter: String,
     pub gemms: Vec<TunedGemm>,
+    /// The whole forward of one bucket with each choice of the fusions
+    /// tried: the fastest exact one is what the programs use.
+    #[serde(default)]
+    pub fusions: Vec<FusionTrial>,
+}
+
+/// One choice of fusions, run on a probe bucket (batch 1, the longest
+/// sequence) of the model itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FusionTrial {
+    /// The fusions tried on, of those tuned ("attention", "linear_norm").
+    pub on: Vec<String>,
+    pub seconds: f64,
+    /// Against the CPU reference of the un-fused graph.
+    pub relative_error: f64,
+    /// Whether the programs use this choice.
+    pub chosen: bool,
 }
 
 /// One GEMM of the programs (out [m, n] = x [m, k] times w [n, k]
@@ -343,6 +360,12 @@ mod tests {
                             seconds: 0.5,
                             relative_error: 1e-7,
                         }],
+                    }],
+                    fusions: vec![FusionTrial {
+                        on: vec!["attention".into()],
+                        seconds: 0.25,
+                        relative_error: 1e-7,
+                        chosen: true,
                     }],
                 }),
             },

@@ -16,7 +16,7 @@ pub enum Overflow {
 }
 
 /// The ids of one tokenized sequence, special tokens included, unpadded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Encoding {
     pub ids: Vec<u32>,
     pub type_ids: Vec<u32>,

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use xltc::codegen::CodegenOptions;
 use xltc::compile::{bucket_graphs, compile as compile_model, CompileOptions};
 use xltc::frontend::{Model, ModelOutput};
+use xltc::passes::Fusions;
 use xltc::reference::AdamW;
 use xltc::train::programs::compile_training;
 use xltc::tune;
@@ -29,7 +30,11 @@ pub fn compile(args: CompileArgs) -> Result<()> {
     let mut options = CompileOptions {
         max_seq: args.max_seq,
         max_batch: args.batch,
-        fuse: !args.no_fuse,
+        fusions: match (args.no_fuse, args.fuse_all) {
+            (true, _) => Fusions::NONE,
+            (_, true) => Fusions::ALL,
+            _ => Fusions::default(),
+        },
         codegen: CodegenOptions {
             max_binding_bytes: args.max_binding_bytes,
             lane_gemm: !args.tiled_gemm,
@@ -47,8 +52,10 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         bail!("--train-batch must be at least 1");
     }
     let terminal = std::io::stderr().is_terminal();
+    // The fusions are tuned only where the user left them to xltc.
+    let tune_fusions = !args.no_fuse && !args.fuse_all;
     let tuning = match args.tune {
-        true => Some(tune_gemms(&model, &mut options, terminal)?),
+        true => Some(tune_kernels(&model, &mut options, tune_fusions, terminal)?),
         false => None,
     };
     let mut artifact = compile_model(&model, &options, |done, total| {
@@ -109,12 +116,29 @@ pub fn compile(args: CompileArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--tune`: both GEMM kernels timed on this machine's adapter for every
-/// GEMM of the buckets; the choices go into `options`, the record into the
-/// artifact.
-fn tune_gemms(model: &Model, options: &mut CompileOptions, terminal: bool) -> Result<Tuning> {
+/// `--tune` on this machine's adapter: the fusions whose worth depends on
+/// it (where `fusions`), then both GEMM kernels for every GEMM of the
+/// buckets; the choices go into `options`, the record into the artifact.
+fn tune_kernels(
+    model: &Model,
+    options: &mut CompileOptions,
+    fusions: bool,
+    terminal: bool,
+) -> Result<Tuning> {
     let gpu = Gpu::new_blocking()?;
     eprintln!("xltc: tuning on {}", gpu.adapter);
+    let mut fusion_trials = Vec::new();
+    if fusions {
+        let (chosen, trials) = tune::tune_fusions(
+            &gpu,
+            model,
+            options.fusions,
+            options.max_seq,
+            &options.codegen,
+        )?;
+        options.fusions = chosen;
+        fusion_trials = trials;
+    }
     let keys = tune::gemms(&bucket_graphs(model, options));
     let (choices, tuning) = tune::tune(&gpu, &keys, &options.codegen, |done, total| {
         if terminal {
@@ -125,5 +149,8 @@ fn tune_gemms(model: &Model, options: &mut CompileOptions, terminal: bool) -> Re
         eprintln!();
     }
     options.codegen.tuned_gemms = choices;
-    Ok(tuning)
+    Ok(Tuning {
+        fusions: fusion_trials,
+        ..tuning
+    })
 }

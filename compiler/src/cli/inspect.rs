@@ -61,6 +61,18 @@ fn print_tuning(tuning: &Tuning, args: &InspectArgs) {
         tuning.adapter,
         tuning.gemms.len() - lanes
     );
+    for trial in &tuning.fusions {
+        let on = match trial.on.is_empty() {
+            true => "neither".to_owned(),
+            false => trial.on.join(" and "),
+        };
+        println!(
+            "    fusions tuned (attention, linear_norm): {on} fused: {:.3} ms, error {:.1e}{}",
+            trial.seconds * 1e3,
+            trial.relative_error,
+            if trial.chosen { "  <- chosen" } else { "" }
+        );
+    }
     if !args.kernels {
         return;
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use xltc::codegen::{lower, optimizer_input, CodegenOptions, OPTIMIZER_INPUT};
 use xltc::frontend::Model;
-use xltc::passes::fuse;
+use xltc::passes::{fuse_with, Fusions};
 use xltc::reference::AdamW;
 use xltc::train::programs;
 use xltc_runtime::artifact::Bucket;
@@ -45,7 +45,7 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
                 format!("{origin}: no bucket holds {} x {}", args.batch, args.seq)
             })?,
             None => {
-                let graph = fuse(&model.graph(args.batch, args.seq));
+                let graph = fuse_with(&model.graph(args.batch, args.seq), Fusions::default());
                 let program = lower(&graph, &CodegenOptions::default())?.program;
                 Bucket {
                     program,

@@ -98,7 +98,8 @@ impl NoisyClassifier<'_> {
         let executor = match self.executors.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let graph = passes::fuse(&model.perturbable_graph(key.0, key.1));
+                let graph = model.perturbable_graph(key.0, key.1);
+                let graph = passes::fuse_with(&graph, passes::Fusions::default());
                 let compiled = codegen::lower(&graph, &CodegenOptions::default())?;
                 let program = compiled.program.clone();
                 let load = Executor::load(gpu, program, |n| compiled.weight(n));

@@ -28,14 +28,85 @@ use crate::ir::Graph;
 /// un-fused. Every encoder xltc knows is at most 1024 wide.
 pub const MAX_ROW_WIDTH: usize = 2048;
 
-/// Every fusion, in an order where each finds the ops it expects: GEMM +
-/// bias (+ GELU) as one Linear; attention as one kernel; Q, K and V as one
-/// GEMM; GEMM + bias + residual + LayerNorm; the embedding layer; the
-/// classification head.
+/// Which fusions run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fusions {
+    /// GEMM + bias (+ GELU) as one Linear.
+    pub linear: bool,
+    /// Scores, mask, softmax and context as one kernel.
+    pub attention: bool,
+    /// Q, K and V as one GEMM.
+    pub qkv: bool,
+    /// GEMM + bias + residual + LayerNorm as one kernel.
+    pub linear_norm: bool,
+    /// The embedding layer's gathers, sums and LayerNorm as one kernel.
+    pub embeddings: bool,
+    /// The pooler and classifier as one kernel.
+    pub head: bool,
+}
+
+impl Fusions {
+    pub const ALL: Fusions = Fusions {
+        linear: true,
+        attention: true,
+        qkv: true,
+        linear_norm: true,
+        embeddings: true,
+        head: true,
+    };
+    pub const NONE: Fusions = Fusions {
+        linear: false,
+        attention: false,
+        qkv: false,
+        linear_norm: false,
+        embeddings: false,
+        head: false,
+    };
+}
+
+/// What `xltc compile` fuses unless told otherwise: every fusion but the two
+/// whose kernels were measured slower than the kernels they replace
+/// (multilingual-e5-small, batch 16 x 64 tokens, lavapipe: the fused
+/// GEMM + residual + LayerNorm at 1.5 GFLOP/s against the lane GEMM's 8.3,
+/// the fused attention at 0.5 against 2.9 to 4.0 for the blocked products;
+/// the whole forward 17.6 s fused, 6.2 s without them; docs/performance.md).
+/// `xltc compile --tune` measures them again on the adapter present.
+impl Default for Fusions {
+    fn default() -> Self {
+        Fusions {
+            attention: false,
+            linear_norm: false,
+            ..Fusions::ALL
+        }
+    }
+}
+
+/// Every fusion: [`fuse_with`] and [`Fusions::ALL`].
 pub fn fuse(graph: &Graph) -> Graph {
-    let graph = fuse_attention(&fuse_linear(graph));
-    let graph = fuse_linear_norm(&fuse_qkv(&graph));
-    fuse_head(&fuse_embeddings(&graph))
+    fuse_with(graph, Fusions::ALL)
+}
+
+/// The fusions `fusions` asks for, in an order where each finds the ops it
+/// expects: GEMM + bias (+ GELU) as one Linear; attention as one kernel; Q,
+/// K and V as one GEMM; GEMM + bias + residual + LayerNorm; the embedding
+/// layer; the classification head.
+pub fn fuse_with(graph: &Graph, fusions: Fusions) -> Graph {
+    type Pass = fn(&Graph) -> Graph;
+    let passes: [(bool, Pass); 6] = [
+        (fusions.linear, fuse_linear),
+        (fusions.attention, fuse_attention),
+        (fusions.qkv, fuse_qkv),
+        (fusions.linear_norm, fuse_linear_norm),
+        (fusions.embeddings, fuse_embeddings),
+        (fusions.head, fuse_head),
+    ];
+    let mut graph = graph.clone();
+    for (on, pass) in passes {
+        if on {
+            graph = pass(&graph);
+        }
+    }
+    graph
 }
 
 #[cfg(test)]

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Puts the evaluation reports of the robust-training experiment side by
+side (benches/robust_experiment.sh): reads OUT/METHOD/eval/report.json and
+OUT/METHOD/log.jsonl for each method, writes OUT/results.md (a table a
+method: dev accuracy, accuracy per language, the averages, the matrix with
+and without its diagonal, English under substitution and its worst case,
+agreement and alignment with English, clean and attacked), OUT/accuracy.svg
+(accuracy per language, a bar a method) and OUT/matrix-difference.svg (each
+robust method's language-pair matrix minus vanilla's, as heat maps).
+Standard library only.
+
+    python3 benches/compare_methods.py OUT [METHOD ...]
+"""
+import json
+import os
+import sys
+
+COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+
+
+def load(out, method):
+    with open(os.path.join(out, method, "eval", "report.json")) as f:
+        report = json.load(f)["evaluation"]
+    dev = [json.loads(line) for line in open(os.path.join(out, method, "log.jsonl"))]
+    dev = [r["dev_accuracy"] for r in dev if "dev_accuracy" in r]
+    return report, dev
+
+
+def mean(values):
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def percent(value):
+    return f"{100 * value:.1f}"
+
+
+def table(out, methods, reports):
+    languages = [r["language"] for r in reports[methods[0]][0]["languages"]]
+    header = ["method", "best dev-en"] + languages + [
+        "mean", "mean without en", "matrix", "matrix off diagonal",
+        "en substituted", "en worst of k", "agreement", "agreement attacked",
+        "alignment", "alignment attacked"]
+    rows = []
+    for method in methods:
+        report, dev = reports[method]
+        by_language = {r["language"]: r["accuracy"] for r in report["languages"]}
+        averages, robustness = report["averages"], report["robustness"]
+        consistency = report["consistency"]
+        rows.append([method, percent(max(dev)) if dev else "-"]
+                    + [percent(by_language[l]) for l in languages]
+                    + [percent(averages["languages"]), percent(averages["languages_without_english"]),
+                       percent(averages["matrix"]), percent(averages["matrix_off_diagonal"]),
+                       percent(robustness["perturbed_accuracy"]), percent(robustness["worst_of_k_accuracy"]),
+                       percent(mean(c["agreement"] for c in consistency)),
+                       percent(mean(c["attacked_agreement"] for c in consistency)),
+                       f"{mean(c['alignment'] for c in consistency):.4f}",
+                       f"{mean(c['attacked_alignment'] for c in consistency):.4f}"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n", languages
+
+
+def bars(methods, reports, languages):
+    width, height, left, bottom = 860, 320, 50, 40
+    group = (width - left - 10) / len(languages)
+    bar = group * 0.8 / len(methods)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" font-family="sans-serif" font-size="11">',
+             f'<text x="{left}" y="14">zero-shot accuracy per language (%), by training method</text>']
+    scale = lambda a: height - bottom - a * (height - bottom - 30)
+    for tick in range(0, 101, 20):
+        y = scale(tick / 100)
+        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>')
+    for i, language in enumerate(languages):
+        for j, method in enumerate(methods):
+            accuracy = {r["language"]: r["accuracy"] for r in reports[method][0]["languages"]}[language]
+            x = left + i * group + group * 0.1 + j * bar
+            parts.append(f'<rect x="{x:.1f}" y="{scale(accuracy):.1f}" width="{bar:.1f}" '
+                         f'height="{scale(0) - scale(accuracy):.1f}" fill="{COLOURS[j % len(COLOURS)]}"/>')
+        parts.append(f'<text x="{left + (i + 0.5) * group:.1f}" y="{height - bottom + 14}" text-anchor="middle">{language}</text>')
+    for j, method in enumerate(methods):
+        x = left + j * 110
+        parts.append(f'<rect x="{x}" y="{height + 8}" width="10" height="10" fill="{COLOURS[j % len(COLOURS)]}"/>')
+        parts.append(f'<text x="{x + 14}" y="{height + 17}">{method}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def heat_maps(methods, reports):
+    base = reports[methods[0]][0]["matrix"]
+    languages = base["languages"]
+    cell, gap, top = 34, 40, 40
+    size = cell * len(languages)
+    others = methods[1:]
+    width = 60 + len(others) * (size + gap)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{size + top + 50}" font-family="sans-serif" font-size="10">',
+             f'<text x="10" y="14">language-pair accuracy, method minus {methods[0]} (points; row: sentence 1, column: sentence 2; blue better, red worse)</text>']
+    for k, method in enumerate(others):
+        matrix = reports[method][0]["matrix"]
+        x0 = 40 + k * (size + gap)
+        parts.append(f'<text x="{x0}" y="{top - 6}">{method}</text>')
+        for i, row in enumerate(matrix["accuracy"]):
+            for j, value in enumerate(row):
+                difference = (value - base["accuracy"][i][j]) * 100
+                strength = min(abs(difference) / 10, 1)
+                shade = int(255 * (1 - strength))
+                colour = f"rgb({shade},{shade},255)" if difference >= 0 else f"rgb(255,{shade},{shade})"
+                x, y = x0 + j * cell, top + i * cell
+                parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{colour}" stroke="#fff"/>')
+                parts.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 3}" text-anchor="middle">{difference:+.0f}</text>')
+        for i, language in enumerate(languages):
+            parts.append(f'<text x="{x0 - 4}" y="{top + i * cell + cell / 2 + 3}" text-anchor="end">{language}</text>')
+            parts.append(f'<text x="{x0 + i * cell + cell / 2}" y="{top + size + 12}" text-anchor="middle">{language}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    out = sys.argv[1]
+    methods = sys.argv[2:] or [m for m in ["vanilla", "rs-da", "rs-rp", "adv"]
+                               if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
+    reports = {m: load(out, m) for m in methods}
+    text, languages = table(out, methods, reports)
+    write(os.path.join(out, "results.md"), text)
+    write(os.path.join(out, "accuracy.svg"), bars(methods, reports, languages))
+    if len(methods) > 1:
+        write(os.path.join(out, "matrix-difference.svg"), heat_maps(methods, reports))
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
