@@ -4,7 +4,8 @@ side (benches/robust_experiment.sh): reads OUT/METHOD/eval/report.json and
 OUT/METHOD/log.jsonl for each method, writes OUT/results.md (a table a
 method: dev accuracy, accuracy per language, the averages, the matrix with
 and without its diagonal, English under substitution and its worst case,
-agreement and alignment with English, clean and attacked), OUT/accuracy.svg
+agreement and alignment with English, clean and attacked, where the
+reports have them), OUT/accuracy.svg
 (accuracy per language, a bar a method) and OUT/matrix-difference.svg (each
 robust method's language-pair matrix minus vanilla's, as heat maps).
 Standard library only.
@@ -27,12 +28,16 @@ def load(out, method):
 
 
 def mean(values):
-    values = list(values)
-    return sum(values) / len(values) if values else float("nan")
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 def percent(value):
-    return f"{100 * value:.1f}"
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def cosine(value):
+    return "-" if value is None else f"{value:.4f}"
 
 
 def table(out, methods, reports):
@@ -54,8 +59,12 @@ def table(out, methods, reports):
                        percent(robustness["perturbed_accuracy"]), percent(robustness["worst_of_k_accuracy"]),
                        percent(mean(c["agreement"] for c in consistency)),
                        percent(mean(c["attacked_agreement"] for c in consistency)),
-                       f"{mean(c['alignment'] for c in consistency):.4f}",
-                       f"{mean(c['attacked_alignment'] for c in consistency):.4f}"])
+                       cosine(mean(c["alignment"] for c in consistency)),
+                       cosine(mean(c["attacked_alignment"] for c in consistency))])
+    # Columns no method has (alignment, for classifiers) are left out.
+    kept = [i for i in range(len(header)) if any(row[i] != "-" for row in rows)]
+    header = [header[i] for i in kept]
+    rows = [[row[i] for i in kept] for row in rows]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n", languages
@@ -93,7 +102,7 @@ def heat_maps(methods, reports):
     cell, gap, top = 34, 40, 40
     size = cell * len(languages)
     others = methods[1:]
-    width = 60 + len(others) * (size + gap)
+    width = max(760, 60 + len(others) * (size + gap))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{size + top + 50}" font-family="sans-serif" font-size="10">',
              f'<text x="10" y="14">language-pair accuracy, method minus {methods[0]} (points; row: sentence 1, column: sentence 2; blue better, red worse)</text>']
     for k, method in enumerate(others):

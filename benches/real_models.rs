@@ -130,36 +130,35 @@ fn torch_time(
     Some((Duration::from_secs_f64(seconds), numbers.next()?))
 }
 
-/// The peak resident memory, in bytes, of `xltc run` on an artifact of
-/// `model` (compiled here, as `xltc compile` does) predicting one pair on
-/// the GPU adapter, and the artifact's size.
-fn run_peak_memory(model: &Model, pair: &(String, String)) -> (u64, u64) {
-    let options = CompileOptions {
-        max_seq: MAX_SEQ,
-        max_batch: 32,
-        fusions: Default::default(),
-        codegen: Default::default(),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("model.xltc");
-    let bytes = compile(model, &options, |_, _| {}).unwrap().to_bytes();
-    std::fs::write(&path, &bytes).unwrap();
+/// `xltc ARGS` as a child process: its peak resident memory in bytes.
+/// Measured before this process holds any model: a child's peak counts
+/// the memory of the process it was spawned from.
+fn xltc_peak_memory(args: &[&str]) -> u64 {
     // Reaped by wait4 below, which also gives its peak.
     #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_xltc"))
-        .arg("run")
-        .arg(&path)
-        .args(["--text", &pair.0, "--pair", &pair.1])
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // This child's own peak: the PyTorch peers are children too.
     let mut status = 0;
     let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0 && status == 0, "xltc run failed (status {status})");
-    (usage.ru_maxrss as u64 * 1024, bytes.len() as u64)
+    assert!(pid > 0 && status == 0, "xltc {args:?} failed (status {status})");
+    usage.ru_maxrss as u64 * 1024
+}
+
+/// The peak resident memory of `xltc run` on an artifact of the model in
+/// `folder` (`xltc compile`, buckets up to 32 x 128) predicting one pair
+/// on the GPU adapter, and the artifact's size.
+fn run_peak_memory(folder: &std::path::Path, pair: &(String, String)) -> (u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.xltc");
+    let (folder, artifact) = (folder.to_str().unwrap(), path.to_str().unwrap());
+    xltc_peak_memory(&["compile", folder, "-o", artifact, "--max-seq", "128", "--batch", "32"]);
+    let peak = xltc_peak_memory(&["run", artifact, "--text", &pair.0, "--pair", &pair.1]);
+    (peak, std::fs::metadata(&path).unwrap().len())
 }
 
 fn per_second(sequences: usize, time: Duration) -> f64 {
@@ -167,16 +166,19 @@ fn per_second(sequences: usize, time: Duration) -> f64 {
 }
 
 fn main() {
-    let gpu = common::gpu();
-    let batch_sizes = common::env_list("XLTC_BENCH_BATCHES", &[1, 32]);
     let names = std::env::var("XLTC_BENCH_MODELS")
         .unwrap_or_else(|_| "multilingual-e5-small,all-minilm-l6-v2".into());
     let pairs = pairs();
+    let memory: Vec<(&str, (u64, u64))> = names
+        .split(',')
+        .map(|name| (name, run_peak_memory(&model_cache().join(name), &pairs[0])))
+        .collect();
+    let gpu = common::gpu();
+    let batch_sizes = common::env_list("XLTC_BENCH_BATCHES", &[1, 32]);
     println!("cpu threads: {}", rayon::current_num_threads());
     println!();
     println!("| model | batch | sequences (tokens) | xltc GPU seq/s | xltc CPU f32 seq/s | exact reference seq/s | PyTorch CPU seq/s | GPU / PyTorch | CPU f32 / PyTorch | CPU f32 / exact | PyTorch vs CPU f32 (max abs) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut memory = Vec::new();
     for name in names.split(',') {
         let folder = model_cache().join(name);
         let model = Model::load(&folder)
@@ -217,7 +219,6 @@ fn main() {
                 fast_rate / exact_rate,
             );
         }
-        memory.push((name.to_owned(), run_peak_memory(&model, &pairs[0])));
     }
     println!();
     println!(
