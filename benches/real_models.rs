@@ -145,7 +145,10 @@ fn xltc_peak_memory(args: &[&str]) -> u64 {
     let mut status = 0;
     let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0 && status == 0, "xltc {args:?} failed (status {status})");
+    assert!(
+        pid > 0 && status == 0,
+        "xltc {args:?} failed (status {status})"
+    );
     usage.ru_maxrss as u64 * 1024
 }
 
@@ -156,7 +159,16 @@ fn run_peak_memory(folder: &std::path::Path, pair: &(String, String)) -> (u64, u
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.xltc");
     let (folder, artifact) = (folder.to_str().unwrap(), path.to_str().unwrap());
-    xltc_peak_memory(&["compile", folder, "-o", artifact, "--max-seq", "128", "--batch", "32"]);
+    xltc_peak_memory(&[
+        "compile",
+        folder,
+        "-o",
+        artifact,
+        "--max-seq",
+        "128",
+        "--batch",
+        "32",
+    ]);
     let peak = xltc_peak_memory(&["run", artifact, "--text", &pair.0, "--pair", &pair.1]);
     (peak, std::fs::metadata(&path).unwrap().len())
 }
