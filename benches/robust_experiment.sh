@@ -7,9 +7,10 @@
 # language-pair matrix, English under synonym substitution and its worst
 # case, and agreement and alignment with English. All on xltc's CPU path.
 #   bash benches/robust_experiment.sh [OUT]      (default benches/results/robust-e5)
-# Sizes: XLTC_EXP_TRAIN pairs (1600), XLTC_EXP_STEPS (200), XLTC_EXP_SEED (7),
+# Sizes: XLTC_EXP_TRAIN pairs (2000), XLTC_EXP_STEPS (250), XLTC_EXP_SEED (7),
 # XLTC_EXP_LANGS (de,fr,ja,zh), XLTC_EXP_PAIRS test pairs a file (100),
-# XLTC_EXP_METHODS (vanilla rs-da rs-rp adv).
+# XLTC_EXP_METHODS (vanilla rs-da rs-rp adv; NAME+par for each with parallel
+# data), XLTC_EXP_ADV_EPS (0.1).
 # Needs the models (python3 models/fetch.py) and the benchmark
 # (python3 datasets/debian_pairs.py). Every setting is written to OUT/settings.txt.
 set -euo pipefail
@@ -17,8 +18,8 @@ cd "$(dirname "$0")/.."
 cache=${XLTC_MODEL_CACHE:-models/cache}
 data=${XLTC_DATA:-datasets/cache/debian-pairs}
 out=${1:-benches/results/robust-e5}
-train_pairs=${XLTC_EXP_TRAIN:-1600}
-steps=${XLTC_EXP_STEPS:-200}
+train_pairs=${XLTC_EXP_TRAIN:-2000}
+steps=${XLTC_EXP_STEPS:-250}
 seed=${XLTC_EXP_SEED:-7}
 langs=${XLTC_EXP_LANGS:-de,fr,ja,zh}
 pairs=${XLTC_EXP_PAIRS:-100}
@@ -31,22 +32,32 @@ head -n 201 "$data/dev-en.tsv" > "$out/dev-en.tsv"
 common=(--labels 0,1 --cpu --batch 8 --accum 1 --lr 5e-5 --max-steps "$steps"
         --eval-every 50 --seed "$seed" --train "$out/train-en.tsv" --dev "$out/dev-en.tsv")
 # xltc's settings, not the paper's (it published none for adv and RS-RP):
-# radii against e5-small's word embeddings (median row norm 1.60, 0.082 an element).
+# radii against e5-small's word embeddings (median row norm 1.60, 0.082 an
+# element). A method name ending in +par adds the parallel data of the test
+# languages (the benchmark's train-side parallel-en-L.tsv) with the
+# alignment term at weight 1.
+parallel=()
+for l in ${langs//,/ }; do parallel+=("$data/parallel-en-$l.tsv"); done
 settings() {
-  case $1 in
+  case ${1%+par} in
     vanilla) echo "--method vanilla" ;;
     rs-da) echo "--method rs-da --copies 3" ;;
     rs-rp) echo "--method rs-rp --noise gaussian --sigma 0.02" ;;
-    adv) echo "--method adv --adv-eps 0.5 --adv-step 0.5 --adv-steps 1 --adv-norm l2-token --adv-clean-weight 0.5" ;;
+    adv) echo "--method adv --adv-eps ${XLTC_EXP_ADV_EPS:-0.1} --adv-step ${XLTC_EXP_ADV_EPS:-0.1} --adv-steps 1 --adv-norm l2-token --adv-clean-weight 0.5" ;;
+    *) echo "experiment: unknown method $1" >&2; exit 2 ;;
   esac
+  if [[ $1 == *+par ]]; then echo "--parallel ${parallel[*]} --align-weight 1"; fi
 }
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ), CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
   echo "train: first $train_pairs pairs of train-en.tsv; dev: first 200 of dev-en.tsv; test: $pairs pairs a file, en and $langs, and their matrix"
   echo "common: ${common[*]}"
-  for method in $methods; do echo "$method: $(settings "$method")"; done
 } > "$out/settings.txt"
 for method in $methods; do
+  # Each method's own settings, beside its results (runs may come from
+  # separate calls of this script).
+  mkdir -p "$out/$method"
+  settings "$method" > "$out/$method/settings.txt"
   echo "experiment: training $method" >&2
   # shellcheck disable=SC2046
   "$xltc" train "$cache/multilingual-e5-small" "${common[@]}" $(settings "$method") -o "$out/$method" 2>> "$out/$method.log"
@@ -54,6 +65,7 @@ for method in $methods; do
   "$xltc" eval "$out/$method/best" --data "$data" --cpu --langs "$langs" --pairs-matrix \
     --max-pairs "$pairs" --perturb synonyms --draws 3 --attack worst-of-k \
     -o "$out/$method/eval" 2>> "$out/$method.log"
-  rm -rf "$out/$method/state" "$out/$method/init" "$out/$method/last" "$out/$method/best"
+  # best/ stays (git ignores it) for later evaluations; the rest is large.
+  rm -rf "$out/$method/state" "$out/$method/init" "$out/$method/last"
 done
 echo "experiment: done, reports in $out/*/eval" >&2

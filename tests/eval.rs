@@ -14,6 +14,9 @@ use std::process::Command;
 
 use common::{edit_config, edit_tensors, fixtures, model_copy, model_dir};
 use serde_json::Value;
+use xltc::frontend::Model;
+use xltc::reference;
+use xltc_runtime::{ModelInputs, Overflow, TextTokenizer};
 
 fn xltc(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_xltc"))
@@ -131,6 +134,23 @@ fn classifier_predictions(
         .collect()
 }
 
+/// The mean over tokens of `model`'s last hidden states for `text` alone,
+/// on the reference.
+fn mean_hidden_state(model: &Model, text: &str) -> Vec<f32> {
+    let tokenizer =
+        TextTokenizer::from_json(&model.tokenizer_json, &model.origin, model.max_tokens()).unwrap();
+    let encoding = tokenizer.encode(text, None, Overflow::Error).unwrap();
+    let seq = encoding.ids.len();
+    let (pad, positions) = (model.config.pad_token_id, model.position_scheme());
+    let inputs = ModelInputs::pad(&[encoding], seq, pad, positions);
+    let outputs = reference::run(&model.graph(1, seq), &inputs).unwrap();
+    let hidden = &outputs["last_hidden_state"].data;
+    let width = hidden.len() / seq;
+    (0..width)
+        .map(|j| (0..seq).map(|t| f64::from(hidden[t * width + j])).sum::<f64>() as f32 / seq as f32)
+        .collect()
+}
+
 fn accuracy(predictions: &[(String, usize, usize)]) -> f64 {
     predictions.iter().filter(|p| p.1 == p.2).count() as f64 / predictions.len() as f64
 }
@@ -190,9 +210,24 @@ fn a_classifier_is_scored_by_argmax_per_language_and_in_the_matrix() {
         "{consistency}"
     );
     assert_eq!(consistency["shared_pairs"], 11);
+    // A classifier's alignment: the cosine of the means of its last hidden
+    // states, each sentence run alone here (batch 1, no padding, the exact
+    // products) against eval's padded batches on the fast path.
+    let tiny = Model::load(&model_dir("tiny-xlmr")).unwrap();
+    let mut cosines = Vec::new();
+    for g in read_pairs(&folder.join("test-de.tsv")) {
+        let english = read_pairs(&folder.join("test-en.tsv"));
+        let e = english.iter().find(|e| e.0 == g.0).unwrap();
+        for (a, b) in [(&e.1, &g.1), (&e.2, &g.2)] {
+            let (a, b) = (mean_hidden_state(&tiny, a), mean_hidden_state(&tiny, b));
+            cosines.push(f64::from(xltc_runtime::cosine(&a, &b)));
+        }
+    }
+    let expected = cosines.iter().sum::<f64>() / cosines.len() as f64;
+    let reported = consistency["alignment"].as_f64().unwrap();
     assert!(
-        consistency["alignment"].is_null(),
-        "a classifier has no sentence embeddings"
+        (reported - expected).abs() < 1e-5 && expected < 0.9999,
+        "alignment {reported} expected {expected}"
     );
     // Averages: languages, and the matrix with and without its diagonal.
     let acc = |n: &str| accuracy(&by_file[n]);
@@ -380,8 +415,9 @@ fn the_gpu_gives_the_cpu_references_numbers() {
         model.to_str().unwrap(),
         "-o",
         artifact.to_str().unwrap(),
+        // Long enough for every input: a shorter bucket would truncate.
         "--max-seq",
-        "32",
+        "128",
         "--batch",
         "4",
     ]));
@@ -397,6 +433,11 @@ fn the_gpu_gives_the_cpu_references_numbers() {
             let v: Value = serde_json::from_str(line).unwrap();
             if let Some(file) = v["file"].as_str() {
                 assert_eq!(v["accuracy"], cpu[file]["accuracy"], "{} {file}", args[0]);
+                let alignment = |r: &Value| r["consistency"]["alignment"].as_f64();
+                if let Some(expected) = alignment(&cpu[file]) {
+                    let got = alignment(&v).unwrap();
+                    assert!((got - expected).abs() < 1e-5, "{} {file}: alignment {got}", args[0]);
+                }
                 files += 1;
             }
         }

@@ -105,21 +105,76 @@ pub fn predict(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Prediction>, PredictError> {
     let sequences = tokenize_all(model, tokenizer, requests, overflow)?;
-    // Batches of sequences of like length pad least (and fit the smallest
-    // buckets); outputs go back in the requests' order.
+    let name = model.prediction_output();
+    let outputs = run_all(engine, model, &sequences, name, batch_size, &mut progress)?;
+    Ok(assemble(model.output, requests, outputs))
+}
+
+/// Each request's text, on its own (a pair's second sentence is not read),
+/// as the mean of the model's last hidden states over its real tokens: the
+/// sentence representation that training's alignment term pulls together,
+/// for a classifier as for an encoder. `progress` hears (done, total).
+pub fn mean_hidden_states(
+    engine: &Engine,
+    model: &Model,
+    tokenizer: &TextTokenizer,
+    requests: &[Request],
+    overflow: Overflow,
+    batch_size: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>, PredictError> {
+    let mut sequences = Vec::with_capacity(requests.len());
+    for request in requests {
+        let encoding = tokenizer
+            .encode(&request.text, None, overflow)
+            .map_err(|source| PredictError::Tokenize {
+                origin: request.origin.clone(),
+                source,
+            })?;
+        sequences.push(encoding);
+    }
+    let hidden = model.config.hidden;
+    let rows = run_all(engine, model, &sequences, "last_hidden_state", batch_size, &mut progress)?;
+    Ok(rows
+        .iter()
+        .zip(&sequences)
+        .map(|(row, sequence)| {
+            let tokens = sequence.ids.len().max(1);
+            let mut pooled = vec![0.0f32; hidden];
+            for token in row.chunks(hidden).take(tokens) {
+                for (p, x) in pooled.iter_mut().zip(token) {
+                    *p += x;
+                }
+            }
+            pooled.iter_mut().for_each(|p| *p /= tokens as f32);
+            pooled
+        })
+        .collect())
+}
+
+/// The output `name`'s row for every sequence, in their order, run in
+/// batches of like length (they pad least and fit the smallest buckets).
+fn run_all(
+    engine: &Engine,
+    model: &Model,
+    sequences: &[Encoding],
+    name: &str,
+    batch_size: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>, PredictError> {
     let mut by_length: Vec<usize> = (0..sequences.len()).collect();
     by_length.sort_by_key(|&i| sequences[i].ids.len());
     let mut outputs = vec![Vec::new(); sequences.len()];
     let mut done = 0;
     for chunk in by_length.chunks(engine.batch_limit(batch_size)) {
         let batch: Vec<Encoding> = chunk.iter().map(|&i| sequences[i].clone()).collect();
-        for (&i, row) in chunk.iter().zip(run_batch(engine, model, &batch)?) {
+        for (&i, row) in chunk.iter().zip(run_batch(engine, model, &batch, name)?) {
             outputs[i] = row;
         }
         done += chunk.len();
         progress(done, sequences.len());
     }
-    Ok(assemble(model.output, requests, outputs))
+    Ok(outputs)
 }
 
 /// The sequences the graph sees: one per request for a classifier; for an
@@ -160,9 +215,9 @@ fn run_batch(
     engine: &Engine,
     model: &Model,
     sequences: &[Encoding],
+    name: &str,
 ) -> Result<Vec<Vec<f32>>, PredictError> {
     let (pad_id, positions) = (model.config.pad_token_id, model.position_scheme());
-    let name = model.prediction_output();
     let (rows, data) = match engine {
         Engine::Cpu => {
             let inputs = ModelInputs::pad(sequences, 0, pad_id, positions);

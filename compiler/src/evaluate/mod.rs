@@ -122,7 +122,8 @@ pub struct Consistency {
     pub shared_pairs: usize,
     /// Share of examples predicted as their English original is.
     pub agreement: f64,
-    /// Mean cosine of an English sentence's embedding and its translation's.
+    /// Mean cosine of an English sentence's embedding and its translation's
+    /// (a classifier's: the mean of its last hidden states, each sentence alone).
     pub alignment: Option<f64>,
     /// Examples of the English test's own selection among them, on which the
     /// substituted English is compared.
@@ -398,9 +399,23 @@ pub fn evaluate(
             inputs.extend(list.iter().map(|(a, b)| (a.as_str(), b.as_str())));
         }
     }
+    // Alignment compares each translation's sentences with their English
+    // originals and substituted versions.
+    let mut aligned: Vec<&str> = Vec::new();
+    for t in &others {
+        for pair in &t.file.pairs {
+            let Some(english) = english_by_id.get(pair.id.as_str()) else {
+                continue;
+            };
+            aligned.extend([pair_text(pair), pair_text(english)].iter().flat_map(|&(a, b)| [a, b]));
+            for (a, b) in draws.get(pair.id.as_str()).into_iter().flatten() {
+                aligned.extend([a.as_str(), b.as_str()]);
+            }
+        }
+    }
     let started = std::time::Instant::now();
     let mut sequences = 0;
-    let scored: Scored = scorer.score(&inputs, |done, total| {
+    let scored: Scored = scorer.score(&inputs, &aligned, |done, total| {
         sequences = total;
         progress(done, total)
     })?;

@@ -122,7 +122,7 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
             w,
             "\n## Cross-lingual consistency (against the English original of each example)\n"
         );
-        let _ = writeln!(w, "Agreement: share of examples predicted as their English original; alignment: mean cosine of the embeddings of an English sentence and of its translation.\n");
+        let _ = writeln!(w, "Agreement: share of examples predicted as their English original; alignment: mean cosine of the sentence embeddings of an English sentence and of its translation (for a classifier, the mean of its last hidden states over real tokens, each sentence run alone).\n");
         let _ = writeln!(w, "| language | examples | agreement (%) | alignment | agreement, substituted en (%) | alignment, substituted en | agreement, attacked en (%) | alignment, attacked en |");
         let _ = writeln!(
             w,

@@ -9,7 +9,9 @@ use xltc_runtime::{cosine, Encoding, Overflow, TextTokenizer};
 
 use super::smoothing::{input_key, smooth, Smoothed, Smoothing};
 use crate::frontend::{Model, ModelOutput};
-use crate::predict::{predict, tokenize_all, Engine, PredictError, Prediction, Request};
+use crate::predict::{
+    mean_hidden_states, predict, tokenize_all, Engine, PredictError, Prediction, Request,
+};
 
 /// How pairs are scored.
 pub enum Scorer<'a> {
@@ -56,12 +58,15 @@ impl Scorer<'_> {
     }
 
     /// Runs the model on every distinct input of `pairs` (for an encoder,
-    /// every distinct sentence, which alignment reads too); `progress` hears
-    /// (done, total) sequences.
+    /// every distinct sentence, which alignment reads too); a classifier
+    /// also runs each distinct sentence of `aligned` on its own, for the
+    /// mean of its last hidden states that alignment compares. `progress`
+    /// hears (done, total) sequences.
     pub fn score(
         &self,
         pairs: &[(&str, &str)],
-        progress: impl FnMut(usize, usize),
+        aligned: &[&str],
+        mut progress: impl FnMut(usize, usize),
     ) -> Result<Scored, PredictError> {
         let Scorer::Model {
             model,
@@ -98,6 +103,15 @@ impl Scorer<'_> {
             .map(|(a, b)| request(a, Some(b)))
             .chain(sentence_inputs.iter().map(|s| request(s, None)))
             .collect();
+        // A classifier runs the sentences alone after its pairs; progress
+        // counts both.
+        let alone = if classifier {
+            distinct(aligned.iter().copied())
+        } else {
+            Vec::new()
+        };
+        let mut first = 0;
+        let mut scored = Scored::default();
         if let (Some(smoothing), true) = (smoothing, classifier) {
             let encodings = tokenize_all(model, tokenizer, &requests, Overflow::Truncate)?;
             let keyed: Vec<(Encoding, u64)> = encodings
@@ -105,35 +119,43 @@ impl Scorer<'_> {
                 .zip(&requests)
                 .map(|(e, r)| (e, input_key(smoothing.seed, &r.text, r.pair.as_deref())))
                 .collect();
-            let out = smooth(engine, model, &keyed, *batch, smoothing, progress)?;
-            let mut scored = Scored::default();
+            let out = smooth(engine, model, &keyed, *batch, smoothing, |d, t| {
+                first = t;
+                progress(d, t + alone.len())
+            })?;
             for ((a, b), smoothed) in pair_inputs.into_iter().zip(out) {
                 scored
                     .smoothed
                     .insert((a.to_owned(), b.to_owned()), smoothed);
             }
-            return Ok(scored);
+        } else {
+            let out = predict(
+                engine,
+                model,
+                tokenizer,
+                &requests,
+                Overflow::Truncate,
+                *batch,
+                |d, t| {
+                    first = t;
+                    progress(d, t + alone.len())
+                },
+            )?;
+            scored.insert_predictions(pair_inputs, sentence_inputs, out);
         }
-        let out = predict(
-            engine,
-            model,
-            tokenizer,
-            &requests,
-            Overflow::Truncate,
-            *batch,
-            progress,
-        )?;
-        let mut out = out.into_iter();
-        let mut scored = Scored::default();
-        for (a, b) in pair_inputs {
-            if let Some(Prediction::Classification { probabilities, .. }) = out.next() {
-                let key = (a.to_owned(), b.to_owned());
-                scored.probabilities.insert(key, probabilities);
-            }
-        }
-        for sentence in sentence_inputs {
-            if let Some(Prediction::Embedding { embedding, .. }) = out.next() {
-                scored.embeddings.insert(sentence.to_owned(), embedding);
+        if !alone.is_empty() {
+            let requests: Vec<Request> = alone.iter().map(|s| request(s, None)).collect();
+            let means = mean_hidden_states(
+                engine,
+                model,
+                tokenizer,
+                &requests,
+                Overflow::Truncate,
+                *batch,
+                |d, t| progress(first + d, first + t),
+            )?;
+            for (sentence, mean) in alone.into_iter().zip(means) {
+                scored.embeddings.insert(sentence.to_owned(), mean);
             }
         }
         Ok(scored)
@@ -147,6 +169,27 @@ fn distinct<T: Eq + std::hash::Hash + Copy>(items: impl Iterator<Item = T>) -> V
 }
 
 impl Scored {
+    /// Keeps `out`, the predictions of the pairs and then the sentences.
+    fn insert_predictions(
+        &mut self,
+        pairs: Vec<(&str, &str)>,
+        sentences: Vec<&str>,
+        out: Vec<Prediction>,
+    ) {
+        let mut out = out.into_iter();
+        for (a, b) in pairs {
+            if let Some(Prediction::Classification { probabilities, .. }) = out.next() {
+                let key = (a.to_owned(), b.to_owned());
+                self.probabilities.insert(key, probabilities);
+            }
+        }
+        for sentence in sentences {
+            if let Some(Prediction::Embedding { embedding, .. }) = out.next() {
+                self.embeddings.insert(sentence.to_owned(), embedding);
+            }
+        }
+    }
+
     /// The score of a pair that was scored.
     pub fn pair(&self, a: &str, b: &str) -> PairScore {
         if self.word_overlap {
