@@ -40,6 +40,7 @@ fn step_time(
             files: Vec::new(),
             align_weight: 1.0,
             code_switch: 0.0,
+            align_attack: false,
         }),
         ..Settings::default()
     };

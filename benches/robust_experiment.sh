@@ -35,7 +35,7 @@ common=(--labels 0,1 --cpu --batch 8 --accum 1 --lr 5e-5 --max-steps "$steps"
 # radii against e5-small's word embeddings (median row norm 1.60, 0.082 an
 # element). A method name ending in +par adds the parallel data of the test
 # languages (the benchmark's train-side parallel-en-L.tsv) with the
-# alignment term at weight 1.
+# alignment term at weight 1 (adv+par: with its English side attacked).
 parallel=()
 for l in ${langs//,/ }; do parallel+=("$data/parallel-en-$l.tsv"); done
 settings() {
@@ -47,6 +47,8 @@ settings() {
     *) echo "experiment: unknown method $1" >&2; exit 2 ;;
   esac
   if [[ $1 == *+par ]]; then echo "--parallel ${parallel[*]} --align-weight 1"; fi
+  # Adversarial training attacks the alignment term's English side too.
+  if [[ $1 == adv+par ]]; then echo "--align-attack"; fi
 }
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ), CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"

@@ -379,19 +379,12 @@ fn parallel_file(dir: &Path) -> PathBuf {
     path
 }
 
-/// One optimizer step with the alignment term (weight 1, two micro-batches
-/// of four pairs and four parallel lines each, dropout off) on the GPU and
-/// on the CPU reference: the same alignment loss and gradient norm (within
-/// 1e-4; the gradients include the term's), a norm above the task's alone.
-#[test]
-fn the_alignment_term_on_the_gpu_is_the_references() {
-    use xltc::train::method::Parallel;
-
+/// The first twelve lines of `parallel_file`, tokenized for `model`.
+fn parallel_lines(model: &Model) -> Vec<(Encoding, Encoding)> {
     let dir = tempfile::tempdir().unwrap();
-    let model = Model::load(&model_dir("tiny-xlmr")).unwrap();
     let tokenizer =
         xltc_runtime::TextTokenizer::from_json(&model.tokenizer_json, &model.origin, 64).unwrap();
-    let lines: Vec<(Encoding, Encoding)> = std::fs::read_to_string(parallel_file(dir.path()))
+    std::fs::read_to_string(parallel_file(dir.path()))
         .unwrap()
         .lines()
         .take(12)
@@ -404,7 +397,87 @@ fn the_alignment_term_on_the_gpu_is_the_references() {
             };
             (one(a), one(b))
         })
-        .collect();
+        .collect()
+}
+
+/// Adversarial training with the alignment term attacked on its English
+/// side (--align-attack): the ascent raises the alignment loss above where
+/// it started and stays inside the ball, and the GPU's step is the CPU
+/// reference's (losses and gradient norm within 1e-4).
+#[test]
+fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
+    use xltc::train::method::Parallel;
+
+    let model = Model::load(&model_dir("tiny-xlmr")).unwrap();
+    let lines = parallel_lines(&model);
+    let eps = 0.5;
+    let settings = Settings {
+        batch: 4,
+        accumulation: 2,
+        lr: 1e-3,
+        dropout: false,
+        method: Method::Adv(Adversarial {
+            eps,
+            step: 0.3,
+            steps: 2,
+            norm: Norm::L2Token,
+            init: Start::Zero,
+            clean_weight: 0.5,
+        }),
+        parallel: Some(Parallel {
+            files: Vec::new(),
+            align_weight: 1.0,
+            code_switch: 0.0,
+            align_attack: true,
+        }),
+        ..Settings::default()
+    };
+    let examples = common::training_examples();
+    let group: Vec<&Example> = examples.iter().collect();
+    let step = |on_gpu: bool| {
+        let mut trainer = if on_gpu {
+            Trainer::on_gpu(&model, settings.clone()).unwrap()
+        } else {
+            Trainer::new(&model, settings.clone()).unwrap()
+        };
+        trainer.parallel = lines.clone();
+        trainer.train_step(&group, 0, 10).unwrap()
+    };
+    let (cpu, gpu) = (step(false), step(true));
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs());
+    for record in [&cpu, &gpu] {
+        let ascent = record.alignment_ascent.as_ref().unwrap();
+        assert!(
+            ascent.perturbed_loss > ascent.start_loss && ascent.start_loss > 0.0,
+            "{ascent:?}"
+        );
+        assert!(ascent.largest_norm <= eps * (1.0 + 1e-6), "{ascent:?}");
+        assert_eq!(record.alignment_loss, Some(ascent.perturbed_loss));
+    }
+    let (a, b) = (
+        cpu.alignment_ascent.clone().unwrap(),
+        gpu.alignment_ascent.clone().unwrap(),
+    );
+    assert!(close(a.start_loss, b.start_loss), "cpu {a:?} gpu {b:?}");
+    assert!(close(a.perturbed_loss, b.perturbed_loss), "cpu {a:?} gpu {b:?}");
+    assert!(
+        close(cpu.gradient_norm, gpu.gradient_norm),
+        "gradient norm: cpu {} gpu {}",
+        cpu.gradient_norm,
+        gpu.gradient_norm
+    );
+}
+
+/// One optimizer step with the alignment term (weight 1, two micro-batches
+/// of four pairs and four parallel lines each, dropout off) on the GPU and
+/// on the CPU reference: the same alignment loss and gradient norm (within
+/// 1e-4; the gradients include the term's), a norm above the task's alone.
+#[test]
+fn the_alignment_term_on_the_gpu_is_the_references() {
+    use xltc::train::method::Parallel;
+
+    let model = Model::load(&model_dir("tiny-xlmr")).unwrap();
+    let lines = parallel_lines(&model);
     let settings = |align_weight| Settings {
         batch: 4,
         accumulation: 2,
@@ -414,6 +487,7 @@ fn the_alignment_term_on_the_gpu_is_the_references() {
             files: Vec::new(),
             align_weight,
             code_switch: 0.0,
+            align_attack: false,
         }),
         ..Settings::default()
     };
@@ -527,6 +601,10 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
         (
             vec!["--parallel", bad.to_str().unwrap(), "--align-weight", "1"],
             format!("{} line 2", bad.display()),
+        ),
+        (
+            vec!["--parallel", &parallel, "--align-weight", "1", "--align-attack"],
+            "it needs --align-weight W and --method adv".to_owned(),
         ),
     ] {
         refused(dir.path(), &flags, &message);

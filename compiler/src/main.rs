@@ -246,7 +246,7 @@ pub struct TrainArgs {
         "lr", "warmup", "weight_decay", "clip", "max_len", "seed", "eval_every", "cpu",
         "no_dropout", "method", "synonyms", "copies", "augment_seed", "ignore_case",
         "every_epoch", "keep_original", "write_augmented", "adv_eps", "adv_step", "adv_steps",
-        "adv_norm", "adv_init", "adv_clean_weight", "parallel", "align_weight", "code_switch",
+        "adv_norm", "adv_init", "adv_clean_weight", "parallel", "align_weight", "align_attack", "code_switch",
         "noise", "sigma",
     ])]
     pub resume: Option<PathBuf>,
@@ -354,6 +354,12 @@ pub struct TrainArgs {
     /// the mean-pooled states of a sentence and its translation.
     #[arg(long, help_heading = "Parallel data")]
     pub align_weight: Option<f64>,
+    /// With --method adv: attack the alignment term's English sentences
+    /// first (the method's ball, step and steps, on the alignment loss, the
+    /// English side only), so that it pulls an attacked sentence and its
+    /// clean translation together.
+    #[arg(long, help_heading = "Parallel data")]
+    pub align_attack: bool,
     /// The chance that a training sentence found in the parallel files is
     /// replaced by a translation (code-switching; drawn once, from --seed).
     #[arg(long, help_heading = "Parallel data")]

@@ -255,8 +255,11 @@ fn method(args: &TrainArgs) -> Result<Method> {
 /// How the parallel files are used, if any are given.
 fn parallel(args: &TrainArgs) -> Result<Option<Parallel>> {
     if args.parallel.is_empty() {
-        if args.align_weight.is_some() || args.code_switch.is_some() {
-            bail!("--align-weight and --code-switch use parallel data: give --parallel FILE...");
+        if args.align_weight.is_some() || args.code_switch.is_some() || args.align_attack {
+            bail!(
+                "--align-weight, --align-attack and --code-switch use parallel data: \
+                 give --parallel FILE..."
+            );
         }
         return Ok(None);
     }
@@ -273,10 +276,17 @@ fn parallel(args: &TrainArgs) -> Result<Option<Parallel>> {
     if align_weight == 0.0 && code_switch == 0.0 {
         bail!("--parallel needs a use: --align-weight W and/or --code-switch P");
     }
+    if args.align_attack && (align_weight == 0.0 || !matches!(args.method, MethodKind::Adv)) {
+        bail!(
+            "--align-attack attacks the alignment term with the adversarial method's ascent: \
+             it needs --align-weight W and --method adv"
+        );
+    }
     Ok(Some(Parallel {
         files: args.parallel.clone(),
         align_weight,
         code_switch,
+        align_attack: args.align_attack,
     }))
 }
 

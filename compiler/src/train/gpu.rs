@@ -27,6 +27,7 @@ pub struct GpuSteps {
     shared: WeightBuffers,
     train_steps: HashMap<(usize, usize), Executor>,
     ascents: HashMap<(usize, usize), Executor>,
+    alignment_ascents: HashMap<(usize, usize), Executor>,
     alignment_steps: HashMap<(usize, usize), Executor>,
     forwards: HashMap<(usize, usize), Executor>,
     optimizer: Executor,
@@ -95,6 +96,7 @@ impl GpuSteps {
             shared,
             train_steps: HashMap::new(),
             ascents: HashMap::new(),
+            alignment_ascents: HashMap::new(),
             alignment_steps: HashMap::new(),
             forwards: HashMap::new(),
             optimizer,
@@ -134,6 +136,10 @@ impl GpuSteps {
             Pass::Ascent => (
                 &mut self.ascents,
                 Box::new(|| programs::ascent(model, key.0, key.1, dropout)),
+            ),
+            Pass::AlignmentAscent => (
+                &mut self.alignment_ascents,
+                Box::new(|| programs::alignment_ascent(model, key.0 / 2, key.1, dropout)),
             ),
         };
         let executor = cached(cache, key, &self.gpu, &self.shared, || {

@@ -138,4 +138,10 @@ pub struct Parallel {
     /// The chance that a training sentence with a translation in the files
     /// is replaced by one (drawn once, before training; 0: none).
     pub code_switch: f64,
+    /// With the adversarial method: the alignment term's English sentences
+    /// are attacked first (the method's ascent, on the alignment loss, on
+    /// the English side only), so the term pulls an attacked sentence and
+    /// its clean translation together.
+    #[serde(default)]
+    pub align_attack: bool,
 }

@@ -143,6 +143,10 @@ pub enum Pass {
     /// The task's loss and its gradient with respect to the word-embedding
     /// perturbation only (an adversarial ascent step).
     Ascent,
+    /// The alignment term and its gradient with respect to the
+    /// word-embedding perturbation only (the ascent on the English side of
+    /// parallel lines).
+    AlignmentAscent,
 }
 
 /// Set in the micro-batch word of an alignment pass's dropout key, so its
@@ -162,9 +166,12 @@ pub struct StepRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ascent: Option<AscentRecord>,
     /// The alignment term's mean 1 - cosine (before its weight), over the
-    /// step's micro-batches.
+    /// step's micro-batches; with the English side attacked, the attacked one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alignment_loss: Option<f64>,
+    /// The ascent on the alignment term's English sentences, when attacked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alignment_ascent: Option<AscentRecord>,
 }
 
 /// What projected gradient ascent did in one optimizer step: the loss where
@@ -176,6 +183,18 @@ pub struct AscentRecord {
     pub start_loss: f64,
     pub perturbed_loss: f64,
     pub largest_norm: f64,
+}
+
+impl AscentRecord {
+    /// The mean losses and the largest norm of a step's micro-batches' records.
+    fn mean(records: &[AscentRecord]) -> Option<AscentRecord> {
+        let n = records.len() as f64;
+        (!records.is_empty()).then(|| AscentRecord {
+            start_loss: records.iter().map(|a| a.start_loss).sum::<f64>() / n,
+            perturbed_loss: records.iter().map(|a| a.perturbed_loss).sum::<f64>() / n,
+            largest_norm: records.iter().map(|a| a.largest_norm).fold(0.0, f64::max),
+        })
+    }
 }
 
 /// The parameters, their AdamW moments and where training stands.
@@ -195,6 +214,7 @@ pub struct Trainer<'m> {
     forward_graphs: HashMap<(usize, usize), Graph>,
     ascent_graphs: HashMap<(usize, usize), Graph>,
     alignment_graphs: HashMap<(usize, usize), Graph>,
+    alignment_ascent_graphs: HashMap<(usize, usize), Graph>,
     /// Parallel lines (a sentence and its translation, tokenized alone)
     /// for the alignment term.
     pub parallel: Vec<(Encoding, Encoding)>,
@@ -221,6 +241,7 @@ impl<'m> Trainer<'m> {
             forward_graphs: HashMap::new(),
             ascent_graphs: HashMap::new(),
             alignment_graphs: HashMap::new(),
+            alignment_ascent_graphs: HashMap::new(),
             parallel: Vec::new(),
             gpu: None,
         })
@@ -390,6 +411,7 @@ impl<'m> Trainer<'m> {
         let mut loss = 0.0;
         let mut ascents = Vec::new();
         let mut alignments = Vec::new();
+        let mut alignment_ascents = Vec::new();
         for (micro, (inputs, training)) in batches.iter().enumerate() {
             let (passes, ascent) = self.passes(inputs, training, micro)?;
             let mut last = 0.0;
@@ -404,9 +426,23 @@ impl<'m> Trainer<'m> {
                 ascents.push(ascent);
             }
             if let Some(weight) = self.alignment_weight() {
-                let (inputs, training) = self.parallel_batch(micro, weight);
-                let pass = self.backward(&inputs, &training, scale, &mut sums, Pass::Alignment)?;
-                alignments.push(pass / weight);
+                let (inputs, mut training) = self.parallel_batch(micro, weight);
+                if let Some(adv) = self.alignment_attack() {
+                    // The English sentences (the first half of the rows) only.
+                    let mut real = real_tokens(&inputs.attention_mask, &training.example_mask);
+                    real[inputs.batch / 2 * inputs.seq..].fill(false);
+                    let (delta, mut record) =
+                        self.attack(Pass::AlignmentAscent, &inputs, &training, &real, &adv, micro)?;
+                    training.word_embedding_delta = delta;
+                    let pass = self.backward(&inputs, &training, scale, &mut sums, Pass::Alignment)?;
+                    record.perturbed_loss = pass / weight;
+                    alignment_ascents.push(record);
+                    alignments.push(pass / weight);
+                } else {
+                    let pass =
+                        self.backward(&inputs, &training, scale, &mut sums, Pass::Alignment)?;
+                    alignments.push(pass / weight);
+                }
             }
         }
         let adam = self.adam();
@@ -428,14 +464,6 @@ impl<'m> Trainer<'m> {
             (None, None) => unreachable!("a CPU trainer sums its gradients on the host"),
         };
         self.step += 1;
-        let ascent = (!ascents.is_empty()).then(|| {
-            let n = ascents.len() as f64;
-            AscentRecord {
-                start_loss: ascents.iter().map(|a| a.start_loss).sum::<f64>() / n,
-                perturbed_loss: ascents.iter().map(|a| a.perturbed_loss).sum::<f64>() / n,
-                largest_norm: ascents.iter().map(|a| a.largest_norm).fold(0.0, f64::max),
-            }
-        });
         Ok(StepRecord {
             step: self.step,
             epoch,
@@ -443,9 +471,10 @@ impl<'m> Trainer<'m> {
             learning_rate: lr,
             gradient_norm: norm,
             sequences_per_second: group.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
-            ascent,
+            ascent: AscentRecord::mean(&ascents),
             alignment_loss: (!alignments.is_empty())
                 .then(|| alignments.iter().sum::<f64>() / alignments.len() as f64),
+            alignment_ascent: AscentRecord::mean(&alignment_ascents),
         })
     }
 
@@ -503,38 +532,9 @@ impl<'m> Trainer<'m> {
                 Ok((vec![weighted(1.0, delta)], None))
             }
             Method::Adv(settings) => {
-                let mut delta = match settings.init {
-                    Start::Zero => vec![0.0; real.len() * width],
-                    Start::Random => {
-                        let key = stream(self.step, micro, Use::Start);
-                        let uniform = method::Law::Uniform;
-                        let (eps, seq) = (settings.eps, inputs.seq);
-                        let mut d = noise(uniform, eps, seed, key, &real, seq, width);
-                        project(&mut d, settings.norm, settings.eps, &real, inputs.seq);
-                        d
-                    }
-                };
-                let mut start_loss = None;
-                for _ in 0..settings.steps {
-                    let (loss, gradient) =
-                        self.perturbation_gradient(inputs, &weighted(1.0, delta.clone()))?;
-                    start_loss.get_or_insert(loss);
-                    ascend(
-                        &mut delta,
-                        &gradient,
-                        settings.norm,
-                        settings.step,
-                        settings.eps,
-                        &real,
-                        inputs.seq,
-                    );
-                }
-                // The perturbed loss is the last pass's, known once it ran.
-                let record = AscentRecord {
-                    start_loss: start_loss.unwrap_or(f64::NAN),
-                    perturbed_loss: f64::NAN,
-                    largest_norm: largest_norm(&delta, settings.norm, &real, inputs.seq),
-                };
+                let plain = weighted(1.0, training.word_embedding_delta.clone());
+                let (delta, record) =
+                    self.attack(Pass::Ascent, inputs, &plain, &real, &settings, micro)?;
                 let mut passes = Vec::new();
                 if settings.clean_weight > 0.0 {
                     passes.push(weighted(
@@ -550,32 +550,92 @@ impl<'m> Trainer<'m> {
         }
     }
 
-    /// The loss of one pass and its gradient with respect to the word
-    /// embeddings (no parameter gradient is kept).
+    /// Projected gradient ascent on the word-embedding perturbation of
+    /// `inputs`' tokens where `real`, on the loss of `pass` (the task's, or
+    /// the alignment term's), in `settings`' ball: the perturbation and
+    /// what the ascent did (its perturbed loss is the caller's to fill, once
+    /// the perturbed pass ran).
+    fn attack(
+        &mut self,
+        pass: Pass,
+        inputs: &ModelInputs,
+        training: &TrainingInputs,
+        real: &[bool],
+        settings: &method::Adversarial,
+        micro: usize,
+    ) -> Result<(Vec<f32>, AscentRecord), TrainError> {
+        let (seed, width, seq) = (self.settings.seed, self.model.config.hidden, inputs.seq);
+        let purpose = match pass {
+            Pass::AlignmentAscent => Use::AlignmentStart,
+            _ => Use::Start,
+        };
+        let mut delta = match settings.init {
+            Start::Zero => vec![0.0; real.len() * width],
+            Start::Random => {
+                let key = stream(self.step, micro, purpose);
+                let uniform = method::Law::Uniform;
+                let mut d = noise(uniform, settings.eps, seed, key, real, seq, width);
+                project(&mut d, settings.norm, settings.eps, real, seq);
+                d
+            }
+        };
+        let mut start_loss = None;
+        for _ in 0..settings.steps {
+            let at = TrainingInputs {
+                word_embedding_delta: delta.clone(),
+                ..training.clone()
+            };
+            let (loss, gradient) = self.perturbation_gradient(pass, inputs, &at)?;
+            start_loss.get_or_insert(loss);
+            let (norm, step, eps) = (settings.norm, settings.step, settings.eps);
+            ascend(&mut delta, &gradient, norm, step, eps, real, seq);
+        }
+        let record = AscentRecord {
+            start_loss: start_loss.unwrap_or(f64::NAN),
+            perturbed_loss: f64::NAN,
+            largest_norm: largest_norm(&delta, settings.norm, real, seq),
+        };
+        Ok((delta, record))
+    }
+
+    /// The settings of the attack on the alignment term's English side, when
+    /// it is attacked (the adversarial method's).
+    fn alignment_attack(&self) -> Option<method::Adversarial> {
+        match (&self.settings.method, &self.settings.parallel) {
+            (Method::Adv(adv), Some(p)) if p.align_attack => Some(adv.clone()),
+            _ => None,
+        }
+    }
+
+    /// The loss of one pass (`Pass::Ascent` or `Pass::AlignmentAscent`)
+    /// and its gradient with respect to the word embeddings (no parameter
+    /// gradient is kept).
     fn perturbation_gradient(
         &mut self,
+        pass: Pass,
         inputs: &ModelInputs,
         training: &TrainingInputs,
     ) -> Result<(f64, Vec<f32>), TrainError> {
         let (model, dropout) = (self.model, self.settings.dropout);
         if let Some(gpu) = self.gpu.as_deref_mut() {
-            let mut out = gpu.run(Pass::Ascent, model, dropout, inputs, training)?;
+            let mut out = gpu.run(pass, model, dropout, inputs, training)?;
             let gradient = out
                 .remove(WORD_EMBEDDING_GRADIENT)
                 .expect("the ascent's program gives the word embeddings' gradient");
             return Ok((out["loss"].data[0] as f64, gradient.data));
         }
-        let mut out = run_with_params(
-            &mut self.ascent_graphs,
-            &self.params,
-            inputs,
-            training,
-            |b, s| {
-                Ok(perturbation_gradient(
-                    &model.training_graph(b, s, dropout)?,
-                )?)
-            },
-        )?;
+        let (cache, alignment) = match pass {
+            Pass::AlignmentAscent => (&mut self.alignment_ascent_graphs, true),
+            _ => (&mut self.ascent_graphs, false),
+        };
+        let mut out = run_with_params(cache, &self.params, inputs, training, |b, s| {
+            let graph = if alignment {
+                model.alignment_graph(b / 2, s, dropout)
+            } else {
+                model.training_graph(b, s, dropout)?
+            };
+            Ok(perturbation_gradient(&graph)?)
+        })?;
         let gradient = out
             .remove(WORD_EMBEDDING_GRADIENT)
             .expect("the ascent's graph gives the word embeddings' gradient");
@@ -669,7 +729,9 @@ impl<'m> Trainer<'m> {
                 training,
                 |b, s| Ok(autodiff(&model.alignment_graph(b / 2, s, dropout))?),
             )?,
-            Pass::Ascent => unreachable!("an ascent step keeps no parameter gradient"),
+            Pass::Ascent | Pass::AlignmentAscent => {
+                unreachable!("an ascent step keeps no parameter gradient")
+            }
         };
         let sums = sums
             .as_mut()

@@ -29,6 +29,8 @@ pub enum Use {
     Noise = 1,
     /// PGD's random start.
     Start = 2,
+    /// The random start of the ascent on the alignment term's English side.
+    AlignmentStart = 3,
 }
 
 /// The Philox stream of `purpose` at optimizer step `step`, micro-batch `micro`.

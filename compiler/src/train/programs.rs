@@ -132,6 +132,23 @@ pub fn ascent(
     })
 }
 
+/// The ascent step on the alignment term's perturbation for `pairs`
+/// parallel lines of up to `seq` tokens: forward, alignment loss and the
+/// backward to the word-embedding perturbation only.
+pub fn alignment_ascent(
+    model: &Model,
+    pairs: usize,
+    seq: usize,
+    dropout: bool,
+) -> Result<Bucket, TrainError> {
+    let graph = perturbation_gradient(&model.alignment_graph(pairs, seq, dropout))?;
+    let program = lower(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    Ok(Bucket {
+        program: program.program,
+        flops: graph.flops(),
+    })
+}
+
 /// The un-fused forward of bucket `batch` x `seq` (logits), whose weights
 /// are the parameters' buffers one a tensor.
 pub fn forward(model: &Model, batch: usize, seq: usize) -> Result<Bucket, TrainError> {
