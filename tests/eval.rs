@@ -147,7 +147,12 @@ fn mean_hidden_state(model: &Model, text: &str) -> Vec<f32> {
     let hidden = &outputs["last_hidden_state"].data;
     let width = hidden.len() / seq;
     (0..width)
-        .map(|j| (0..seq).map(|t| f64::from(hidden[t * width + j])).sum::<f64>() as f32 / seq as f32)
+        .map(|j| {
+            (0..seq)
+                .map(|t| f64::from(hidden[t * width + j]))
+                .sum::<f64>() as f32
+                / seq as f32
+        })
         .collect()
 }
 
@@ -436,7 +441,11 @@ fn the_gpu_gives_the_cpu_references_numbers() {
                 let alignment = |r: &Value| r["consistency"]["alignment"].as_f64();
                 if let Some(expected) = alignment(&cpu[file]) {
                     let got = alignment(&v).unwrap();
-                    assert!((got - expected).abs() < 1e-5, "{} {file}: alignment {got}", args[0]);
+                    assert!(
+                        (got - expected).abs() < 1e-5,
+                        "{} {file}: alignment {got}",
+                        args[0]
+                    );
                 }
                 files += 1;
             }

@@ -459,7 +459,10 @@ fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
         gpu.alignment_ascent.clone().unwrap(),
     );
     assert!(close(a.start_loss, b.start_loss), "cpu {a:?} gpu {b:?}");
-    assert!(close(a.perturbed_loss, b.perturbed_loss), "cpu {a:?} gpu {b:?}");
+    assert!(
+        close(a.perturbed_loss, b.perturbed_loss),
+        "cpu {a:?} gpu {b:?}"
+    );
     assert!(
         close(cpu.gradient_norm, gpu.gradient_norm),
         "gradient norm: cpu {} gpu {}",
@@ -603,7 +606,13 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
             format!("{} line 2", bad.display()),
         ),
         (
-            vec!["--parallel", &parallel, "--align-weight", "1", "--align-attack"],
+            vec![
+                "--parallel",
+                &parallel,
+                "--align-weight",
+                "1",
+                "--align-attack",
+            ],
             "it needs --align-weight W and --method adv".to_owned(),
         ),
     ] {

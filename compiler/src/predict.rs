@@ -3,9 +3,11 @@
 //! sentence pair is two sentences to compare (each embedded on its own, as a
 //! bi-encoder is used), not one joint input.
 
+use std::collections::HashMap;
+
 use xltc_runtime::{
-    cosine, Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, Session, SessionError,
-    TextTokenizer, TokenizerError,
+    cosine, rows_of, Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, Session,
+    SessionError, TextTokenizer, TokenizerError,
 };
 
 use crate::codegen::{self, CodegenError, CodegenOptions};
@@ -105,8 +107,8 @@ pub fn predict(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Prediction>, PredictError> {
     let sequences = tokenize_all(model, tokenizer, requests, overflow)?;
-    let name = model.prediction_output();
-    let outputs = run_all(engine, model, &sequences, name, batch_size, &mut progress)?;
+    let names = prediction_outputs(model.output);
+    let outputs = run_all(engine, model, &sequences, names, batch_size, &mut progress)?;
     Ok(assemble(model.output, requests, outputs))
 }
 
@@ -134,8 +136,10 @@ pub fn mean_hidden_states(
         sequences.push(encoding);
     }
     let hidden = model.config.hidden;
-    let rows = run_all(engine, model, &sequences, "last_hidden_state", batch_size, &mut progress)?;
+    let names = ["last_hidden_state"];
+    let mut rows = run_all(engine, model, &sequences, &names, batch_size, &mut progress)?;
     Ok(rows
+        .remove(0)
         .iter()
         .zip(&sequences)
         .map(|(row, sequence)| {
@@ -152,24 +156,38 @@ pub fn mean_hidden_states(
         .collect())
 }
 
-/// The output `name`'s row for every sequence, in their order, run in
-/// batches of like length (they pad least and fit the smallest buckets).
+/// The graph outputs a prediction reads: a classifier's logits and the
+/// probabilities of the graph's own softmax (the numbers the browser shows),
+/// an encoder's sentence embeddings.
+fn prediction_outputs(output: ModelOutput) -> &'static [&'static str] {
+    match output {
+        ModelOutput::Classification => &["logits", "probabilities"],
+        ModelOutput::SentenceEmbedding { .. } => &["sentence_embedding"],
+    }
+}
+
+/// Each output of `names`, a row for every sequence in their order
+/// (`[name][sequence]`), run in batches of like length (they pad least and
+/// fit the smallest buckets).
 fn run_all(
     engine: &Engine,
     model: &Model,
     sequences: &[Encoding],
-    name: &str,
+    names: &[&str],
     batch_size: usize,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<Vec<f32>>, PredictError> {
+) -> Result<Vec<Vec<Vec<f32>>>, PredictError> {
     let mut by_length: Vec<usize> = (0..sequences.len()).collect();
     by_length.sort_by_key(|&i| sequences[i].ids.len());
-    let mut outputs = vec![Vec::new(); sequences.len()];
+    let mut outputs = vec![vec![Vec::new(); sequences.len()]; names.len()];
     let mut done = 0;
     for chunk in by_length.chunks(engine.batch_limit(batch_size)) {
         let batch: Vec<Encoding> = chunk.iter().map(|&i| sequences[i].clone()).collect();
-        for (&i, row) in chunk.iter().zip(run_batch(engine, model, &batch, name)?) {
-            outputs[i] = row;
+        let ran = run_batch(engine, model, &batch, names)?;
+        for (output, rows) in outputs.iter_mut().zip(ran) {
+            for (&i, row) in chunk.iter().zip(rows) {
+                output[i] = row;
+            }
         }
         done += chunk.len();
         progress(done, sequences.len());
@@ -210,22 +228,21 @@ pub(crate) fn tokenize_all(
     Ok(sequences)
 }
 
-/// The model's per-sequence output rows for one padded batch.
+/// Each output of `names`, a row a sequence, for one padded batch.
 fn run_batch(
     engine: &Engine,
     model: &Model,
     sequences: &[Encoding],
-    name: &str,
-) -> Result<Vec<Vec<f32>>, PredictError> {
+    names: &[&str],
+) -> Result<Vec<Vec<Vec<f32>>>, PredictError> {
     let (pad_id, positions) = (model.config.pad_token_id, model.position_scheme());
-    let (rows, data) = match engine {
+    let (rows, mut data): (usize, HashMap<String, Vec<f32>>) = match engine {
         Engine::Cpu => {
             let inputs = ModelInputs::pad(sequences, 0, pad_id, positions);
             let graph = model.graph(inputs.batch, inputs.seq);
             let training = Default::default();
-            let data = reference::run_fast(&graph, &inputs, &training, &|_| None)?
-                .remove(name)
-                .map(|t| t.data);
+            let outputs = reference::run_fast(&graph, &inputs, &training, &|_| None)?;
+            let data = outputs.into_iter().map(|(n, t)| (n, t.data)).collect();
             (inputs.batch, data)
         }
         Engine::Gpu(gpu) => {
@@ -236,39 +253,44 @@ fn run_batch(
             let program = compiled.program.clone();
             let executor =
                 pollster::block_on(Executor::load(gpu, program, |n| compiled.weight(n)))?;
-            let data = pollster::block_on(executor.run(gpu, &inputs))?
-                .remove(name)
-                .map(|o| o.data);
+            let outputs = pollster::block_on(executor.run(gpu, &inputs))?;
+            let data = outputs.into_iter().map(|(n, o)| (n, o.data)).collect();
             (inputs.batch, data)
         }
         Engine::Compiled { gpu, session } => {
-            let run = session.run(gpu, sequences, name, |n| model.weight(n));
+            let run = session.run_outputs(gpu, sequences, names, |n| model.weight(n));
             return Ok(pollster::block_on(run)?);
         }
     };
-    let data = data.expect("the graph marks its output");
-    let width = data.len() / rows.max(1);
-    Ok(data
-        .chunks(width.max(1))
-        .take(sequences.len())
-        .map(<[f32]>::to_vec)
+    Ok(names
+        .iter()
+        .map(|&name| {
+            let data = data.remove(name).expect("the graph marks its outputs");
+            rows_of(&data, rows, sequences.len())
+        })
         .collect())
 }
 
-fn assemble(output: ModelOutput, requests: &[Request], rows: Vec<Vec<f32>>) -> Vec<Prediction> {
-    let mut rows = rows.into_iter();
-    let mut next = || rows.next().expect("one row per sequence");
+/// The predictions from [`prediction_outputs`]' rows.
+fn assemble(
+    output: ModelOutput,
+    requests: &[Request],
+    rows: Vec<Vec<Vec<f32>>>,
+) -> Vec<Prediction> {
+    let mut outputs = rows.into_iter().map(Vec::into_iter);
+    let mut first = outputs.next().expect("a prediction reads an output");
+    let mut second = outputs.next();
+    let mut next = || first.next().expect("one row per sequence");
     requests
         .iter()
         .map(|request| match output {
-            ModelOutput::Classification => {
-                let logits = next();
-                let probabilities = reference::softmax_forward(&logits, logits.len());
-                Prediction::Classification {
-                    probabilities,
-                    logits,
-                }
-            }
+            ModelOutput::Classification => Prediction::Classification {
+                logits: next(),
+                probabilities: second
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .expect("one row of probabilities per sequence"),
+            },
             ModelOutput::SentenceEmbedding { .. } => Prediction::Embedding {
                 embedding: next(),
                 pair_embedding: request.pair.as_ref().map(|_| next()),

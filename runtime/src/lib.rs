@@ -25,7 +25,7 @@ pub use inputs::{ModelInputs, PositionScheme, TrainingInputs};
 pub use pairs::{LabelledPair, PairFile, PairFileError};
 pub use program::Program;
 pub use random::{philox_uniform, SplitMix64};
-pub use session::{Session, SessionError};
+pub use session::{rows_of, Session, SessionError};
 pub use similarity::cosine;
 pub use synonyms::{SynonymError, SynonymSets};
 pub use tokenizer::{Encoding, Overflow, TextTokenizer, TokenizerError};

@@ -89,6 +89,19 @@ impl Session {
         name: &str,
         weight: impl Fn(&str) -> Option<&'w [f32]>,
     ) -> Result<Vec<Vec<f32>>, SessionError> {
+        let mut outputs = self.run_outputs(gpu, sequences, &[name], weight).await?;
+        Ok(outputs.remove(0))
+    }
+
+    /// Each output of `names`, one row a sequence, from one run of at most
+    /// [`Session::max_batch`] sequences: `[name][sequence]`.
+    pub async fn run_outputs<'w>(
+        &self,
+        gpu: &Gpu,
+        sequences: &[Encoding],
+        names: &[&str],
+        weight: impl Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<Vec<Vec<Vec<f32>>>, SessionError> {
         let longest = sequences.iter().map(|s| s.ids.len()).max().unwrap_or(0);
         let (index, bucket) = self
             .buckets
@@ -113,16 +126,24 @@ impl Session {
                 executor
             }
         };
-        let outputs = executor.run(gpu, &inputs).await?;
-        let output = outputs
-            .get(name)
-            .ok_or_else(|| SessionError::NoOutput(name.into()))?;
-        let width = output.data.len() / batch.max(1);
-        Ok(output
-            .data
-            .chunks(width.max(1))
-            .take(sequences.len())
-            .map(<[f32]>::to_vec)
-            .collect())
+        let mut outputs = executor.run(gpu, &inputs).await?;
+        names
+            .iter()
+            .map(|&name| {
+                let output = outputs
+                    .remove(name)
+                    .ok_or_else(|| SessionError::NoOutput(name.into()))?;
+                Ok(rows_of(&output.data, batch, sequences.len()))
+            })
+            .collect()
     }
+}
+
+/// The first `count` of a `[rows, width]` output's rows.
+pub fn rows_of(data: &[f32], rows: usize, count: usize) -> Vec<Vec<f32>> {
+    let width = data.len() / rows.max(1);
+    data.chunks(width.max(1))
+        .take(count)
+        .map(<[f32]>::to_vec)
+        .collect()
 }

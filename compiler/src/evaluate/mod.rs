@@ -407,7 +407,11 @@ pub fn evaluate(
             let Some(english) = english_by_id.get(pair.id.as_str()) else {
                 continue;
             };
-            aligned.extend([pair_text(pair), pair_text(english)].iter().flat_map(|&(a, b)| [a, b]));
+            aligned.extend(
+                [pair_text(pair), pair_text(english)]
+                    .iter()
+                    .flat_map(|&(a, b)| [a, b]),
+            );
             for (a, b) in draws.get(pair.id.as_str()).into_iter().flatten() {
                 aligned.extend([a.as_str(), b.as_str()]);
             }

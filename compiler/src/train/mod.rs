@@ -431,10 +431,17 @@ impl<'m> Trainer<'m> {
                     // The English sentences (the first half of the rows) only.
                     let mut real = real_tokens(&inputs.attention_mask, &training.example_mask);
                     real[inputs.batch / 2 * inputs.seq..].fill(false);
-                    let (delta, mut record) =
-                        self.attack(Pass::AlignmentAscent, &inputs, &training, &real, &adv, micro)?;
+                    let (delta, mut record) = self.attack(
+                        Pass::AlignmentAscent,
+                        &inputs,
+                        &training,
+                        &real,
+                        &adv,
+                        micro,
+                    )?;
                     training.word_embedding_delta = delta;
-                    let pass = self.backward(&inputs, &training, scale, &mut sums, Pass::Alignment)?;
+                    let pass =
+                        self.backward(&inputs, &training, scale, &mut sums, Pass::Alignment)?;
                     record.perturbed_loss = pass / weight;
                     alignment_ascents.push(record);
                     alignments.push(pass / weight);
