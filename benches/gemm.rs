@@ -1,7 +1,10 @@
-//! GEMM on BERT-base shapes: xltc's two WGSL GEMMs (the lane kernel codegen
-//! emits where rows along k are whole vec4s, and the tiled one) on the GPU
+//! GEMM on BERT-base shapes: xltc's WGSL GEMMs (the lane kernel codegen
+//! emits where rows along k are whole vec4s, its subgroup form where the
+//! adapter has subgroups of 8 lanes or more, and the tiled one) on the GPU
 //! adapter against the `gemm` crate on every CPU core, measured in the same
-//! run. Prints a markdown table with GFLOP/s and the ratios.
+//! run, the forward's products and the backward's (dx with the weight read
+//! k-major, dw with both operands read k-major). Prints a markdown table
+//! with GFLOP/s and the ratios.
 //!
 //!     cargo bench -p xltc --bench gemm
 //!
@@ -12,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use xltc::codegen::{lower, CodegenOptions};
+use xltc::codegen::{lower, CodegenOptions, GemmKernel};
 use xltc::ir::{Graph, Op};
 use xltc_runtime::{Executor, ModelInputs};
 
@@ -24,24 +27,51 @@ fn gflops(m: usize, n: usize, k: usize, time: Duration) -> f64 {
     2.0 * (m * n * k) as f64 / time.as_secs_f64() / 1e9
 }
 
-/// The time of one `m` x `n` x `k` product on the GPU, by the lane kernel
-/// (`lanes`) or the tiled one.
+/// How a product's operands lie: the forward's x [m, k] times w [n, k]
+/// transposed; the backward dx's dy [m, k] times w stored [k, n]; the
+/// backward dw's dy stored [k, m] transposed times x stored [k, n].
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    Forward,
+    Dx,
+    Dw,
+}
+
+/// The time of one `m` x `n` x `k` product (out [m, n], inner k) laid out
+/// as `layout` on the GPU by `kernel`.
 fn gpu_time(
     gpu: &xltc_runtime::Gpu,
     (m, n, k): (usize, usize, usize),
-    lanes: bool,
+    layout: Layout,
+    kernel: GemmKernel,
     runs: usize,
 ) -> Duration {
     let mut g = Graph::new(1, 1);
-    let x = g.weight("x", vec![m, k], common::random_floats(m * k, 1, 1.0).into());
-    let w = g.weight("w", vec![n, k], common::random_floats(n * k, 2, 1.0).into());
+    let mut operand = |name: &str, shape: [usize; 2], seed| {
+        let data = common::random_floats(shape[0] * shape[1], seed, 1.0);
+        g.weight(name, shape.to_vec(), data.into())
+    };
+    let op = match layout {
+        Layout::Forward => Op::MatMul {
+            x: operand("x", [m, k], 1),
+            weight: operand("w", [n, k], 2),
+        },
+        Layout::Dx => Op::MatMulBackwardX {
+            dy: operand("dy", [m, k], 1),
+            weight: operand("w", [k, n], 2),
+        },
+        Layout::Dw => Op::MatMulBackwardWeight {
+            dy: operand("dy", [k, m], 1),
+            x: operand("x", [k, n], 2),
+        },
+    };
     let products: Vec<_> = (0..REPEAT)
-        .map(|i| g.op(format!("y{i}"), Op::MatMul { x, weight: w }))
+        .map(|i| g.op(format!("y{i}"), op.clone()))
         .collect();
     g.mark_output("y", *products.last().unwrap());
     let options = CodegenOptions {
         max_binding_bytes: u64::MAX,
-        lane_gemm: lanes,
+        gemm: kernel,
         ..CodegenOptions::default()
     };
     let compiled = lower(&g, &options).unwrap();
@@ -107,18 +137,45 @@ fn main() {
         "cpu peer: gemm crate 0.19 on {} threads",
         rayon::current_num_threads()
     );
+    let subgroups = gpu.adapter.subgroup_min_size >= 8;
+    println!(
+        "subgroups: {}",
+        match gpu.adapter.subgroup_min_size {
+            0 => "none".to_owned(),
+            n => format!("at least {n} lanes"),
+        }
+    );
     println!();
-    println!("| GEMM M x N x K (tokens x out x in) | xltc lane GEMM GFLOP/s | xltc tiled GEMM GFLOP/s | gemm crate CPU GFLOP/s | lane / CPU | lane / tiled |");
-    println!("|---|---|---|---|---|---|");
+    println!("| GEMM M x N x K (out rows x out columns x inner) | operands | xltc lane GEMM GFLOP/s | xltc lane GEMM, subgroups, GFLOP/s | xltc tiled GEMM GFLOP/s | gemm crate CPU GFLOP/s | best xltc / CPU | subgroups / lane | lane / tiled |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &tokens in &token_counts {
-        for (n, k) in [(768, 768), (3072, 768), (768, 3072)] {
-            let shape = (tokens, n, k);
-            let lanes = gflops(tokens, n, k, gpu_time(&gpu, shape, true, runs));
-            let tiled = gflops(tokens, n, k, gpu_time(&gpu, shape, false, runs));
-            let on_cpu = gflops(tokens, n, k, cpu_time(tokens, n, k, runs));
+        // BERT-base's three Linear shapes (in, out), forward and backward.
+        let mut cases = Vec::new();
+        for layout in [Layout::Forward, Layout::Dx, Layout::Dw] {
+            for (inner, out) in [(768, 768), (768, 3072), (3072, 768)] {
+                cases.push(match layout {
+                    Layout::Forward => ((tokens, out, inner), layout, "forward: x, w"),
+                    Layout::Dx => ((tokens, inner, out), layout, "dx: dy, w k-major"),
+                    Layout::Dw => ((out, inner, tokens), layout, "dw: dy and x k-major"),
+                });
+            }
+        }
+        for (shape, layout, operands) in cases {
+            let (m, n, k) = shape;
+            let speed = |kernel| gflops(m, n, k, gpu_time(&gpu, shape, layout, kernel, runs));
+            let lanes = speed(GemmKernel::Lanes);
+            let subgroup = subgroups.then(|| speed(GemmKernel::LanesSubgroup));
+            let tiled = speed(GemmKernel::Tiled);
+            // The peer: the same number of multiply-adds, x [m, k] w^T.
+            let on_cpu = gflops(m, n, k, cpu_time(m, n, k, runs));
+            let best = lanes.max(tiled).max(subgroup.unwrap_or(0.0));
+            let (subgroup, ratio) = match subgroup {
+                Some(s) => (format!("{s:.1}"), format!("{:.2}", s / lanes)),
+                None => ("-".to_owned(), "-".to_owned()),
+            };
             println!(
-                "| {tokens} x {n} x {k} | {lanes:.1} | {tiled:.1} | {on_cpu:.1} | {:.2} | {:.2} |",
-                lanes / on_cpu,
+                "| {m} x {n} x {k} | {operands} | {lanes:.1} | {subgroup} | {tiled:.1} | {on_cpu:.1} | {:.2} | {ratio} | {:.2} |",
+                best / on_cpu,
                 lanes / tiled
             );
         }

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use xltc::codegen::{CodegenOptions, GemmKernel};
 use xltc::compile::{compile, CompileOptions};
 use xltc::frontend::Model;
 use xltc::reference::{self, Products};
@@ -73,13 +74,22 @@ fn cpu_time(model: &Model, batches: &[Vec<Encoding>], products: Products) -> (Du
 }
 
 /// One pass over the batches after a warm-up pass (pipelines made, weights
-/// uploaded).
-fn gpu_time(gpu: &Gpu, model: &Model, batches: &[Vec<Encoding>], size: usize) -> Duration {
+/// uploaded), every GEMM that suits a lane kernel on `gemm`.
+fn gpu_time(
+    gpu: &Gpu,
+    model: &Model,
+    batches: &[Vec<Encoding>],
+    size: usize,
+    gemm: GemmKernel,
+) -> Duration {
     let options = CompileOptions {
         max_seq: MAX_SEQ,
         max_batch: size,
         fusions: Default::default(),
-        codegen: Default::default(),
+        codegen: CodegenOptions {
+            gemm,
+            ..Default::default()
+        },
     };
     let artifact = compile(model, &options, |_, _| {}).unwrap();
     let session = Session::new(artifact.manifest.buckets, &artifact.manifest.model);
@@ -188,9 +198,19 @@ fn main() {
     let gpu = common::gpu();
     let batch_sizes = common::env_list("XLTC_BENCH_BATCHES", &[1, 32]);
     println!("cpu threads: {}", rayon::current_num_threads());
+    // The subgroup lane GEMM (`compile --subgroup-gemm`, or `--tune`'s
+    // choice) where the adapter's subgroups have 8 lanes or more.
+    let subgroups = gpu.adapter.subgroup_min_size >= 8;
+    println!(
+        "subgroups: {}",
+        match gpu.adapter.subgroup_min_size {
+            0 => "none".to_owned(),
+            n => format!("at least {n} lanes"),
+        }
+    );
     println!();
-    println!("| model | batch | sequences (tokens) | xltc GPU seq/s | xltc CPU f32 seq/s | exact reference seq/s | PyTorch CPU seq/s | GPU / PyTorch | CPU f32 / PyTorch | CPU f32 / exact | PyTorch vs CPU f32 (max abs) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| model | batch | sequences (tokens) | xltc GPU seq/s | xltc GPU, subgroup GEMM, seq/s | xltc CPU f32 seq/s | exact reference seq/s | PyTorch CPU seq/s | GPU / PyTorch | GPU subgroups / PyTorch | CPU f32 / PyTorch | CPU f32 / exact | PyTorch vs CPU f32 (max abs) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for name in names.split(',') {
         let folder = model_cache().join(name);
         let model = Model::load(&folder)
@@ -208,7 +228,9 @@ fn main() {
         for &size in &batch_sizes {
             let batches = batches(&sequences, size);
             let n = sequences.len();
-            let gpu_rate = per_second(n, gpu_time(&gpu, &model, &batches, size));
+            let gpu_rate = |gemm| per_second(n, gpu_time(&gpu, &model, &batches, size, gemm));
+            let subgroup_rate = subgroups.then(|| gpu_rate(GemmKernel::LanesSubgroup));
+            let gpu_rate = gpu_rate(GemmKernel::Lanes);
             let (fast, embeddings) = cpu_time(&model, &batches, Products::Fast);
             let (exact, _) = cpu_time(&model, &batches, Products::Exact);
             let (fast_rate, exact_rate) = (per_second(n, fast), per_second(n, exact));
@@ -224,8 +246,12 @@ fn main() {
                 Some((time, _)) => format!("{:.3}", rate / per_second(n, time)),
                 None => "-".into(),
             };
+            let (subgroup_rate, subgroup_ratio) = match subgroup_rate {
+                Some(rate) => (format!("{rate:.2}"), ratio(rate)),
+                None => ("-".to_owned(), "-".to_owned()),
+            };
             println!(
-                "| {name} | {size} | {n} ({tokens}) | {gpu_rate:.2} | {fast_rate:.2} | {exact_rate:.2} | {torch_rate} | {} | {} | {:.2} | {distance} |",
+                "| {name} | {size} | {n} ({tokens}) | {gpu_rate:.2} | {subgroup_rate} | {fast_rate:.2} | {exact_rate:.2} | {torch_rate} | {} | {subgroup_ratio} | {} | {:.2} | {distance} |",
                 ratio(gpu_rate),
                 ratio(fast_rate),
                 fast_rate / exact_rate,

@@ -16,6 +16,9 @@
 // Codegen uses it where K is a multiple of 4, and M (N) too where x (w) is
 // stored k-major, so that every load is an aligned vec4. Rows and columns
 // past the edge load in-bounds values that are never stored.
+// The entry point and how the 16 rows of x reach a lane (load_rows) come
+// from one of two files: matmul_lanes_loads.wgsl (each lane loads all 16)
+// or matmul_lanes_subgroup.wgsl (8 lanes load them once and broadcast).
 const M: u32 = {{M}}u;
 const N: u32 = {{N}}u;
 const K: u32 = {{K}}u;
@@ -75,8 +78,49 @@ fn store(r: u32, c: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(LANES)
-fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {
+// The 16 rows of x from r, 4 values along k from k, each a vec4.
+struct Rows {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+    v4: vec4<f32>,
+    v5: vec4<f32>,
+    v6: vec4<f32>,
+    v7: vec4<f32>,
+    v8: vec4<f32>,
+    v9: vec4<f32>,
+    v10: vec4<f32>,
+    v11: vec4<f32>,
+    v12: vec4<f32>,
+    v13: vec4<f32>,
+    v14: vec4<f32>,
+    v15: vec4<f32>,
+}
+
+// The 16 rows from 16 vec4s along rows (x stored k-major): p at k, q at
+// k + 1, s at k + 2, u at k + 3, each 4 rows (0-3, 4-7, 8-11, 12-15).
+fn transposed_rows(
+    p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, p3: vec4<f32>,
+    q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>,
+    s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>,
+    u0: vec4<f32>, u1: vec4<f32>, u2: vec4<f32>, u3: vec4<f32>,
+) -> Rows {
+    return Rows(
+        vec4(p0.x, q0.x, s0.x, u0.x), vec4(p0.y, q0.y, s0.y, u0.y),
+        vec4(p0.z, q0.z, s0.z, u0.z), vec4(p0.w, q0.w, s0.w, u0.w),
+        vec4(p1.x, q1.x, s1.x, u1.x), vec4(p1.y, q1.y, s1.y, u1.y),
+        vec4(p1.z, q1.z, s1.z, u1.z), vec4(p1.w, q1.w, s1.w, u1.w),
+        vec4(p2.x, q2.x, s2.x, u2.x), vec4(p2.y, q2.y, s2.y, u2.y),
+        vec4(p2.z, q2.z, s2.z, u2.z), vec4(p2.w, q2.w, s2.w, u2.w),
+        vec4(p3.x, q3.x, s3.x, u3.x), vec4(p3.y, q3.y, s3.y, u3.y),
+        vec4(p3.z, q3.z, s3.z, u3.z), vec4(p3.w, q3.w, s3.w, u3.w),
+    );
+}
+
+// The workgroup's block: rows from group.y * ROWS, the lane's 4 columns;
+// lane is its index within its subgroup (0 where none is used).
+fn run(group: vec3<u32>, local: vec3<u32>, lane: u32) {
     let r = group.y * ROWS;
     let c = group.x * LANES * 4u + local.x * 4u;
     var a0 = vec4<f32>();
@@ -115,91 +159,23 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
             t2 = vec4<f32>(w0.z, w1.z, w2.z, w3.z);
             t3 = vec4<f32>(w0.w, w1.w, w2.w, w3.w);
         }
-        // Row i's 4 values along k.
-        var v0: vec4<f32>;
-        var v1: vec4<f32>;
-        var v2: vec4<f32>;
-        var v3: vec4<f32>;
-        var v4: vec4<f32>;
-        var v5: vec4<f32>;
-        var v6: vec4<f32>;
-        var v7: vec4<f32>;
-        var v8: vec4<f32>;
-        var v9: vec4<f32>;
-        var v10: vec4<f32>;
-        var v11: vec4<f32>;
-        var v12: vec4<f32>;
-        var v13: vec4<f32>;
-        var v14: vec4<f32>;
-        var v15: vec4<f32>;
-        if (X_TRANSPOSED == 1u) {
-            // 16 rows a k in 4 vec4s, for k .. k + 3 (p, q, s, u).
-            let p0 = xt4(k, r);
-            let p1 = xt4(k, r + 4u);
-            let p2 = xt4(k, r + 8u);
-            let p3 = xt4(k, r + 12u);
-            let q0 = xt4(k + 1u, r);
-            let q1 = xt4(k + 1u, r + 4u);
-            let q2 = xt4(k + 1u, r + 8u);
-            let q3 = xt4(k + 1u, r + 12u);
-            let s0 = xt4(k + 2u, r);
-            let s1 = xt4(k + 2u, r + 4u);
-            let s2 = xt4(k + 2u, r + 8u);
-            let s3 = xt4(k + 2u, r + 12u);
-            let u0 = xt4(k + 3u, r);
-            let u1 = xt4(k + 3u, r + 4u);
-            let u2 = xt4(k + 3u, r + 8u);
-            let u3 = xt4(k + 3u, r + 12u);
-            v0 = vec4<f32>(p0.x, q0.x, s0.x, u0.x);
-            v1 = vec4<f32>(p0.y, q0.y, s0.y, u0.y);
-            v2 = vec4<f32>(p0.z, q0.z, s0.z, u0.z);
-            v3 = vec4<f32>(p0.w, q0.w, s0.w, u0.w);
-            v4 = vec4<f32>(p1.x, q1.x, s1.x, u1.x);
-            v5 = vec4<f32>(p1.y, q1.y, s1.y, u1.y);
-            v6 = vec4<f32>(p1.z, q1.z, s1.z, u1.z);
-            v7 = vec4<f32>(p1.w, q1.w, s1.w, u1.w);
-            v8 = vec4<f32>(p2.x, q2.x, s2.x, u2.x);
-            v9 = vec4<f32>(p2.y, q2.y, s2.y, u2.y);
-            v10 = vec4<f32>(p2.z, q2.z, s2.z, u2.z);
-            v11 = vec4<f32>(p2.w, q2.w, s2.w, u2.w);
-            v12 = vec4<f32>(p3.x, q3.x, s3.x, u3.x);
-            v13 = vec4<f32>(p3.y, q3.y, s3.y, u3.y);
-            v14 = vec4<f32>(p3.z, q3.z, s3.z, u3.z);
-            v15 = vec4<f32>(p3.w, q3.w, s3.w, u3.w);
-        } else {
-            v0 = x4(r, k);
-            v1 = x4(r + 1u, k);
-            v2 = x4(r + 2u, k);
-            v3 = x4(r + 3u, k);
-            v4 = x4(r + 4u, k);
-            v5 = x4(r + 5u, k);
-            v6 = x4(r + 6u, k);
-            v7 = x4(r + 7u, k);
-            v8 = x4(r + 8u, k);
-            v9 = x4(r + 9u, k);
-            v10 = x4(r + 10u, k);
-            v11 = x4(r + 11u, k);
-            v12 = x4(r + 12u, k);
-            v13 = x4(r + 13u, k);
-            v14 = x4(r + 14u, k);
-            v15 = x4(r + 15u, k);
-        }
-        a0 = block(a0, v0, t0, t1, t2, t3);
-        a1 = block(a1, v1, t0, t1, t2, t3);
-        a2 = block(a2, v2, t0, t1, t2, t3);
-        a3 = block(a3, v3, t0, t1, t2, t3);
-        a4 = block(a4, v4, t0, t1, t2, t3);
-        a5 = block(a5, v5, t0, t1, t2, t3);
-        a6 = block(a6, v6, t0, t1, t2, t3);
-        a7 = block(a7, v7, t0, t1, t2, t3);
-        a8 = block(a8, v8, t0, t1, t2, t3);
-        a9 = block(a9, v9, t0, t1, t2, t3);
-        a10 = block(a10, v10, t0, t1, t2, t3);
-        a11 = block(a11, v11, t0, t1, t2, t3);
-        a12 = block(a12, v12, t0, t1, t2, t3);
-        a13 = block(a13, v13, t0, t1, t2, t3);
-        a14 = block(a14, v14, t0, t1, t2, t3);
-        a15 = block(a15, v15, t0, t1, t2, t3);
+        let v = load_rows(r, k, lane);
+        a0 = block(a0, v.v0, t0, t1, t2, t3);
+        a1 = block(a1, v.v1, t0, t1, t2, t3);
+        a2 = block(a2, v.v2, t0, t1, t2, t3);
+        a3 = block(a3, v.v3, t0, t1, t2, t3);
+        a4 = block(a4, v.v4, t0, t1, t2, t3);
+        a5 = block(a5, v.v5, t0, t1, t2, t3);
+        a6 = block(a6, v.v6, t0, t1, t2, t3);
+        a7 = block(a7, v.v7, t0, t1, t2, t3);
+        a8 = block(a8, v.v8, t0, t1, t2, t3);
+        a9 = block(a9, v.v9, t0, t1, t2, t3);
+        a10 = block(a10, v.v10, t0, t1, t2, t3);
+        a11 = block(a11, v.v11, t0, t1, t2, t3);
+        a12 = block(a12, v.v12, t0, t1, t2, t3);
+        a13 = block(a13, v.v13, t0, t1, t2, t3);
+        a14 = block(a14, v.v14, t0, t1, t2, t3);
+        a15 = block(a15, v.v15, t0, t1, t2, t3);
     }
     store(r, c, a0);
     store(r + 1u, c, a1);

@@ -6,11 +6,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{gpu, model_dir, relative_error, Golden};
-use xltc::codegen::{lower, CodegenError, CodegenOptions};
+use xltc::codegen::{lower, CodegenError, CodegenOptions, GemmKernel};
 use xltc::frontend::{Model, ModelOutput};
 use xltc::ir::{Graph, Input, Op, Source, ValueId};
 use xltc::passes::fuse;
@@ -93,6 +94,23 @@ fn inputs_for(graph: &Graph, random: &mut Random, vocab: u32) -> ModelInputs {
     }
 }
 
+/// `graph`'s outputs on the GPU.
+fn run_on_gpu(
+    graph: &Graph,
+    inputs: &ModelInputs,
+    training: &TrainingInputs,
+    options: &CodegenOptions,
+) -> BTreeMap<String, xltc_runtime::Output> {
+    let compiled = lower(graph, options).unwrap();
+    let gpu = gpu();
+    let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
+        compiled.weight(n)
+    }))
+    .unwrap();
+    let outputs = pollster::block_on(executor.run_training(gpu, inputs, training)).unwrap();
+    outputs.into_iter().collect()
+}
+
 /// Runs `graph` on the GPU and on the CPU reference; returns the worst
 /// relative error over its outputs.
 fn gpu_vs_reference(
@@ -101,13 +119,7 @@ fn gpu_vs_reference(
     training: &TrainingInputs,
     options: &CodegenOptions,
 ) -> f64 {
-    let compiled = lower(graph, options).unwrap();
-    let gpu = gpu();
-    let executor = pollster::block_on(Executor::load(gpu, compiled.program.clone(), |n| {
-        compiled.weight(n)
-    }))
-    .unwrap();
-    let on_gpu = pollster::block_on(executor.run_training(gpu, inputs, training)).unwrap();
+    let on_gpu = run_on_gpu(graph, inputs, training, options);
     let on_cpu = run_in::<f32>(graph, inputs, training).unwrap();
     let mut worst = 0.0f64;
     for (name, expected) in &on_cpu {
@@ -199,7 +211,11 @@ fn linear_graph(
 
 /// The kernel families `graph` lowers to, in the program's order.
 fn graph_families(graph: &Graph) -> Vec<String> {
-    let program = lower(graph, &CodegenOptions::default()).unwrap().program;
+    families_with(graph, &CodegenOptions::default())
+}
+
+fn families_with(graph: &Graph, options: &CodegenOptions) -> Vec<String> {
+    let program = lower(graph, options).unwrap().program;
     let names = program
         .kernels
         .iter()
@@ -207,57 +223,125 @@ fn graph_families(graph: &Graph) -> Vec<String> {
     names.collect()
 }
 
-/// The kernel families `build`'s one-op graph lowers to.
-fn families(build: impl Fn(&mut Graph, &mut Random) -> ValueId) -> Vec<String> {
+/// The kernel families `build`'s one-op graph lowers to with `options`.
+fn families(
+    options: &CodegenOptions,
+    build: impl Fn(&mut Graph, &mut Random) -> ValueId,
+) -> Vec<String> {
     let mut g = Graph::new(1, 1);
     let out = build(&mut g, &mut Random::fresh());
     g.mark_output("out", out);
-    graph_families(&g)
+    families_with(&g, options)
 }
 
 /// The lane GEMM (matmul_lanes.wgsl, emitted where every load is an aligned
-/// vec4): the plain product, the Linear with bias, with and without GELU,
-/// the backward dx (its weight read k-major) and dw (both operands read
-/// k-major), on shapes off its blocks of 16 rows x 256 columns, with N not
-/// a multiple of 4 where the layout allows it. Each case checks that the
-/// lane kernel is the one emitted.
+/// vec4) and its subgroup form (x's rows broadcast from 8 lanes): the plain
+/// product, the Linear with bias, with and without GELU, the backward dx
+/// (its weight read k-major) and dw (both operands read k-major), on shapes
+/// off its blocks of 16 rows x 256 columns, with N not a multiple of 4
+/// where the layout allows it. Each case checks that the kernel asked for
+/// is the one emitted. The subgroup form needs an adapter with subgroups of
+/// 8 lanes or more (lavapipe's have 8): without them the test fails.
 #[test]
-fn lane_gemm_on_shapes_off_its_blocks() {
-    for (m, n, k) in [
-        (37, 300, 20),
-        (16, 256, 64),
-        (1, 3, 4),
-        (70, 45, 388),
-        (129, 516, 8),
-    ] {
-        let product = |g: &mut Graph, r: &mut Random| {
-            let x = weight(g, r, "x", &[m, k]);
-            let w = weight(g, r, "w", &[n, k]);
-            g.op("y", Op::MatMul { x, weight: w })
+fn lane_gemms_on_shapes_off_their_blocks() {
+    for kernel in [GemmKernel::Lanes, GemmKernel::LanesSubgroup] {
+        if kernel == GemmKernel::LanesSubgroup {
+            let subgroups = common::gpu().adapter.subgroup_min_size;
+            assert!(
+                subgroups >= 8,
+                "{} has {}: the subgroup lane GEMM cannot be checked here",
+                common::gpu().adapter,
+                match subgroups {
+                    0 => "no subgroups".to_owned(),
+                    n => format!("subgroups of {n} lanes"),
+                }
+            );
+        }
+        let options = CodegenOptions {
+            gemm: kernel,
+            ..CodegenOptions::default()
         };
-        let linear = |gelu| linear_graph(m, n, k, gelu);
-        // dx [m, 4 n'] = dy [m, k] times w [k, 4 n']: inner k, out 4 n'.
-        let out = n.next_multiple_of(4);
-        let dx = |g: &mut Graph, r: &mut Random| {
-            let dy = weight(g, r, "dy", &[m, k]);
-            let w = weight(g, r, "w", &[k, out]);
-            g.op("dx", Op::MatMulBackwardX { dy, weight: w })
+        let family = kernel.name();
+        for (m, n, k) in [
+            (37, 300, 20),
+            (16, 256, 64),
+            (1, 3, 4),
+            (70, 45, 388),
+            (129, 516, 8),
+        ] {
+            let product = |g: &mut Graph, r: &mut Random| {
+                let x = weight(g, r, "x", &[m, k]);
+                let w = weight(g, r, "w", &[n, k]);
+                g.op("y", Op::MatMul { x, weight: w })
+            };
+            let linear = |gelu| linear_graph(m, n, k, gelu);
+            // dx [m, 4 n'] = dy [m, k] times w [k, 4 n']: inner k, out 4 n'.
+            let out = n.next_multiple_of(4);
+            let dx = |g: &mut Graph, r: &mut Random| {
+                let dy = weight(g, r, "dy", &[m, k]);
+                let w = weight(g, r, "w", &[k, out]);
+                g.op("dx", Op::MatMulBackwardX { dy, weight: w })
+            };
+            // dw [4 n', out] = dy [k, 4 n'] transposed times x [k, out]: inner k.
+            let dw = |g: &mut Graph, r: &mut Random| {
+                let dy = weight(g, r, "dy", &[k, out]);
+                let x = weight(g, r, "x", &[k, m.next_multiple_of(4)]);
+                g.op("dw", Op::MatMulBackwardWeight { dy, x })
+            };
+            assert_eq!(families(&options, product), [family]);
+            assert_eq!(families(&options, linear(true)), [family]);
+            assert_eq!(families(&options, dx), [family]);
+            assert_eq!(families(&options, dw), [family]);
+            let check = |label: &str, build: &dyn Fn(&mut Graph, &mut Random) -> ValueId| {
+                check_op_with(&format!("{family} {label}"), 1, 1, &options, build)
+            };
+            check(&format!("dw {out}x{m}x{k}"), &dw);
+            check(&format!("matmul {m}x{n}x{k}"), &product);
+            check(&format!("linear {m}x{n}x{k}"), &linear(false));
+            check(&format!("linear gelu {m}x{n}x{k}"), &linear(true));
+            check(&format!("dx {m}x{out}x{k}"), &dx);
+        }
+    }
+}
+
+/// The subgroup lane GEMM makes the lane kernel's sums in the lane
+/// kernel's order: the same bits, forward and both backward layouts.
+#[test]
+fn the_subgroup_lane_gemm_gives_the_lane_kernels_bits() {
+    // m a multiple of 4 too, so that dw (both operands k-major) suits them.
+    let (m, n, k) = (72, 300, 132);
+    let mut random = Random::fresh();
+    let mut g = Graph::new(1, 1);
+    let x = weight(&mut g, &mut random, "x", &[m, k]);
+    let w = weight(&mut g, &mut random, "w", &[n, k]);
+    let y = g.op("y", Op::MatMul { x, weight: w });
+    let dy = weight(&mut g, &mut random, "dy", &[m, n]);
+    let dx = g.op("dx", Op::MatMulBackwardX { dy, weight: w });
+    let dw = g.op("dw", Op::MatMulBackwardWeight { dy, x });
+    for (name, id) in [("y", y), ("dx", dx), ("dw", dw)] {
+        g.mark_output(name, id);
+    }
+    let inputs = inputs_for(&g, &mut random, 29);
+    let training = training_inputs_for(&g, &mut random);
+    let run = |gemm| {
+        let options = CodegenOptions {
+            gemm,
+            ..CodegenOptions::default()
         };
-        // dw [4 n', out] = dy [k, 4 n'] transposed times x [k, out]: inner k.
-        let dw = |g: &mut Graph, r: &mut Random| {
-            let dy = weight(g, r, "dy", &[k, out]);
-            let x = weight(g, r, "x", &[k, m.next_multiple_of(4)]);
-            g.op("dw", Op::MatMulBackwardWeight { dy, x })
-        };
-        assert_eq!(families(product), ["matmul_lanes"]);
-        assert_eq!(families(linear(true)), ["matmul_lanes"]);
-        assert_eq!(families(dx), ["matmul_lanes"]);
-        assert_eq!(families(dw), ["matmul_lanes"]);
-        check_op(&format!("lane matmul dw {out}x{m}x{k}"), 1, 1, dw);
-        check_op(&format!("lane matmul {m}x{n}x{k}"), 1, 1, product);
-        check_op(&format!("lane linear {m}x{n}x{k}"), 1, 1, linear(false));
-        check_op(&format!("lane linear gelu {m}x{n}x{k}"), 1, 1, linear(true));
-        check_op(&format!("lane matmul dx {m}x{out}x{k}"), 1, 1, dx);
+        let families = families_with(&g, &options);
+        assert!(families.iter().all(|f| f == gemm.name()), "{families:?}");
+        run_on_gpu(&g, &inputs, &training, &options)
+    };
+    let (lanes, subgroup) = (run(GemmKernel::Lanes), run(GemmKernel::LanesSubgroup));
+    for name in ["y", "dx", "dw"] {
+        let (a, b) = (&lanes[name].data, &subgroup[name].data);
+        assert_eq!(a.len(), b.len(), "{name}");
+        let differ = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{name}: {differ} of {} values differ", a.len());
     }
 }
 

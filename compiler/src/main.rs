@@ -111,12 +111,18 @@ pub struct CompileArgs {
     /// Every GEMM on the tiled kernel (workgroup memory), none on the lane
     /// kernel made for adapters that run lanes on a CPU (lavapipe,
     /// SwiftShader); on a real GPU the tiled one may be the faster.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "subgroup_gemm")]
     pub tiled_gemm: bool,
-    /// Time both GEMM kernels on this machine's adapter for every GEMM of
-    /// the buckets and keep the fastest that is exact against the CPU
-    /// reference (`inspect` shows the choices); the artifact is then tuned
-    /// for this adapter.
+    /// Every GEMM that suits the lane kernel on its subgroup form (x's rows
+    /// loaded once per 8 lanes and broadcast); the artifact then runs only
+    /// on adapters with subgroups of at least 8 lanes (lavapipe has 8).
+    #[arg(long)]
+    pub subgroup_gemm: bool,
+    /// Time the GEMM kernels (tiled, lane, and the lane kernel with
+    /// subgroups where the adapter has subgroups of 8 lanes or more) on this
+    /// machine's adapter for every GEMM of the buckets and keep the fastest
+    /// that is exact against the CPU reference (`inspect` shows the
+    /// choices); the artifact is then tuned for this adapter.
     #[arg(long)]
     pub tune: bool,
     /// Also compile training's programs (a sequence classifier only): for

@@ -249,7 +249,7 @@ fn run_batch(
             let inputs = ModelInputs::pad(sequences, 0, pad_id, positions);
             let graph = model.graph(inputs.batch, inputs.seq);
             let graph = passes::fuse_with(&graph, passes::Fusions::default());
-            let compiled = codegen::lower(&graph, &CodegenOptions::default())?;
+            let compiled = codegen::lower(&graph, &CodegenOptions::for_adapter(&gpu.adapter))?;
             let program = compiled.program.clone();
             let executor =
                 pollster::block_on(Executor::load(gpu, program, |n| compiled.weight(n)))?;

@@ -1,6 +1,7 @@
 //! Ahead-of-time tuning (`xltc compile --tune`): every GEMM the programs
-//! will run is tried with each kernel that can compute it (the lane kernel
-//! and the tiled one) on the adapter present, on random operands of its
+//! will run is tried with each kernel that can compute it (the tiled one,
+//! the lane kernel, and its subgroup form where the adapter has subgroups
+//! of 8 lanes or more) on the adapter present, on random operands of its
 //! exact shape; the fastest whose result is within the tolerance of the CPU
 //! reference is the one codegen emits, and the artifact records the
 //! choice, the times and the adapter. A run pays nothing: burn, by
@@ -13,7 +14,7 @@ use std::time::Instant;
 use xltc_runtime::artifact::{FusionTrial, GemmTrial, TunedGemm, Tuning};
 use xltc_runtime::{Encoding, Executor, Gpu, GpuError, ModelInputs, PositionScheme, SplitMix64};
 
-use crate::codegen::{gemm_of, lower, CodegenError, CodegenOptions, GemmKey};
+use crate::codegen::{gemm_of, lower, CodegenError, CodegenOptions, GemmKernel, GemmKey};
 use crate::frontend::Model;
 use crate::ir::{Graph, Op, Source};
 use crate::passes::{fuse_with, Fusions};
@@ -68,7 +69,17 @@ pub fn gemms(graphs: &[Graph]) -> Vec<GemmKey> {
     keys
 }
 
-/// Tries both kernels for each of `keys` on `gpu`: the choices for
+/// The GEMM kernels `gpu` can run: the subgroup lane kernel only where its
+/// subgroups have the lanes it broadcasts from.
+pub fn candidates(gpu: &Gpu) -> Vec<GemmKernel> {
+    let mut kernels = vec![GemmKernel::Lanes, GemmKernel::Tiled];
+    if gpu.adapter.subgroup_min_size >= 8 {
+        kernels.push(GemmKernel::LanesSubgroup);
+    }
+    kernels
+}
+
+/// Tries every candidate kernel for each of `keys` on `gpu`: the choices for
 /// [`CodegenOptions::tuned_gemms`] and the record for the artifact.
 /// `progress` hears (done, total) after each GEMM.
 pub fn tune(
@@ -76,12 +87,13 @@ pub fn tune(
     keys: &[GemmKey],
     options: &CodegenOptions,
     mut progress: impl FnMut(usize, usize),
-) -> Result<(BTreeMap<GemmKey, bool>, Tuning), TuneError> {
+) -> Result<(BTreeMap<GemmKey, GemmKernel>, Tuning), TuneError> {
     let mut choices = BTreeMap::new();
     let mut gemms = Vec::new();
+    let kernels = candidates(gpu);
     for (done, key) in keys.iter().enumerate() {
-        let (lanes, record) = tune_one(gpu, *key, options)?;
-        choices.insert(*key, lanes);
+        let (kernel, record) = tune_one(gpu, *key, &kernels, options)?;
+        choices.insert(*key, kernel);
         gemms.push(record);
         progress(done + 1, keys.len());
     }
@@ -93,12 +105,13 @@ pub fn tune(
     Ok((choices, tuning))
 }
 
-/// Both kernels on one GEMM: whether the lane kernel won, and the trials.
+/// `kernels` on one GEMM: the one that won, and the trials.
 fn tune_one(
     gpu: &Gpu,
     key: GemmKey,
+    kernels: &[GemmKernel],
     options: &CodegenOptions,
-) -> Result<(bool, TunedGemm), TuneError> {
+) -> Result<(GemmKernel, TunedGemm), TuneError> {
     let name = describe(key);
     let graph = probe(key);
     let inputs = ModelInputs::pad(&[Encoding::default()], 1, 0, PositionScheme::FromZero);
@@ -108,12 +121,12 @@ fn tune_one(
     })?;
     let expected = &expected["out"].data;
     let mut trials = Vec::new();
-    for lanes in [true, false] {
+    for &kernel in kernels {
         let mut forced = options.clone();
-        forced.tuned_gemms = BTreeMap::from([(key, lanes)]);
+        forced.tuned_gemms = BTreeMap::from([(key, kernel)]);
         let (seconds, out) = time_on_gpu(gpu, &graph, &forced).map_err(|e| e.named(&name))?;
         trials.push(GemmTrial {
-            kernel: kernel_name(lanes).into(),
+            kernel: kernel.name().into(),
             seconds,
             relative_error: relative_error(&out, expected),
         });
@@ -139,15 +152,8 @@ fn tune_one(
         kernel: best.kernel.clone(),
         trials: trials.clone(),
     };
-    Ok((best.kernel == kernel_name(true), record))
-}
-
-fn kernel_name(lanes: bool) -> &'static str {
-    if lanes {
-        "matmul_lanes"
-    } else {
-        "matmul"
-    }
+    let chosen = GemmKernel::from_name(&best.kernel).expect("a trial names a kernel");
+    Ok((chosen, record))
 }
 
 /// "1024 x 1536 x 384 (bias, GELU)" and the like, for messages.
@@ -388,14 +394,54 @@ mod tests {
         for key in keys {
             let graph = probe(key);
             assert_eq!(gemms(std::slice::from_ref(&graph)), vec![key]);
-            for (lanes, family) in [(true, "matmul_lanes"), (false, "matmul")] {
+            for kernel in [
+                GemmKernel::Lanes,
+                GemmKernel::Tiled,
+                GemmKernel::LanesSubgroup,
+            ] {
                 let options = CodegenOptions {
-                    tuned_gemms: BTreeMap::from([(key, lanes)]),
+                    tuned_gemms: BTreeMap::from([(key, kernel)]),
                     ..CodegenOptions::default()
                 };
-                assert_eq!(families(&graph, &options), vec![family], "{key:?}");
+                assert_eq!(families(&graph, &options), vec![kernel.name()], "{key:?}");
+                let program = lower(&graph, &options).unwrap().program;
+                let needs = program.kernels[0].min_subgroup_size;
+                assert_eq!(needs, u32::from(kernel == GemmKernel::LanesSubgroup) * 8);
             }
         }
+    }
+
+    /// A program with the subgroup GEMM runs only where subgroups have 8
+    /// lanes or more; a kernel that broadcasts without saying how many lanes
+    /// it needs is refused everywhere.
+    #[test]
+    fn the_subgroup_gemm_is_refused_where_subgroups_are_too_small() {
+        use xltc_runtime::ProgramLimits;
+        let options = CodegenOptions {
+            gemm: GemmKernel::LanesSubgroup,
+            ..CodegenOptions::default()
+        };
+        let mut program = lower(&probe(GemmKey::new(20, 12, 8)), &options)
+            .unwrap()
+            .program;
+        let with = |subgroup_min_size| ProgramLimits {
+            subgroup_min_size,
+            ..ProgramLimits::none()
+        };
+        program.check(&with(8)).unwrap();
+        program.check(&with(32)).unwrap();
+        for (lanes, has) in [(0, "no subgroup operations"), (4, "subgroups of 4 lanes")] {
+            let error = program.check(&with(lanes)).unwrap_err().to_string();
+            assert!(
+                error.contains("matmul_lanes_subgroup")
+                    && error.contains("at least 8 lanes")
+                    && error.contains(has),
+                "{error}"
+            );
+        }
+        program.kernels[0].min_subgroup_size = 0;
+        let error = program.check(&with(8)).unwrap_err().to_string();
+        assert!(error.contains("does not say how many lanes"), "{error}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct ProgramLimits {
     pub max_storage_binding_bytes: u64,
     pub max_storage_buffers_per_dispatch: u32,
     pub max_workgroups_per_dimension: u32,
+    /// The fewest lanes a subgroup of the adapter has, 0 where the device
+    /// has no subgroup operations.
+    pub subgroup_min_size: u32,
 }
 
 impl ProgramLimits {
@@ -28,15 +31,19 @@ impl ProgramLimits {
             max_storage_binding_bytes: u64::MAX,
             max_storage_buffers_per_dispatch: u32::MAX,
             max_workgroups_per_dimension: u32::MAX,
+            subgroup_min_size: u32::MAX,
         }
     }
 
-    pub fn of(limits: &wgpu::Limits) -> Self {
+    /// A device's limits; `subgroup_min_size` as [`crate::AdapterReport`]
+    /// has it.
+    pub fn of(limits: &wgpu::Limits, subgroup_min_size: u32) -> Self {
         Self {
             max_buffer_bytes: limits.max_buffer_size,
             max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
             max_storage_buffers_per_dispatch: limits.max_storage_buffers_per_shader_stage,
             max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            subgroup_min_size,
         }
     }
 }
@@ -62,6 +69,7 @@ impl Program {
     /// limit of the adapter.
     pub fn check(&self, limits: &ProgramLimits) -> Result<(), ProgramError> {
         self.check_token_inputs()?;
+        self.check_kernels(limits)?;
         self.check_buffers(limits)?;
         self.check_dispatches(limits)?;
         self.check_outputs()
@@ -94,6 +102,38 @@ impl Program {
                         self.batch,
                         self.seq,
                         names.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A kernel that uses subgroups says how large they must be, and the
+    /// adapter's are at least that: a broadcast from a lane a smaller
+    /// subgroup lacks would give wrong numbers, not an error.
+    fn check_kernels(&self, limits: &ProgramLimits) -> Result<(), ProgramError> {
+        for kernel in &self.kernels {
+            let what = || format!("kernel {}", kernel.name);
+            let subgroups = ["subgroupBroadcast", "subgroupShuffle", "@builtin(subgroup_"];
+            let uses_subgroups = subgroups.iter().any(|s| kernel.wgsl.contains(s));
+            if uses_subgroups && kernel.min_subgroup_size == 0 {
+                return Err(refuse(
+                    what(),
+                    "uses subgroups but does not say how many lanes it needs (min_subgroup_size)",
+                ));
+            }
+            if kernel.min_subgroup_size > limits.subgroup_min_size {
+                let has = match limits.subgroup_min_size {
+                    0 => "no subgroup operations".to_owned(),
+                    n => format!("subgroups of {n} lanes"),
+                };
+                return Err(refuse(
+                    what(),
+                    format!(
+                        "needs subgroups of at least {} lanes and this adapter has {has}; \
+                         compile again without --tune's subgroup kernel (or --tune on this adapter)",
+                        kernel.min_subgroup_size
                     ),
                 ));
             }

@@ -32,6 +32,9 @@ pub struct AdapterReport {
     pub driver: String,
     pub software: bool,
     pub max_storage_binding_bytes: u64,
+    /// The fewest lanes of a subgroup, 0 where the device was made without
+    /// subgroup operations (the adapter lacks them, or the browser).
+    pub subgroup_min_size: u32,
 }
 
 impl fmt::Display for AdapterReport {
@@ -74,6 +77,13 @@ impl Gpu {
             .map_err(|e| GpuError::NoAdapter(format!(" ({e})")))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Timestamps, where the adapter has them, for `xltc profile`, and
+        // subgroups, for the kernels `compile --tune` may choose.
+        #[cfg(not(target_arch = "wasm32"))]
+        let required_features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        #[cfg(target_arch = "wasm32")]
+        let required_features = wgpu::Features::empty();
         let report = AdapterReport {
             software: info.device_type == wgpu::DeviceType::Cpu
                 || ["llvmpipe", "lavapipe", "swiftshader"]
@@ -85,12 +95,12 @@ impl Gpu {
                 .trim()
                 .to_owned(),
             max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
+            subgroup_min_size: if required_features.contains(wgpu::Features::SUBGROUP) {
+                info.subgroup_min_size
+            } else {
+                0
+            },
         };
-        // Timestamps, where the adapter has them, for `xltc profile`.
-        #[cfg(not(target_arch = "wasm32"))]
-        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        #[cfg(target_arch = "wasm32")]
-        let required_features = wgpu::Features::empty();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("xltc"),
             required_limits: limits,

@@ -68,7 +68,10 @@ impl Executor {
         weight: impl Fn(&str) -> Option<&'w [f32]>,
     ) -> Result<Self, GpuError> {
         let device = &gpu.device;
-        program.check(&ProgramLimits::of(&device.limits()))?;
+        program.check(&ProgramLimits::of(
+            &device.limits(),
+            gpu.adapter.subgroup_min_size,
+        ))?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffers = create_buffers(gpu, &program, shared, weight)?;
         refused(scope.pop().await, "the program's buffers")?;

@@ -52,6 +52,16 @@ pub struct BufferSpec {
 pub struct KernelSpec {
     pub name: String,
     pub wgsl: String,
+    /// The fewest lanes a subgroup must have for the kernel to be right
+    /// (it broadcasts from lanes up to this index); 0 for a kernel that
+    /// uses no subgroup operation. An adapter with smaller subgroups, or
+    /// without subgroups, refuses the program (Program::check).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_subgroup_size: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A buffer bound at `@group(0) @binding(i)` for the i-th entry of a dispatch.

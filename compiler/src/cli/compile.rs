@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
-use xltc::codegen::CodegenOptions;
+use xltc::codegen::{CodegenOptions, GemmKernel};
 use xltc::compile::{bucket_graphs, compile as compile_model, CompileOptions};
 use xltc::frontend::{Model, ModelOutput};
 use xltc::passes::Fusions;
@@ -37,7 +37,11 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         },
         codegen: CodegenOptions {
             max_binding_bytes: args.max_binding_bytes,
-            lane_gemm: !args.tiled_gemm,
+            gemm: match (args.tiled_gemm, args.subgroup_gemm) {
+                (true, _) => GemmKernel::Tiled,
+                (_, true) => GemmKernel::LanesSubgroup,
+                _ => GemmKernel::Lanes,
+            },
             ..CodegenOptions::default()
         },
     };
@@ -79,6 +83,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
             args.max_seq,
             !args.no_dropout,
             &adam,
+            &options.codegen,
             |done, total| {
                 if terminal {
                     eprint!("\rxltc: compiled {done}/{total} training programs");

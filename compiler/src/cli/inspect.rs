@@ -50,16 +50,19 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 
 /// What `--tune` chose on which adapter; with --kernels, every GEMM's trials.
 fn print_tuning(tuning: &Tuning, args: &InspectArgs) {
-    let lanes = tuning
-        .gemms
-        .iter()
-        .filter(|g| g.kernel == "matmul_lanes")
-        .count();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for gemm in &tuning.gemms {
+        match counts.iter_mut().find(|(k, _)| *k == gemm.kernel) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((gemm.kernel.clone(), 1)),
+        }
+    }
+    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} on {k}")).collect();
     println!(
-        "  tuning: {} GEMMs tuned on {}: {lanes} on matmul_lanes, {} on matmul",
+        "  tuning: {} GEMMs tuned on {}: {}",
         tuning.gemms.len(),
         tuning.adapter,
-        tuning.gemms.len() - lanes
+        counts.join(", ")
     );
     for trial in &tuning.fusions {
         let on = match trial.on.is_empty() {

@@ -31,6 +31,8 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
     }
     let gpu = Gpu::new_blocking()?;
     println!("adapter: {}", gpu.adapter);
+    // A model folder is compiled for this adapter, as `xltc run` does.
+    let options = CodegenOptions::for_adapter(&gpu.adapter);
     let weights = model.checkpoint();
     let weight = |name: &str| weights.get(name).map(|t| &t.data[..]);
     let shared = WeightBuffers::default();
@@ -46,7 +48,7 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
             })?,
             None => {
                 let graph = fuse_with(&model.graph(args.batch, args.seq), Fusions::default());
-                let program = lower(&graph, &CodegenOptions::default())?.program;
+                let program = lower(&graph, &options)?.program;
                 Bucket {
                     program,
                     flops: graph.flops(),
@@ -71,13 +73,13 @@ pub fn profile(args: ProfileArgs) -> Result<()> {
     let seq = programs::sequence_bucket(args.seq, model.max_tokens());
     let step = match stored.as_ref().and_then(|t| smallest(&t.steps, rows, seq)) {
         Some(bucket) => bucket.program,
-        None => programs::train_step(&model, rows, seq, true)?.program,
+        None => programs::train_step(&model, rows, seq, true, &options)?.program,
     };
     let parameters = programs::parameter_shapes(&model)?;
     let adam = AdamW::default();
     let optimizer = match &stored {
         Some(t) => t.optimizer.clone(),
-        None => programs::optimizer(&parameters, &adam)?,
+        None => programs::optimizer(&parameters, &adam, &options)?,
     };
     let train_step = load(step)?;
     let optimizer = load(optimizer)?;

@@ -718,8 +718,45 @@ pub fn gemm_of(graph: &Graph, op: &Op) -> Option<(GemmKey, [ValueId; 2], Option<
     })
 }
 
-/// The GEMM `layout`: the lane kernel where the layout suits it and the
-/// options ask for it (a tuned choice for this GEMM, else `lane_gemm`),
+/// The kernels a GEMM can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GemmKernel {
+    /// matmul.wgsl: workgroup memory, barriers, register blocks.
+    Tiled,
+    /// matmul_lanes.wgsl: no workgroup memory, for adapters that run lanes
+    /// as SIMD on a CPU (4 to 6 times the tiled one's GFLOP/s on lavapipe,
+    /// benches/gemm.rs).
+    Lanes,
+    /// The lane kernel with x's rows loaded once per 8 lanes and handed on
+    /// by subgroupBroadcast: only for adapters with subgroups of 8 lanes or
+    /// more, which the runtime checks.
+    LanesSubgroup,
+}
+
+impl GemmKernel {
+    /// The kernel family's name, as the profile, the tuning record and
+    /// `--gemm` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmKernel::Tiled => "matmul",
+            GemmKernel::Lanes => "matmul_lanes",
+            GemmKernel::LanesSubgroup => "matmul_lanes_subgroup",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            GemmKernel::Tiled,
+            GemmKernel::Lanes,
+            GemmKernel::LanesSubgroup,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
+/// The GEMM `layout` on the kernel the options ask for (a tuned choice for
+/// this GEMM, else `gemm`); a lane kernel only where the layout suits it,
 /// else the tiled one. Without a bias, the left operand is bound in its
 /// place and never read.
 fn gemm(
@@ -730,14 +767,12 @@ fn gemm(
 ) -> Parts {
     let GemmKey { m, n, k, gelu, .. } = layout;
     let reads = vec![x, w, bias.unwrap_or(x)];
-    let lanes = options
+    let kernel = options
         .tuned_gemms
         .get(&layout)
         .copied()
-        .unwrap_or(options.lane_gemm);
-    // Every load an aligned vec4: the lane kernel, 4 to 6 times the tiled
-    // one's GFLOP/s on lavapipe (benches/gemm.rs).
-    if lanes && layout.suits_lanes() {
+        .unwrap_or(options.gemm);
+    if kernel != GemmKernel::Tiled && layout.suits_lanes() {
         let c = vec![
             ("M", m.to_string()),
             ("N", n.to_string()),
@@ -752,7 +787,12 @@ fn gemm(
             m.div_ceil(MATMUL_LANES_ROWS) as u32,
             1,
         ];
-        return (Template::MatmulLanes, c, reads, workgroups);
+        let template = if kernel == GemmKernel::LanesSubgroup {
+            Template::MatmulLanesSubgroup
+        } else {
+            Template::MatmulLanes
+        };
+        return (template, c, reads, workgroups);
     }
     // Rows a thread: enough for the workgroup to cover m, at most the maximum.
     let thread_m = m

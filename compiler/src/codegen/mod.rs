@@ -20,7 +20,7 @@ use xltc_runtime::Program;
 
 use crate::ir::{Graph, Op, Source, ValueId};
 
-pub use kernels::{gemm_of, GemmKey};
+pub use kernels::{gemm_of, GemmKernel, GemmKey};
 pub use templates::Template;
 pub use training::{lower_optimizer, lower_train_step, optimizer_input, OPTIMIZER_INPUT};
 pub use validate::validate_wgsl;
@@ -50,21 +50,40 @@ pub const WEBGPU_MAX_BINDING_BYTES: u64 = 128 << 20;
 pub struct CodegenOptions {
     /// The largest storage binding a kernel may use.
     pub max_binding_bytes: u64,
-    /// GEMMs whose rows along k are whole vec4s use the lane kernel
-    /// (matmul_lanes.wgsl, made for adapters that run lanes as SIMD on a
-    /// CPU); off, every GEMM uses the tiled one (matmul.wgsl).
-    pub lane_gemm: bool,
-    /// The kernel `xltc compile --tune` chose for a GEMM (true: the lane
-    /// kernel), in place of `lane_gemm`'s rule.
-    pub tuned_gemms: BTreeMap<GemmKey, bool>,
+    /// The kernel of every GEMM that no tuned choice names; a lane kernel
+    /// only where the GEMM's rows along k are whole vec4s, else the tiled
+    /// one.
+    pub gemm: GemmKernel,
+    /// The kernel `xltc compile --tune` chose for a GEMM, in place of
+    /// `gemm`.
+    pub tuned_gemms: BTreeMap<GemmKey, GemmKernel>,
 }
 
 impl Default for CodegenOptions {
     fn default() -> Self {
         Self {
             max_binding_bytes: WEBGPU_MAX_BINDING_BYTES,
-            lane_gemm: true,
+            gemm: GemmKernel::Lanes,
             tuned_gemms: BTreeMap::new(),
+        }
+    }
+}
+
+impl CodegenOptions {
+    /// For programs compiled to run now, on `adapter`: the subgroup lane
+    /// GEMM where its subgroups have the 8 lanes it broadcasts from (the
+    /// same sums in the same order as the lane kernel, so the same bits;
+    /// 2.6x its GFLOP/s on lavapipe), else the defaults. An artifact keeps
+    /// the defaults unless asked (`compile --subgroup-gemm` or `--tune`): it
+    /// may run elsewhere.
+    pub fn for_adapter(adapter: &xltc_runtime::AdapterReport) -> Self {
+        let gemm = match adapter.subgroup_min_size >= 8 {
+            true => GemmKernel::LanesSubgroup,
+            false => GemmKernel::Lanes,
+        };
+        Self {
+            gemm,
+            ..Self::default()
         }
     }
 }
@@ -254,7 +273,11 @@ pub(super) fn add_kernel(
             kernel: name.clone(),
             message,
         })?;
-        program.kernels.push(KernelSpec { name, wgsl });
+        program.kernels.push(KernelSpec {
+            name,
+            wgsl,
+            min_subgroup_size: instance.template.min_subgroup_size(),
+        });
     }
     Ok(kernel)
 }

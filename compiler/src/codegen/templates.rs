@@ -12,6 +12,7 @@ pub enum Template {
     ColumnSum,
     Matmul,
     MatmulLanes,
+    MatmulLanesSubgroup,
     LayerNorm,
     AttentionScores,
     MaskedSoftmax,
@@ -52,6 +53,7 @@ impl Template {
             Template::ColumnSum => "column_sum",
             Template::Matmul => "matmul",
             Template::MatmulLanes => "matmul_lanes",
+            Template::MatmulLanesSubgroup => "matmul_lanes_subgroup",
             Template::LayerNorm => "layer_norm",
             Template::AttentionScores => "attention_scores",
             Template::MaskedSoftmax => "masked_softmax",
@@ -106,6 +108,12 @@ impl Template {
             ),
             Template::MatmulLanes => concat!(
                 include_str!("../../../shaders/matmul_lanes.wgsl"),
+                include_str!("../../../shaders/matmul_lanes_loads.wgsl"),
+                include_str!("../../../shaders/gelu.wgsl")
+            ),
+            Template::MatmulLanesSubgroup => concat!(
+                include_str!("../../../shaders/matmul_lanes.wgsl"),
+                include_str!("../../../shaders/matmul_lanes_subgroup.wgsl"),
                 include_str!("../../../shaders/gelu.wgsl")
             ),
             Template::LayerNorm => concat!(
@@ -166,6 +174,15 @@ impl Template {
             ),
             Template::Clip => include_str!("../../../shaders/clip.wgsl"),
             Template::AdamW => include_str!("../../../shaders/adamw.wgsl"),
+        }
+    }
+
+    /// The fewest lanes a subgroup of the adapter must have for the kernel
+    /// to be right; 0 for kernels that use no subgroup operation.
+    pub fn min_subgroup_size(self) -> u32 {
+        match self {
+            Template::MatmulLanesSubgroup => 8,
+            _ => 0,
         }
     }
 

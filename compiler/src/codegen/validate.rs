@@ -3,10 +3,15 @@
 
 pub fn validate_wgsl(wgsl: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| e.emit_to_string(wgsl))?;
+    // Subgroup operations are allowed: a kernel that uses them says so
+    // (KernelSpec::min_subgroup_size) and the runtime checks the adapter.
     let mut validator = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
+        naga::valid::Capabilities::SUBGROUP,
     );
+    validator
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all());
     validator
         .validate(&module)
         .map_err(|e| e.emit_to_string(wgsl))?;

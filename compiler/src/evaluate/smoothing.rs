@@ -100,7 +100,8 @@ impl NoisyClassifier<'_> {
             std::collections::hash_map::Entry::Vacant(e) => {
                 let graph = model.perturbable_graph(key.0, key.1);
                 let graph = passes::fuse_with(&graph, passes::Fusions::default());
-                let compiled = codegen::lower(&graph, &CodegenOptions::default())?;
+                let options = CodegenOptions::for_adapter(&gpu.adapter);
+                let compiled = codegen::lower(&graph, &options)?;
                 let program = compiled.program.clone();
                 let load = Executor::load(gpu, program, |n| compiled.weight(n));
                 e.insert(pollster::block_on(load)?)

@@ -13,7 +13,7 @@ use xltc_runtime::artifact::{Bucket, Training};
 use xltc_runtime::program::{BufferRole, WeightSlice};
 use xltc_runtime::{Executor, Gpu, GpuError, ModelInputs, Output, TrainingInputs, WeightBuffers};
 
-use crate::codegen::{optimizer_input, OPTIMIZER_INPUT};
+use crate::codegen::{optimizer_input, CodegenOptions, OPTIMIZER_INPUT};
 use crate::frontend::Model;
 use crate::reference::{AdamW, Tensor};
 
@@ -56,7 +56,10 @@ impl GpuSteps {
         let gpu = Gpu::new_blocking().map_err(gpu_error)?;
         let program = match &stored {
             Some(training) => training.optimizer.clone(),
-            None => programs::optimizer(&programs::shapes(params), adam)?,
+            None => {
+                let options = CodegenOptions::for_adapter(&gpu.adapter);
+                programs::optimizer(&programs::shapes(params), adam, &options)?
+            }
         };
         let find = |wanted: &BufferRole| {
             program
@@ -124,22 +127,24 @@ impl GpuSteps {
     ) -> Result<BTreeMap<String, Output>, TrainError> {
         let key = (inputs.batch, inputs.seq);
         let stored = self.stored.as_ref().map(|t| &t.steps[..]);
+        let options = CodegenOptions::for_adapter(&self.gpu.adapter);
+        let options = &options;
         let (cache, build): (_, Box<dyn FnOnce() -> Result<Bucket, TrainError>>) = match kind {
             Pass::Task => (
                 &mut self.train_steps,
-                Box::new(|| programs::train_step(model, key.0, key.1, dropout)),
+                Box::new(|| programs::train_step(model, key.0, key.1, dropout, options)),
             ),
             Pass::Alignment => (
                 &mut self.alignment_steps,
-                Box::new(|| programs::alignment_step(model, key.0 / 2, key.1, dropout)),
+                Box::new(|| programs::alignment_step(model, key.0 / 2, key.1, dropout, options)),
             ),
             Pass::Ascent => (
                 &mut self.ascents,
-                Box::new(|| programs::ascent(model, key.0, key.1, dropout)),
+                Box::new(|| programs::ascent(model, key.0, key.1, dropout, options)),
             ),
             Pass::AlignmentAscent => (
                 &mut self.alignment_ascents,
-                Box::new(|| programs::alignment_ascent(model, key.0 / 2, key.1, dropout)),
+                Box::new(|| programs::alignment_ascent(model, key.0 / 2, key.1, dropout, options)),
             ),
         };
         let executor = cached(cache, key, &self.gpu, &self.shared, || {
@@ -180,7 +185,10 @@ impl GpuSteps {
             &self.shared,
             || match find(stored, key) {
                 Some(program) => Ok(program),
-                None => Ok(programs::forward(model, key.0, key.1)?.program),
+                None => {
+                    let options = CodegenOptions::for_adapter(&self.gpu.adapter);
+                    Ok(programs::forward(model, key.0, key.1, &options)?.program)
+                }
             },
         )?;
         let mut out = pollster::block_on(executor.run(&self.gpu, inputs)).map_err(gpu_error)?;

@@ -89,9 +89,10 @@ pub fn train_step(
     batch: usize,
     seq: usize,
     dropout: bool,
+    options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
     let graph = autodiff(&model.training_graph(batch, seq, dropout)?)?;
-    let program = lower_train_step(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    let program = lower_train_step(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
         flops: graph.flops(),
@@ -106,9 +107,10 @@ pub fn alignment_step(
     pairs: usize,
     seq: usize,
     dropout: bool,
+    options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
     let graph = autodiff(&model.alignment_graph(pairs, seq, dropout))?;
-    let program = lower_train_step(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    let program = lower_train_step(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
         flops: graph.flops(),
@@ -123,9 +125,10 @@ pub fn ascent(
     batch: usize,
     seq: usize,
     dropout: bool,
+    options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
     let graph = perturbation_gradient(&model.training_graph(batch, seq, dropout)?)?;
-    let program = lower(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    let program = lower(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
         flops: graph.flops(),
@@ -140,9 +143,10 @@ pub fn alignment_ascent(
     pairs: usize,
     seq: usize,
     dropout: bool,
+    options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
     let graph = perturbation_gradient(&model.alignment_graph(pairs, seq, dropout))?;
-    let program = lower(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    let program = lower(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
         flops: graph.flops(),
@@ -151,9 +155,14 @@ pub fn alignment_ascent(
 
 /// The un-fused forward of bucket `batch` x `seq` (logits), whose weights
 /// are the parameters' buffers one a tensor.
-pub fn forward(model: &Model, batch: usize, seq: usize) -> Result<Bucket, TrainError> {
+pub fn forward(
+    model: &Model,
+    batch: usize,
+    seq: usize,
+    options: &CodegenOptions,
+) -> Result<Bucket, TrainError> {
     let graph = model.graph(batch, seq);
-    let program = lower(&graph, &CodegenOptions::default()).map_err(codegen_error)?;
+    let program = lower(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
         flops: graph.flops(),
@@ -161,29 +170,35 @@ pub fn forward(model: &Model, batch: usize, seq: usize) -> Result<Bucket, TrainE
 }
 
 /// The optimizer step over `parameters`.
-pub fn optimizer(parameters: &[ParameterShape], adam: &AdamW) -> Result<Program, TrainError> {
-    lower_optimizer(parameters, adam, &CodegenOptions::default()).map_err(codegen_error)
+pub fn optimizer(
+    parameters: &[ParameterShape],
+    adam: &AdamW,
+    options: &CodegenOptions,
+) -> Result<Program, TrainError> {
+    lower_optimizer(parameters, adam, options).map_err(codegen_error)
 }
 
 /// Every program training `model` in batches of `batch` sequences of up to
-/// `max_seq` tokens takes; `progress` hears (done, total) after each.
+/// `max_seq` tokens takes, compiled with `options`; `progress` hears
+/// (done, total) after each.
 pub fn compile_training(
     model: &Model,
     batch: usize,
     max_seq: usize,
     dropout: bool,
     adam: &AdamW,
+    options: &CodegenOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Training, TrainError> {
     let parameters = parameter_shapes(model)?;
     let seqs = sequence_buckets(max_seq, model.max_tokens());
     let total = 2 * seqs.len() + 1;
-    let optimizer = optimizer(&parameters, adam)?;
+    let optimizer = optimizer(&parameters, adam, options)?;
     progress(1, total);
     let (mut steps, mut forwards) = (Vec::new(), Vec::new());
     for (index, &seq) in seqs.iter().enumerate() {
-        steps.push(train_step(model, batch, seq, dropout)?);
-        forwards.push(forward(model, batch * EVALUATION_BATCHES, seq)?);
+        steps.push(train_step(model, batch, seq, dropout, options)?);
+        forwards.push(forward(model, batch * EVALUATION_BATCHES, seq, options)?);
         progress(2 * index + 3, total);
     }
     Ok(Training {
