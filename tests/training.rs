@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use safetensors::{Dtype, SafeTensors};
 use xltc::codegen::{lower, CodegenOptions};
 use xltc::frontend::Model;
-use xltc::passes::{autodiff, gradient_name, WORD_EMBEDDING_GRADIENT};
+use xltc::ir::{Op, Source};
+use xltc::passes::{autodiff, fuse_with, gradient_name, Fusions, WORD_EMBEDDING_GRADIENT};
 use xltc::reference::{run_in, Real, Tensor, TrainingInputs};
 use xltc_runtime::{Encoding, Executor, ModelInputs};
 
@@ -216,10 +217,17 @@ fn train_step_on_gpu(
 }
 
 /// The loss, every parameter's gradient and the word embeddings' from the
-/// un-fused training graph on the GPU equal PyTorch's (relative error
-/// below 1e-4), and repeat bit for bit.
+/// training graph on the GPU, un-fused and with the fusions training's
+/// programs take (every GEMM + bias one kernel), equal PyTorch's (relative
+/// error below 1e-4), and repeat bit for bit.
 #[test]
 fn gpu_gradients_equal_pytorchs_and_repeat_bit_for_bit() {
+    let linears = |graph: &xltc::ir::Graph| {
+        graph
+            .values()
+            .filter(|(_, v)| matches!(v.source, Source::Op(Op::Linear { .. })))
+            .count()
+    };
     for name in ["tiny-bert", "tiny-xlmr"] {
         let model = Model::load(&model_dir(name)).unwrap();
         let f = read_fixture(name);
@@ -228,9 +236,18 @@ fn gpu_gradients_equal_pytorchs_and_repeat_bit_for_bit() {
             .training_graph(inputs.batch, inputs.seq, false)
             .unwrap();
         let graph = autodiff(&forward).unwrap();
-        let out = train_step_on_gpu(&graph, &inputs, &training);
-        let worst = check(name, &out, &f, 1e-4);
-        eprintln!("{name}: GPU gradients within {worst:.1e} of PyTorch's");
+        let fused = fuse_with(&graph, Fusions::TRAINING);
+        fused.validate().unwrap();
+        // Six GEMMs a layer (Q, K, V, attention output, intermediate,
+        // output), the pooler and the classifier.
+        let layers = model.config.layers;
+        assert_eq!(linears(&graph), 0, "{name}: the un-fused graph");
+        assert_eq!(linears(&fused), 6 * layers + 2, "{name}: every GEMM + bias");
+        for (form, graph) in [("un-fused", &graph), ("fused", &fused)] {
+            let out = train_step_on_gpu(graph, &inputs, &training);
+            let worst = check(name, &out, &f, 1e-4);
+            eprintln!("{name}, {form}: GPU gradients within {worst:.1e} of PyTorch's");
+        }
     }
 }
 
@@ -321,7 +338,6 @@ fn micro_batch(
 /// and gradient norm, and every parameter after the third step.
 #[test]
 fn three_adamw_steps_with_accumulation_and_clipping_equal_pytorchs() {
-    use xltc::ir::Source;
     use xltc::reference::{adamw_step, clip_by_global_norm, decays, linear_schedule, AdamW};
 
     for name in ["tiny-bert", "tiny-xlmr"] {
@@ -417,7 +433,7 @@ fn three_adamw_steps_with_accumulation_and_clipping_equal_pytorchs() {
 fn parameter_shapes(graph: &xltc::ir::Graph) -> Vec<(String, Vec<usize>)> {
     graph
         .values()
-        .filter(|(_, v)| matches!(v.source, xltc::ir::Source::Weight(_)))
+        .filter(|(_, v)| matches!(v.source, Source::Weight(_)))
         .map(|(_, v)| (v.name.clone(), v.shape.clone()))
         .collect()
 }
@@ -468,7 +484,11 @@ fn three_adamw_steps_on_the_gpu_equal_pytorchs() {
         let model = Model::load(&model_dir(name)).unwrap();
         let f = read_fixture(name);
         let (inputs, training) = inputs(&model, &f);
-        let graph = autodiff(&model.training_graph(3, inputs.seq, false).unwrap()).unwrap();
+        // Fused as the trainer's programs are (programs::train_step).
+        let graph = fuse_with(
+            &autodiff(&model.training_graph(3, inputs.seq, false).unwrap()).unwrap(),
+            Fusions::TRAINING,
+        );
         let step_program = lower_train_step(&graph, &options).unwrap();
         let parameters = parameter_shapes(&graph);
         let adam = AdamW {

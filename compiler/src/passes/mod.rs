@@ -62,6 +62,16 @@ impl Fusions {
         embeddings: false,
         head: false,
     };
+    /// The fusions training's programs take, after autodiff: GEMM + bias
+    /// (GELU stays apart, since its backward reads the pre-activation). The
+    /// others would pack parameters into new tensors (Q, K and V; the
+    /// embedding tables; the head) or lose a value the backward reads
+    /// (attention's probabilities, the LayerNorm's input), so their passes
+    /// find nothing to fuse in a training graph or must not run.
+    pub const TRAINING: Fusions = Fusions {
+        linear: true,
+        ..Fusions::NONE
+    };
 }
 
 /// What `xltc compile` fuses unless told otherwise: every fusion but the two

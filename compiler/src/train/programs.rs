@@ -1,5 +1,5 @@
 //! Training's GPU programs, by kind: the train step of a (batch rows,
-//! sequence) bucket, the un-fused forward of dev evaluation, and the
+//! sequence) bucket, the forward of dev evaluation, and the
 //! optimizer step. The trainer compiles a bucket's programs with these
 //! functions when it first meets the bucket; `xltc compile --training`
 //! compiles every bucket with them into the artifact, so `xltc inspect`
@@ -12,7 +12,8 @@ use super::TrainError;
 use crate::codegen::{lower, lower_optimizer, lower_train_step, CodegenOptions};
 use crate::frontend::Model;
 use crate::ir::Source;
-use crate::passes::{autodiff, perturbation_gradient};
+use crate::ir::Graph;
+use crate::passes::{autodiff, fuse_with, perturbation_gradient, Fusions};
 use crate::reference::AdamW;
 
 /// Sequence lengths of training's programs are rounded up to a multiple of
@@ -77,6 +78,13 @@ pub fn shapes(params: &[Parameter]) -> Vec<ParameterShape> {
         .collect()
 }
 
+/// `graph` with the fusions training's programs take
+/// ([`Fusions::TRAINING`]): the GPU runs fused kernels where a fusion keeps
+/// every value the backward reads and every parameter a tensor of its own.
+fn fused(graph: Graph) -> Graph {
+    fuse_with(&graph, Fusions::TRAINING)
+}
+
 fn codegen_error(error: crate::codegen::CodegenError) -> TrainError {
     TrainError::Gpu(error.to_string())
 }
@@ -91,7 +99,7 @@ pub fn train_step(
     dropout: bool,
     options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
-    let graph = autodiff(&model.training_graph(batch, seq, dropout)?)?;
+    let graph = fused(autodiff(&model.training_graph(batch, seq, dropout)?)?);
     let program = lower_train_step(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
@@ -109,7 +117,7 @@ pub fn alignment_step(
     dropout: bool,
     options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
-    let graph = autodiff(&model.alignment_graph(pairs, seq, dropout))?;
+    let graph = fused(autodiff(&model.alignment_graph(pairs, seq, dropout))?);
     let program = lower_train_step(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
@@ -127,7 +135,9 @@ pub fn ascent(
     dropout: bool,
     options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
-    let graph = perturbation_gradient(&model.training_graph(batch, seq, dropout)?)?;
+    let graph = fused(perturbation_gradient(
+        &model.training_graph(batch, seq, dropout)?,
+    )?);
     let program = lower(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
@@ -145,7 +155,9 @@ pub fn alignment_ascent(
     dropout: bool,
     options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
-    let graph = perturbation_gradient(&model.alignment_graph(pairs, seq, dropout))?;
+    let graph = fused(perturbation_gradient(&model.alignment_graph(
+        pairs, seq, dropout,
+    ))?);
     let program = lower(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
@@ -153,15 +165,15 @@ pub fn alignment_ascent(
     })
 }
 
-/// The un-fused forward of bucket `batch` x `seq` (logits), whose weights
-/// are the parameters' buffers one a tensor.
+/// The forward of bucket `batch` x `seq` (logits), fused as the train step
+/// is, whose weights are the parameters' buffers one a tensor.
 pub fn forward(
     model: &Model,
     batch: usize,
     seq: usize,
     options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
-    let graph = model.graph(batch, seq);
+    let graph = fused(model.graph(batch, seq));
     let program = lower(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
