@@ -1,17 +1,19 @@
-//! Text in, predictions out: tokenize, pad a batch, build the graph for its
-//! shape, run it on the CPU reference or on the GPU. For an encoder without a head, a
-//! sentence pair is two sentences to compare (each embedded on its own, as a
-//! bi-encoder is used), not one joint input.
+//! Text in, predictions out, on every engine: the runtime's requests,
+//! sequences and predictions (xltc_runtime::prediction), run in batches of
+//! like length on the CPU reference, on kernels lowered for each batch, or
+//! on a compiled artifact's session.
 
 use std::collections::HashMap;
 
+use xltc_runtime::prediction::{assemble, prediction_outputs, request_sequences};
+pub use xltc_runtime::prediction::{Prediction, Request};
 use xltc_runtime::{
-    cosine, rows_of, Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, Session,
-    SessionError, TextTokenizer, TokenizerError,
+    rows_of, Encoding, Executor, Gpu, GpuError, ModelInputs, Overflow, RequestError, Session,
+    SessionError, TextTokenizer,
 };
 
 use crate::codegen::{self, CodegenError, CodegenOptions};
-use crate::frontend::{Model, ModelOutput};
+use crate::frontend::Model;
 use crate::passes;
 use crate::reference::{self, ReferenceError};
 
@@ -35,56 +37,10 @@ impl Engine {
     }
 }
 
-/// One input: a sentence, or a sentence pair, and where it came from (for errors).
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub origin: String,
-    pub text: String,
-    pub pair: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Prediction {
-    Classification {
-        probabilities: Vec<f32>,
-        logits: Vec<f32>,
-    },
-    Embedding {
-        embedding: Vec<f32>,
-        pair_embedding: Option<Vec<f32>>,
-    },
-}
-
-impl Prediction {
-    /// The index of the most probable label, for a classification; the
-    /// first of equals, as evaluation and training count it.
-    pub fn label(&self) -> Option<usize> {
-        let Prediction::Classification { probabilities, .. } = self else {
-            return None;
-        };
-        Some(crate::evaluate::argmax(probabilities))
-    }
-
-    /// Cosine similarity of a sentence and its pair, for embeddings of a pair.
-    pub fn cosine(&self) -> Option<f32> {
-        match self {
-            Prediction::Embedding {
-                embedding,
-                pair_embedding: Some(other),
-            } => Some(cosine(embedding, other)),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
-    #[error("{origin}")]
-    Tokenize {
-        origin: String,
-        #[source]
-        source: TokenizerError,
-    },
+    #[error(transparent)]
+    Request(#[from] RequestError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error(transparent)]
@@ -106,7 +62,7 @@ pub fn predict(
     batch_size: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Prediction>, PredictError> {
-    let sequences = tokenize_all(model, tokenizer, requests, overflow)?;
+    let sequences = request_sequences(model.output, tokenizer, requests, overflow)?;
     let names = prediction_outputs(model.output);
     let outputs = run_all(engine, model, &sequences, names, batch_size, &mut progress)?;
     Ok(assemble(model.output, requests, outputs))
@@ -129,7 +85,7 @@ pub fn mean_hidden_states(
     for request in requests {
         let encoding = tokenizer
             .encode(&request.text, None, overflow)
-            .map_err(|source| PredictError::Tokenize {
+            .map_err(|source| RequestError {
                 origin: request.origin.clone(),
                 source,
             })?;
@@ -154,16 +110,6 @@ pub fn mean_hidden_states(
             pooled
         })
         .collect())
-}
-
-/// The graph outputs a prediction reads: a classifier's logits and the
-/// probabilities of the graph's own softmax (the numbers the browser shows),
-/// an encoder's sentence embeddings.
-fn prediction_outputs(output: ModelOutput) -> &'static [&'static str] {
-    match output {
-        ModelOutput::Classification => &["logits", "probabilities"],
-        ModelOutput::SentenceEmbedding { .. } => &["sentence_embedding"],
-    }
 }
 
 /// Each output of `names`, a row for every sequence in their order
@@ -193,39 +139,6 @@ fn run_all(
         progress(done, sequences.len());
     }
     Ok(outputs)
-}
-
-/// The sequences the graph sees: one per request for a classifier; for an
-/// embedding model, the text and then (if any) the pair as separate sequences.
-pub(crate) fn tokenize_all(
-    model: &Model,
-    tokenizer: &TextTokenizer,
-    requests: &[Request],
-    overflow: Overflow,
-) -> Result<Vec<Encoding>, PredictError> {
-    let mut sequences = Vec::new();
-    for request in requests {
-        let encode = |text: &str, pair: Option<&str>| {
-            tokenizer
-                .encode(text, pair, overflow)
-                .map_err(|source| PredictError::Tokenize {
-                    origin: request.origin.clone(),
-                    source,
-                })
-        };
-        match (model.output, &request.pair) {
-            (ModelOutput::Classification, pair) => {
-                sequences.push(encode(&request.text, pair.as_deref())?)
-            }
-            (ModelOutput::SentenceEmbedding { .. }, pair) => {
-                sequences.push(encode(&request.text, None)?);
-                if let Some(pair) = pair {
-                    sequences.push(encode(pair, None)?);
-                }
-            }
-        }
-    }
-    Ok(sequences)
 }
 
 /// Each output of `names`, a row a sequence, for one padded batch.
@@ -269,32 +182,4 @@ fn run_batch(
             rows_of(&data, rows, sequences.len())
         })
         .collect())
-}
-
-/// The predictions from [`prediction_outputs`]' rows.
-fn assemble(
-    output: ModelOutput,
-    requests: &[Request],
-    rows: Vec<Vec<Vec<f32>>>,
-) -> Vec<Prediction> {
-    let mut outputs = rows.into_iter().map(Vec::into_iter);
-    let mut first = outputs.next().expect("a prediction reads an output");
-    let mut second = outputs.next();
-    let mut next = || first.next().expect("one row per sequence");
-    requests
-        .iter()
-        .map(|request| match output {
-            ModelOutput::Classification => Prediction::Classification {
-                logits: next(),
-                probabilities: second
-                    .as_mut()
-                    .and_then(Iterator::next)
-                    .expect("one row of probabilities per sequence"),
-            },
-            ModelOutput::SentenceEmbedding { .. } => Prediction::Embedding {
-                embedding: next(),
-                pair_embedding: request.pair.as_ref().map(|_| next()),
-            },
-        })
-        .collect()
 }

@@ -8,6 +8,7 @@ pub mod evaluation;
 pub mod executor;
 pub mod inputs;
 pub mod pairs;
+pub mod prediction;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod profile;
 pub mod program;
@@ -23,6 +24,7 @@ pub use device::{AdapterReport, Gpu, GpuError};
 pub use executor::{Executor, Output, WeightBuffers};
 pub use inputs::{ModelInputs, PositionScheme, TrainingInputs};
 pub use pairs::{LabelledPair, PairFile, PairFileError};
+pub use prediction::{Prediction, Request, RequestError};
 pub use program::Program;
 pub use random::{philox_uniform, SplitMix64};
 pub use session::{rows_of, Session, SessionError};

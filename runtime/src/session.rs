@@ -1,18 +1,21 @@
 //! Runs a compiled artifact's programs: each batch goes to the smallest
 //! bucket that holds it, padded to the bucket's shape; an executor is made
 //! once a bucket, on first use, and all share one set of weight buffers.
-//! Shared by the native command and the browser.
+//! Shared by the native command and the browser, down to the predictions.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::artifact::{Bucket, ModelInfo};
+use crate::artifact::{Bucket, ModelInfo, OutputKind};
 use crate::device::{Gpu, GpuError};
 use crate::executor::{Executor, WeightBuffers};
 use crate::inputs::ModelInputs;
 use crate::inputs::PositionScheme;
-use crate::tokenizer::Encoding;
+use crate::prediction::{
+    assemble, prediction_outputs, request_sequences, Prediction, Request, RequestError,
+};
+use crate::tokenizer::{Encoding, Overflow, TextTokenizer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -25,12 +28,15 @@ pub enum SessionError {
     NoOutput(String),
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
 }
 
 pub struct Session {
     buckets: Vec<Bucket>,
     pad_id: u32,
     positions: PositionScheme,
+    output: OutputKind,
     /// Shared out by `Rc` so that no borrow of the map lives across an await
     /// (the page may run two predictions at once).
     executors: RefCell<HashMap<usize, Rc<Executor>>>,
@@ -44,6 +50,7 @@ impl Session {
             buckets,
             pad_id: model.pad_token_id,
             positions: model.positions,
+            output: model.output,
             executors: RefCell::new(HashMap::new()),
             weights: WeightBuffers::default(),
         }
@@ -78,6 +85,28 @@ impl Session {
             .map(|b| b.program.seq)
             .max()
             .unwrap_or(0)
+    }
+
+    /// The predictions of `requests`, tokenized by `tokenizer`, in runs of
+    /// at most [`Session::max_batch`] sequences.
+    pub async fn predict<'w>(
+        &self,
+        gpu: &Gpu,
+        tokenizer: &TextTokenizer,
+        requests: &[Request],
+        overflow: Overflow,
+        weight: impl Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<Vec<Prediction>, SessionError> {
+        let sequences = request_sequences(self.output, tokenizer, requests, overflow)?;
+        let names = prediction_outputs(self.output);
+        let mut rows = vec![Vec::new(); names.len()];
+        for batch in sequences.chunks(self.max_batch()) {
+            let ran = self.run_outputs(gpu, batch, names, &weight).await?;
+            for (all, some) in rows.iter_mut().zip(ran) {
+                all.extend(some);
+            }
+        }
+        Ok(assemble(self.output, requests, rows))
     }
 
     /// Output `name`, one row a sequence, for at most [`Session::max_batch`]

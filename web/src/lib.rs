@@ -8,8 +8,8 @@ use std::path::Path;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use xltc_runtime::artifact::{ModelInfo, OutputKind};
-use xltc_runtime::{cosine, Artifact, Gpu, Overflow, Session, TextTokenizer};
+use xltc_runtime::artifact::ModelInfo;
+use xltc_runtime::{Artifact, Gpu, Overflow, Request, Session, TextTokenizer};
 
 /// A loaded model, ready to predict.
 #[wasm_bindgen]
@@ -70,42 +70,30 @@ impl Demo {
         format!("{} ({})", self.model.name, self.model.architecture)
     }
 
-    /// A prediction as JSON: {"labels", "probabilities"} for a classifier;
-    /// {"embedding", "pair_embedding", "cosine"} for an embedding model.
+    /// A prediction as JSON, as `xltc run --json` writes it: "labels" and
+    /// "probabilities" for a classifier; "embedding", "pair_embedding" and
+    /// "cosine" for an embedding model.
     pub async fn predict(&self, text: String, pair: Option<String>) -> Result<String, JsValue> {
-        let pair = pair.filter(|p| !p.trim().is_empty());
-        let encode = |t: &str, p: Option<&str>| {
-            self.tokenizer
-                .encode(t, p, Overflow::Truncate)
-                .map_err(js_error)
+        let request = Request {
+            origin: "the page's input".into(),
+            text,
+            pair: pair.filter(|p| !p.trim().is_empty()),
         };
         let weight = |n: &str| self.weights.get(n).map(Vec::as_slice);
-        match self.model.output {
-            OutputKind::Classification => {
-                let sequence = encode(&text, pair.as_deref())?;
-                let rows = self
-                    .session
-                    .run(&self.gpu, &[sequence], "probabilities", weight)
-                    .await
-                    .map_err(js_error)?;
-                Ok(
-                    serde_json::json!({"labels": self.model.labels, "probabilities": rows[0]})
-                        .to_string(),
-                )
-            }
-            OutputKind::SentenceEmbedding { .. } => {
-                let mut sequences = vec![encode(&text, None)?];
-                if let Some(pair) = &pair {
-                    sequences.push(encode(pair, None)?);
-                }
-                let rows = self
-                    .session
-                    .run(&self.gpu, &sequences, "sentence_embedding", weight)
-                    .await
-                    .map_err(js_error)?;
-                let cosine = rows.get(1).map(|b| cosine(&rows[0], b));
-                Ok(serde_json::json!({"embedding": rows[0], "pair_embedding": rows.get(1), "cosine": cosine}).to_string())
-            }
-        }
+        let requests = [request];
+        let predictions = self
+            .session
+            .predict(
+                &self.gpu,
+                &self.tokenizer,
+                &requests,
+                Overflow::Truncate,
+                weight,
+            )
+            .await
+            .map_err(js_error)?;
+        Ok(predictions[0]
+            .to_json(&requests[0], &self.model.labels)
+            .to_string())
     }
 }

@@ -6,7 +6,6 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde_json::json;
 use xltc::frontend::{Model, ModelOutput};
 use xltc::predict::{predict, Engine, Prediction, Request};
 use xltc_runtime::Overflow;
@@ -63,7 +62,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         for (request, prediction) in requests.iter().zip(&predictions) {
-            writeln!(out, "{}", json_line(&model, request, prediction))?;
+            writeln!(out, "{}", prediction.to_json(request, &model.config.labels))?;
         }
     } else {
         writeln!(out, "{}", describe(&model, &engine))?;
@@ -146,30 +145,4 @@ fn table_line(model: &Model, index: usize, request: &Request, prediction: &Predi
         },
     };
     format!("[{index}] {result}   {inputs}")
-}
-
-fn json_line(model: &Model, request: &Request, prediction: &Prediction) -> serde_json::Value {
-    match prediction {
-        Prediction::Classification {
-            probabilities,
-            logits,
-        } => json!({
-            "text": request.text,
-            "pair": request.pair,
-            "label": model.config.labels[prediction.label().unwrap_or(0)],
-            "labels": model.config.labels,
-            "probabilities": probabilities,
-            "logits": logits,
-        }),
-        Prediction::Embedding {
-            embedding,
-            pair_embedding,
-        } => json!({
-            "text": request.text,
-            "pair": request.pair,
-            "embedding": embedding,
-            "pair_embedding": pair_embedding,
-            "cosine": prediction.cosine(),
-        }),
-    }
 }

@@ -240,13 +240,7 @@ impl Decision {
     }
 }
 
-/// The index of the largest value, the first of equals: a classifier's
-/// prediction from its logits or probabilities.
-pub fn argmax(values: &[f32]) -> usize {
-    (0..values.len())
-        .max_by(|&a, &b| values[a].total_cmp(&values[b]).then(b.cmp(&a)))
-        .unwrap_or(0)
-}
+pub use xltc_runtime::prediction::argmax;
 
 /// Gold labels as class numbers: a model's labels (by name, or by number), or
 /// 0 and 1 for a similarity threshold.

@@ -5,13 +5,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use xltc_runtime::prediction::request_sequences;
 use xltc_runtime::{cosine, Encoding, Overflow, TextTokenizer};
 
 use super::smoothing::{input_key, smooth, Smoothed, Smoothing};
 use crate::frontend::{Model, ModelOutput};
-use crate::predict::{
-    mean_hidden_states, predict, tokenize_all, Engine, PredictError, Prediction, Request,
-};
+use crate::predict::{mean_hidden_states, predict, Engine, PredictError, Prediction, Request};
 
 /// How pairs are scored.
 pub enum Scorer<'a> {
@@ -113,7 +112,9 @@ impl Scorer<'_> {
         let mut first = 0;
         let mut scored = Scored::default();
         if let (Some(smoothing), true) = (smoothing, classifier) {
-            let encodings = tokenize_all(model, tokenizer, &requests, Overflow::Truncate)?;
+            let encodings =
+                request_sequences(model.output, tokenizer, &requests, Overflow::Truncate)
+                    .map_err(PredictError::from)?;
             let keyed: Vec<(Encoding, u64)> = encodings
                 .into_iter()
                 .zip(&requests)

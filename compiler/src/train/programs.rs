@@ -11,8 +11,8 @@ use xltc_runtime::Program;
 use super::TrainError;
 use crate::codegen::{lower, lower_optimizer, lower_train_step, CodegenOptions};
 use crate::frontend::Model;
-use crate::ir::Source;
 use crate::ir::Graph;
+use crate::ir::Source;
 use crate::passes::{autodiff, fuse_with, perturbation_gradient, Fusions};
 use crate::reference::AdamW;
 
@@ -155,9 +155,9 @@ pub fn alignment_ascent(
     dropout: bool,
     options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
-    let graph = fused(perturbation_gradient(&model.alignment_graph(
-        pairs, seq, dropout,
-    ))?);
+    let graph = fused(perturbation_gradient(
+        &model.alignment_graph(pairs, seq, dropout),
+    )?);
     let program = lower(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
