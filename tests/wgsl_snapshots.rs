@@ -1,6 +1,7 @@
 //! Snapshots of the WGSL that codegen emits for the tiny BERT classifier
 //! (batch 2, sequence 5), fused (as `xltc compile` emits it), one kernel an
-//! op, and its training step with dropout (forward, loss and backward): every
+//! op, and its training step with dropout (forward, loss and backward, with
+//! training's fusions): every
 //! kernel instance, in dispatch order of first use, compared with
 //! tests/fixtures/wgsl/tiny-bert/, tiny-bert-unfused/ and tiny-bert-training/. After a deliberate
 //! change to a template or to codegen, rewrite them with
@@ -18,7 +19,9 @@ fn emitted_wgsl_matches_the_snapshots() {
     let graph = model.graph(2, 5);
     check_snapshots(&xltc::passes::fuse(&graph), "tiny-bert");
     check_snapshots(&graph, "tiny-bert-unfused");
+    // Fused as the trainer's programs are (programs::train_step).
     let training = xltc::passes::autodiff(&model.training_graph(2, 5, true).unwrap()).unwrap();
+    let training = xltc::passes::fuse_with(&training, xltc::passes::Fusions::TRAINING);
     check_snapshots(&training, "tiny-bert-training");
 }
 
