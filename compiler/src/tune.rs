@@ -18,7 +18,7 @@ use crate::codegen::{gemm_of, lower, CodegenError, CodegenOptions, GemmKernel, G
 use crate::frontend::Model;
 use crate::ir::{Graph, Op, Source};
 use crate::passes::{fuse_with, Fusions};
-use crate::reference::{self, ReferenceError};
+use crate::reference::{self, relative_error, ReferenceError};
 
 /// A kernel's result may differ from the reference by this much (max |gpu -
 /// reference| / max |reference|) and still be chosen.
@@ -346,19 +346,6 @@ fn time_model(
     times.sort_by(f64::total_cmp);
     let data = out.remove(output).expect("the graph's output").data;
     Ok((times[RUNS / 2], data))
-}
-
-/// max |a - b| / max |b|.
-fn relative_error(a: &[f32], b: &[f32]) -> f64 {
-    let scale = b.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
-    let difference = a
-        .iter()
-        .zip(b)
-        .fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
-    if a.len() != b.len() {
-        return f64::INFINITY;
-    }
-    difference / scale.max(f64::MIN_POSITIVE)
 }
 
 #[cfg(test)]

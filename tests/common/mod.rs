@@ -128,12 +128,7 @@ pub fn relative_error(actual: &[f64], expected: &[f64]) -> f64 {
         expected.len(),
         "compared tensors differ in size"
     );
-    let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let diff = actual
-        .iter()
-        .zip(expected)
-        .fold(0.0f64, |m, (a, e)| m.max((a - e).abs()));
-    diff / scale.max(f64::MIN_POSITIVE)
+    xltc::reference::relative_error(actual, expected)
 }
 
 /// The rows of the multilingual test set: (lang, sentence1, sentence2).

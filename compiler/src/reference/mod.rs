@@ -88,6 +88,22 @@ impl<T: Real> Data<'_, T> {
 }
 
 /// Runs `graph` on `inputs` in f32 and returns its named outputs.
+/// max |actual - expected| / max |expected|: the error relative to the
+/// tensor's scale, so that values near zero do not dominate; infinite when
+/// the two differ in length. The tolerance every GPU kernel, tuned choice
+/// and fast product is held to is stated in these terms.
+pub fn relative_error<T: Copy + Into<f64>>(actual: &[T], expected: &[T]) -> f64 {
+    if actual.len() != expected.len() {
+        return f64::INFINITY;
+    }
+    let scale = expected.iter().fold(0.0f64, |m, &v| m.max(v.into().abs()));
+    let difference = actual
+        .iter()
+        .zip(expected)
+        .fold(0.0f64, |m, (&a, &e)| m.max((a.into() - e.into()).abs()));
+    difference / scale.max(f64::MIN_POSITIVE)
+}
+
 pub fn run(
     graph: &Graph,
     inputs: &ModelInputs,

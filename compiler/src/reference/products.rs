@@ -344,15 +344,9 @@ mod tests {
             .collect()
     }
 
-    /// max |fast - exact| / max |exact|.
     fn relative(fast: &[f32], exact: &[f32]) -> f64 {
         assert_eq!(fast.len(), exact.len());
-        let scale = exact.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
-        let diff = fast
-            .iter()
-            .zip(exact)
-            .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
-        diff / scale.max(f64::MIN_POSITIVE)
+        crate::reference::relative_error(fast, exact)
     }
 
     const TOLERANCE: f64 = 1e-5;
