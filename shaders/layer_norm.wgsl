@@ -1,8 +1,12 @@
 // layer_norm: LayerNorm over rows, biased variance, EPS inside the root.
 // Inputs:  x [ROWS, WIDTH] f32, gamma [WIDTH] f32, beta [WIDTH] f32
-// Output:  out [ROWS, WIDTH] f32
+// Output:  out [ROWS, WIDTH] f32; in a training step also each row's mean
+//          and 1 / std, what the backward reads (save_statistics, from
+//          layer_norm_save.wgsl: statistics [ROWS, 2] at binding 4;
+//          layer_norm_discard.wgsl keeps nothing)
 // A workgroup a row: WORKGROUP threads sum strided slices, then a tree
-// reduction in workgroup memory, once for the mean and once for the variance.
+// reduction in workgroup memory, once for the mean and once for the variance,
+// as layer_norm_statistics computes them (the same sums in the same order).
 const ROWS: u32 = {{ROWS}}u;
 const WIDTH: u32 = {{WIDTH}}u;
 const EPS: f32 = {{EPS}};
@@ -34,6 +38,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         squares += d * d;
     }
     let inv_std = inverseSqrt(workgroup_reduce(thread, squares, false) / f32(WIDTH) + EPS);
+    save_statistics(row, thread, mean, inv_std);
     for (var i = thread; i < WIDTH; i += WORKGROUP) {
         out[base + i] = (x[base + i] - mean) * inv_std * gamma[i] + beta[i];
     }

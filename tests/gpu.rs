@@ -471,6 +471,68 @@ fn layer_norm_backward_on_narrow_and_wide_rows() {
     }
 }
 
+/// A LayerNorm whose statistics a backward reads saves them from its own
+/// kernel (layer_norm_saving, and no layer_norm_statistics dispatch): its
+/// output and the statistics against the reference, and the statistics the
+/// same bits as layer_norm_statistics' kernel gives, on rows narrower and
+/// wider than the 64-thread workgroup.
+#[test]
+fn layer_norm_saves_its_statistics_on_narrow_and_wide_rows() {
+    for (rows, width) in [(13, 37), (5, 384), (2, 1001), (70, 1)] {
+        let mut random = Random::fresh();
+        let seed = random.0;
+        let mut g = Graph::new(1, 1);
+        let x = weight(&mut g, &mut random, "x", &[rows, width]);
+        let gamma = weight(&mut g, &mut random, "gamma", &[width]);
+        let beta = weight(&mut g, &mut random, "beta", &[width]);
+        let eps = 1e-5;
+        let y = g.op(
+            "y",
+            Op::LayerNorm {
+                x,
+                gamma,
+                beta,
+                eps,
+            },
+        );
+        // Read after the LayerNorm, as the backward reads it.
+        let y2 = g.op("y2", Op::Tanh { x: y });
+        let statistics = g.op("stats", Op::LayerNormStatistics { x, eps });
+        g.mark_output("y", y2);
+        g.mark_output("statistics", statistics);
+        let label = format!("layer_norm saving {rows}x{width} (seed {seed})");
+        let found = families_with(&g, &CodegenOptions::default());
+        assert!(
+            found.contains(&"layer_norm_saving".to_owned()),
+            "{label}: {found:?}"
+        );
+        assert!(
+            !found.iter().any(|f| f == "layer_norm_statistics"),
+            "{label}: {found:?}"
+        );
+        let inputs = inputs_for(&g, &mut random, 29);
+        let training = training_inputs_for(&g, &mut random);
+        let error = gpu_vs_reference(&g, &inputs, &training, &CodegenOptions::default());
+        eprintln!("{label}: relative error {error:.2e}");
+        assert!(error < TOLERANCE, "{label}: relative error {error:e}");
+        let options = CodegenOptions::default();
+        let saved = run_on_gpu(&g, &inputs, &training, &options)["statistics"].clone();
+        let mut alone = Graph::new(1, 1);
+        let Source::Weight(data) = &g.value(x).source else {
+            unreachable!("x is a weight")
+        };
+        let x = alone.weight("x", vec![rows, width], data.clone());
+        let statistics = alone.op("stats", Op::LayerNormStatistics { x, eps });
+        alone.mark_output("statistics", statistics);
+        let own = &run_on_gpu(&alone, &inputs, &training, &options)["statistics"];
+        let bits = |t: &[f32]| t.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        assert!(
+            bits(&saved.data) == bits(&own.data),
+            "{label}: saved statistics differ from layer_norm_statistics'"
+        );
+    }
+}
+
 /// The un-fused attention's backward: the softmax's (from the saved
 /// probabilities, padding keys included), the scores' of query and key,
 /// the context's of the probabilities and the values.

@@ -5,7 +5,7 @@
 //! dispatch. Graph outputs keep their buffers. Weights too big for one storage
 //! binding are split by rows (only embedding tables, read by gather, may be).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ir::{Graph, Source, ValueId};
 
@@ -29,7 +29,14 @@ pub struct ActivationPlan {
 
 /// Slots for every op's value except those of `direct` (written straight
 /// into other buffers: a table's gradient added into its gradient buffers).
-pub fn plan_activations(graph: &Graph, direct: &BTreeSet<ValueId>) -> ActivationPlan {
+/// A value of `saved` (by the op whose kernel writes it beside its own
+/// output: a LayerNorm's statistics) takes its slot with that op, and keeps
+/// it until its last reader, as any value.
+pub fn plan_activations(
+    graph: &Graph,
+    direct: &BTreeSet<ValueId>,
+    saved: &BTreeMap<ValueId, ValueId>,
+) -> ActivationPlan {
     let count = graph.values().count();
     let last_use = graph.last_uses();
     let mut plan = ActivationPlan {
@@ -45,9 +52,20 @@ pub fn plan_activations(graph: &Graph, direct: &BTreeSet<ValueId>) -> Activation
             release_dead_operands(&plan, &last_use, id, &op.operands(), &mut free);
             continue;
         }
-        let bytes = value.elements() as u64 * 4;
-        let slot = take_slot(&mut plan.slot_bytes, &mut free, bytes);
-        plan.slot_of[id.index()] = Some(slot);
+        let slot = match plan.slot_of[id.index()] {
+            Some(slot) => slot,
+            None => {
+                let bytes = value.elements() as u64 * 4;
+                let slot = take_slot(&mut plan.slot_bytes, &mut free, bytes);
+                plan.slot_of[id.index()] = Some(slot);
+                slot
+            }
+        };
+        if let Some(&kept) = saved.get(&id) {
+            let bytes = graph.value(kept).elements() as u64 * 4;
+            let kept_slot = take_slot(&mut plan.slot_bytes, &mut free, bytes);
+            plan.slot_of[kept.index()] = Some(kept_slot);
+        }
         release_dead_operands(&plan, &last_use, id, &op.operands(), &mut free);
         // Nothing reads it and it is no output (a gradient a train step adds
         // into its buffer by the dispatch right after its kernel): the next
@@ -113,7 +131,7 @@ mod tests {
             x = g.op(format!("t{i}"), Op::Tanh { x });
         }
         g.mark_output("out", x);
-        let plan = plan_activations(&g, &BTreeSet::new());
+        let plan = plan_activations(&g, &BTreeSet::new(), &BTreeMap::new());
         assert_eq!(plan.slot_bytes.len(), 2);
         for (id, value) in g.values() {
             if let Source::Op(op) = &value.source {

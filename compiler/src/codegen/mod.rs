@@ -132,7 +132,10 @@ fn lower_with(
                 && last_use[id.index()] == id.index()
         })
         .collect();
-    let value_buffers = allocate_buffers(graph, options, &mut program, &mut weights, &direct)?;
+    let saved = saved_statistics(graph);
+    let kept: BTreeSet<ValueId> = saved.values().copied().collect();
+    let value_buffers =
+        allocate_buffers(graph, options, &mut program, &mut weights, &direct, &saved)?;
     let order_buffers = order_buffers(graph, &mut program)?;
     let mut gradient_buffers: BTreeMap<ValueId, Vec<(Range<usize>, usize)>> = BTreeMap::new();
     for (&id, parameter) in accumulate {
@@ -181,7 +184,15 @@ fn lower_with(
             }
             continue;
         }
-        let instance = kernels::instance(graph, id, op, options);
+        if kept.contains(&id) {
+            // Written by the kernel of the op that saves it.
+            continue;
+        }
+        let mut instance = kernels::instance(graph, id, op, options);
+        let statistics = saved.get(&id).map(|&kept| {
+            instance.template = Template::LayerNormSaving;
+            kept
+        });
         let output = Binding {
             buffer: value_buffers[id.index()][0],
             read_only: false,
@@ -221,11 +232,19 @@ fn lower_with(
             });
         }
         bindings.push(output);
+        let mut flops = graph.op_flops(id);
+        if let Some(statistics) = statistics {
+            bindings.push(Binding {
+                buffer: value_buffers[statistics.index()][0],
+                read_only: false,
+            });
+            flops += graph.op_flops(statistics);
+        }
         program.dispatches.push(Dispatch {
             kernel,
             bindings,
             workgroups: instance.workgroups,
-            flops: graph.op_flops(id),
+            flops,
         });
         if let Some(&[(_, gradient)]) = gradient_buffers.get(&id).map(|g| &g[..]) {
             let add = kernels::over_buffer(Template::Accumulate, value.elements());
@@ -292,9 +311,10 @@ fn allocate_buffers(
     program: &mut Program,
     weights: &mut BTreeMap<String, Arc<[f32]>>,
     direct: &BTreeSet<ValueId>,
+    saved: &BTreeMap<ValueId, ValueId>,
 ) -> Result<Vec<Vec<usize>>, CodegenError> {
     let limit = options.max_binding_bytes;
-    let plan = memory::plan_activations(graph, direct);
+    let plan = memory::plan_activations(graph, direct, saved);
     let first_slot = program.buffers.len();
     for (slot, &bytes) in plan.slot_bytes.iter().enumerate() {
         program.buffers.push(BufferSpec {
@@ -380,6 +400,33 @@ fn order_buffers(
         buffers.insert(*ids, push_buffer(program, name, bytes, role));
     }
     Ok(buffers)
+}
+
+/// The statistics a LayerNorm's kernel saves beside its output, by the
+/// LayerNorm: a LayerNormStatistics (which a training graph's backward
+/// reads) of the value a LayerNorm with the same eps normalises. The
+/// forward's kernel writes them, as llm.c's layernorm_forward writes mean
+/// and rstd, so no kernel of the backward reads x again for them; they are
+/// the sums layer_norm_statistics makes, in its order, so the same bits.
+fn saved_statistics(graph: &Graph) -> BTreeMap<ValueId, ValueId> {
+    let mut norms: BTreeMap<ValueId, (ValueId, f32)> = BTreeMap::new();
+    let mut saved = BTreeMap::new();
+    for (id, value) in graph.values() {
+        match value.source {
+            Source::Op(Op::LayerNorm { x, eps, .. }) => {
+                norms.entry(x).or_insert((id, eps));
+            }
+            Source::Op(Op::LayerNormStatistics { x, eps }) => {
+                if let Some(&(norm, norm_eps)) = norms.get(&x) {
+                    if norm_eps == eps {
+                        saved.entry(norm).or_insert(id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    saved
 }
 
 /// Which values a kernel binds: every op's value (its kernel writes it),

@@ -14,6 +14,7 @@ pub enum Template {
     MatmulLanes,
     MatmulLanesSubgroup,
     LayerNorm,
+    LayerNormSaving,
     AttentionScores,
     MaskedSoftmax,
     AttentionContext,
@@ -55,6 +56,7 @@ impl Template {
             Template::MatmulLanes => "matmul_lanes",
             Template::MatmulLanesSubgroup => "matmul_lanes_subgroup",
             Template::LayerNorm => "layer_norm",
+            Template::LayerNormSaving => "layer_norm_saving",
             Template::AttentionScores => "attention_scores",
             Template::MaskedSoftmax => "masked_softmax",
             Template::AttentionContext => "attention_context",
@@ -118,6 +120,12 @@ impl Template {
             ),
             Template::LayerNorm => concat!(
                 include_str!("../../../shaders/layer_norm.wgsl"),
+                include_str!("../../../shaders/layer_norm_discard.wgsl"),
+                include_str!("../../../shaders/workgroup_reduce.wgsl")
+            ),
+            Template::LayerNormSaving => concat!(
+                include_str!("../../../shaders/layer_norm.wgsl"),
+                include_str!("../../../shaders/layer_norm_save.wgsl"),
                 include_str!("../../../shaders/workgroup_reduce.wgsl")
             ),
             Template::AttentionScores => include_str!("../../../shaders/attention_scores.wgsl"),
