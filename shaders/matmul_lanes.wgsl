@@ -12,7 +12,9 @@
 //          stored as [K, N] (the backward: dx = dy w reads w k-major, dw =
 //          dy^T x reads both operands k-major);
 //          bias [N] f32 (when HAS_BIAS is 0 any buffer is bound, never read)
-// Output:  out [M, N] f32
+// Output:  out [M, N] f32, or with OUT_TRANSPOSED 1 stored as [N, M] (dx
+//          computed as w^T dy^T: codegen swaps the operands, so w is read
+//          as a k-major x and dy as a PyTorch-layout w)
 // Codegen uses it where K is a multiple of 4, and M (N) too where x (w) is
 // stored k-major, so that every load is an aligned vec4. Rows and columns
 // past the edge load in-bounds values that are never stored.
@@ -26,6 +28,7 @@ const HAS_BIAS: u32 = {{HAS_BIAS}}u;
 const ACTIVATION: u32 = {{ACTIVATION}}u;
 const W_TRANSPOSED: u32 = {{W_TRANSPOSED}}u;
 const X_TRANSPOSED: u32 = {{X_TRANSPOSED}}u;
+const OUT_TRANSPOSED: u32 = {{OUT_TRANSPOSED}}u;
 const ROWS: u32 = 16u;
 const LANES: u32 = 64u;
 
@@ -73,7 +76,11 @@ fn store(r: u32, c: u32, v: vec4<f32>) {
             if (ACTIVATION == 1u) {
                 o = gelu(o);
             }
-            out[r * N + c + j] = o;
+            if (OUT_TRANSPOSED == 1u) {
+                out[(c + j) * M + r] = o;
+            } else {
+                out[r * N + c + j] = o;
+            }
         }
     }
 }

@@ -773,14 +773,29 @@ fn gemm(
         .copied()
         .unwrap_or(options.gemm);
     if kernel != GemmKernel::Tiled && layout.suits_lanes() {
+        // dx = dy w (w read k-major) runs as its transpose, w^T dy^T, stored
+        // transposed: w becomes the operand whose rows the lanes share
+        // (loaded once a workgroup, 64 bytes of each of its rows), dy the one
+        // each lane streams along k, as a forward's weight. Read k-major as
+        // the right operand, each lane took 16 bytes of a row of w a step of
+        // k, every row once a workgroup of rows: rows 3,072 long (12 KiB
+        // apart) left lavapipe at a third of the forward's GFLOP/s
+        // (benches/RESULTS.md).
+        let swapped = layout.w_transposed && !layout.x_transposed && bias.is_none();
+        let (m, n, x_transposed, w_transposed, reads) = if swapped {
+            (n, m, true, false, vec![w, x, w])
+        } else {
+            (m, n, layout.x_transposed, layout.w_transposed, reads)
+        };
         let c = vec![
             ("M", m.to_string()),
             ("N", n.to_string()),
             ("K", k.to_string()),
             ("HAS_BIAS", u32::from(bias.is_some()).to_string()),
             ("ACTIVATION", u32::from(gelu).to_string()),
-            ("W_TRANSPOSED", u32::from(layout.w_transposed).to_string()),
-            ("X_TRANSPOSED", u32::from(layout.x_transposed).to_string()),
+            ("W_TRANSPOSED", u32::from(w_transposed).to_string()),
+            ("X_TRANSPOSED", u32::from(x_transposed).to_string()),
+            ("OUT_TRANSPOSED", u32::from(swapped).to_string()),
         ];
         let workgroups = [
             n.div_ceil(MATMUL_LANES_COLUMNS) as u32,
