@@ -113,8 +113,7 @@ impl Scorer<'_> {
         let mut scored = Scored::default();
         if let (Some(smoothing), true) = (smoothing, classifier) {
             let encodings =
-                request_sequences(model.output, tokenizer, &requests, Overflow::Truncate)
-                    .map_err(PredictError::from)?;
+                request_sequences(model.output, tokenizer, &requests, Overflow::Truncate)?;
             let keyed: Vec<(Encoding, u64)> = encodings
                 .into_iter()
                 .zip(&requests)
