@@ -11,7 +11,10 @@
 # XLTC_EXP_LANGS (de,fr,ja,zh), XLTC_EXP_PAIRS test pairs a file (100),
 # XLTC_EXP_METHODS (vanilla rs-da rs-rp adv and three NAME+par: with parallel
 # data), XLTC_EXP_ADV_EPS (0.02: 0.1 and 0.5 left e5-small on the
-# majority class, benches/results/robust-e5/sweep-*; chosen on English dev).
+# majority class, benches/results/robust-e5/sweep-*; chosen on English dev),
+# XLTC_EXP_ALIGN_WEIGHT (0.1, the +par runs' alignment term weight: 1 kept
+# e5-small on the majority class or slowed it, benches/results/robust-e5/align-weight-1;
+# chosen on English dev).
 # Needs the models (python3 models/fetch.py) and the benchmark
 # (python3 datasets/debian_pairs.py). Every setting is written to OUT/settings.txt.
 set -euo pipefail
@@ -36,7 +39,8 @@ common=(--labels 0,1 --cpu --batch 8 --accum 1 --lr 5e-5 --max-steps "$steps"
 # radii against e5-small's word embeddings (median row norm 1.60, 0.082 an
 # element). A method name ending in +par adds the parallel data of the test
 # languages (the benchmark's train-side parallel-en-L.tsv) with the
-# alignment term at weight 1 (adv+par: with its English side attacked).
+# alignment term at weight XLTC_EXP_ALIGN_WEIGHT (adv+par: with its English
+# side attacked).
 parallel=()
 for l in ${langs//,/ }; do parallel+=("$data/parallel-en-$l.tsv"); done
 settings() {
@@ -47,7 +51,7 @@ settings() {
     adv) echo "--method adv --adv-eps ${XLTC_EXP_ADV_EPS:-0.02} --adv-step ${XLTC_EXP_ADV_EPS:-0.02} --adv-steps 1 --adv-norm l2-token --adv-clean-weight 0.5" ;;
     *) echo "experiment: unknown method $1" >&2; exit 2 ;;
   esac
-  if [[ $1 == *+par ]]; then echo "--parallel ${parallel[*]} --align-weight 1"; fi
+  if [[ $1 == *+par ]]; then echo "--parallel ${parallel[*]} --align-weight ${XLTC_EXP_ALIGN_WEIGHT:-0.1}"; fi
   # Adversarial training attacks the alignment term's English side too.
   if [[ $1 == adv+par ]]; then echo "--align-attack"; fi
 }
