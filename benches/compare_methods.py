@@ -11,6 +11,14 @@ robust method's language-pair matrix minus vanilla's, as heat maps).
 Standard library only.
 
     python3 benches/compare_methods.py OUT [METHOD ...]
+
+With --seeds, puts runs of the same methods with different seeds together:
+OUT/seeds.md (each metric's mean, sample standard deviation and range over
+the runs, a method kept where every folder has it) and OUT/seeds.svg
+(agreement with English under attack against alignment under attack, a dot
+a run).
+
+    python3 benches/compare_methods.py --seeds OUT FOLDER [FOLDER ...]
 """
 import json
 import os
@@ -131,7 +139,97 @@ def write(path, text):
     os.replace(path + ".tmp", path)
 
 
+SEED_METRICS = [("best dev-en", "dev", percent), ("mean", "mean", percent),
+                ("mean without en", "mean_without_en", percent),
+                ("matrix off diagonal", "matrix_off_diagonal", percent),
+                ("en worst of k", "worst_of_k", percent), ("agreement", "agreement", percent),
+                ("agreement attacked", "attacked_agreement", percent),
+                ("alignment", "alignment", cosine), ("alignment attacked", "attacked_alignment", cosine)]
+
+
+def metrics(report, dev):
+    consistency = report["consistency"]
+    return {"dev": max(dev) if dev else None,
+            "mean": report["averages"]["languages"],
+            "mean_without_en": report["averages"]["languages_without_english"],
+            "matrix_off_diagonal": report["averages"]["matrix_off_diagonal"],
+            "worst_of_k": report["robustness"]["worst_of_k_accuracy"],
+            "agreement": mean(c["agreement"] for c in consistency),
+            "attacked_agreement": mean(c["attacked_agreement"] for c in consistency),
+            "alignment": mean(c["alignment"] for c in consistency),
+            "attacked_alignment": mean(c["attacked_alignment"] for c in consistency)}
+
+
+def spread(values, show):
+    if len(values) < 2:
+        return show(values[0])
+    centre = sum(values) / len(values)
+    deviation = (sum((v - centre) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{show(centre)} ± {show(deviation)} ({show(min(values))}–{show(max(values))})"
+
+
+def seeds_table(runs):
+    header = ["method", "runs"] + [name for name, _, _ in SEED_METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, values in runs.items():
+        cells = [method, str(len(values))]
+        for _, key, show in SEED_METRICS:
+            cells.append(spread([v[key] for v in values], show))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_scatter(runs):
+    width, height, left, bottom = 640, 380, 60, 50
+    points = [(v["attacked_alignment"], v["attacked_agreement"]) for vs in runs.values() for v in vs]
+    x_low, x_high = min(p[0] for p in points) - 0.01, max(p[0] for p in points) + 0.01
+    y_low, y_high = min(p[1] for p in points) - 0.02, max(p[1] for p in points) + 0.02
+    sx = lambda x: left + (x - x_low) / (x_high - x_low) * (width - left - 150)
+    sy = lambda y: height - bottom - (y - y_low) / (y_high - y_low) * (height - bottom - 30)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+             '<text x="10" y="14">a dot a run (seed): agreement with English vs alignment with English, English attacked</text>',
+             f'<line x1="{left}" x2="{left}" y1="30" y2="{height - bottom}" stroke="#000"/>',
+             f'<line x1="{left}" x2="{width - 150}" y1="{height - bottom}" y2="{height - bottom}" stroke="#000"/>',
+             f'<text x="{(left + width - 150) / 2}" y="{height - 12}" text-anchor="middle">alignment with English, attacked (cosine)</text>',
+             f'<text x="14" y="{(height - bottom) / 2}" transform="rotate(-90 14 {(height - bottom) / 2})" text-anchor="middle">agreement attacked (%)</text>']
+    for i in range(5):
+        x = x_low + (x_high - x_low) * i / 4
+        y = y_low + (y_high - y_low) * i / 4
+        parts.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 14}" text-anchor="middle">{x:.3f}</text>')
+        parts.append(f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{100 * y:.0f}</text>')
+    for j, (method, values) in enumerate(runs.items()):
+        colour = COLOURS[j % len(COLOURS)]
+        shape = "circle" if j < len(COLOURS) else "rect"
+        for v in values:
+            x, y = sx(v["attacked_alignment"]), sy(v["attacked_agreement"])
+            if shape == "circle":
+                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}"/>')
+            else:
+                parts.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{colour}"/>')
+        parts.append(f'<{shape} ' + (f'cx="{width - 134}" cy="{40 + 16 * j}" r="5"' if shape == "circle"
+                     else f'x="{width - 138}" y="{36 + 16 * j}" width="8" height="8"') + f' fill="{colour}"/>')
+        parts.append(f'<text x="{width - 124}" y="{44 + 16 * j}">{method}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def seeds(out, folders):
+    methods = ["vanilla", "rs-da", "rs-rp", "adv", "vanilla+par", "adv+par", "rs-rp+par", "rs-da+par"]
+    runs = {}
+    for method in methods:
+        found = [f for f in folders if os.path.exists(os.path.join(f, method, "eval", "report.json"))]
+        if found:
+            runs[method] = [metrics(*load(f, method)) for f in found]
+    text = seeds_table(runs)
+    write(os.path.join(out, "seeds.md"), text)
+    write(os.path.join(out, "seeds.svg"), seeds_scatter(runs))
+    print(text, end="")
+
+
 def main():
+    if sys.argv[1] == "--seeds":
+        seeds(sys.argv[2], sys.argv[3:])
+        return
     out = sys.argv[1]
     methods = sys.argv[2:] or [m for m in ["vanilla", "rs-da", "rs-rp", "adv"]
                                if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
