@@ -14,7 +14,7 @@ Standard library only.
 
 With --seeds, puts runs of the same methods with different seeds together:
 OUT/seeds.md (each metric's mean, sample standard deviation and range over
-the runs, a method kept where every folder has it) and OUT/seeds.svg
+the runs, a method kept where any folder has it) and OUT/seeds.svg
 (agreement with English under attack against alignment under attack, a dot
 a run).
 
@@ -48,6 +48,22 @@ def cosine(value):
     return "-" if value is None else f"{value:.4f}"
 
 
+def metrics(report, dev):
+    """The numbers a run's row shows, from its report and dev accuracies."""
+    consistency = report["consistency"]
+    return {"dev": max(dev) if dev else None,
+            "mean": report["averages"]["languages"],
+            "mean_without_en": report["averages"]["languages_without_english"],
+            "matrix": report["averages"]["matrix"],
+            "matrix_off_diagonal": report["averages"]["matrix_off_diagonal"],
+            "substituted": report["robustness"]["perturbed_accuracy"],
+            "worst_of_k": report["robustness"]["worst_of_k_accuracy"],
+            "agreement": mean(c["agreement"] for c in consistency),
+            "attacked_agreement": mean(c["attacked_agreement"] for c in consistency),
+            "alignment": mean(c["alignment"] for c in consistency),
+            "attacked_alignment": mean(c["attacked_alignment"] for c in consistency)}
+
+
 def table(out, methods, reports):
     languages = [r["language"] for r in reports[methods[0]][0]["languages"]]
     header = ["method", "best dev-en"] + languages + [
@@ -58,17 +74,12 @@ def table(out, methods, reports):
     for method in methods:
         report, dev = reports[method]
         by_language = {r["language"]: r["accuracy"] for r in report["languages"]}
-        averages, robustness = report["averages"], report["robustness"]
-        consistency = report["consistency"]
-        rows.append([method, percent(max(dev)) if dev else "-"]
+        m = metrics(report, dev)
+        rows.append([method, percent(m["dev"])]
                     + [percent(by_language[l]) for l in languages]
-                    + [percent(averages["languages"]), percent(averages["languages_without_english"]),
-                       percent(averages["matrix"]), percent(averages["matrix_off_diagonal"]),
-                       percent(robustness["perturbed_accuracy"]), percent(robustness["worst_of_k_accuracy"]),
-                       percent(mean(c["agreement"] for c in consistency)),
-                       percent(mean(c["attacked_agreement"] for c in consistency)),
-                       cosine(mean(c["alignment"] for c in consistency)),
-                       cosine(mean(c["attacked_alignment"] for c in consistency))])
+                    + [percent(m[k]) for k in ["mean", "mean_without_en", "matrix", "matrix_off_diagonal",
+                                               "substituted", "worst_of_k", "agreement", "attacked_agreement"]]
+                    + [cosine(m["alignment"]), cosine(m["attacked_alignment"])])
     # Columns no method has (alignment, for classifiers) are left out.
     kept = [i for i in range(len(header)) if any(row[i] != "-" for row in rows)]
     header = [header[i] for i in kept]
@@ -147,19 +158,6 @@ SEED_METRICS = [("best dev-en", "dev", percent), ("mean", "mean", percent),
                 ("alignment", "alignment", cosine), ("alignment attacked", "attacked_alignment", cosine)]
 
 
-def metrics(report, dev):
-    consistency = report["consistency"]
-    return {"dev": max(dev) if dev else None,
-            "mean": report["averages"]["languages"],
-            "mean_without_en": report["averages"]["languages_without_english"],
-            "matrix_off_diagonal": report["averages"]["matrix_off_diagonal"],
-            "worst_of_k": report["robustness"]["worst_of_k_accuracy"],
-            "agreement": mean(c["agreement"] for c in consistency),
-            "attacked_agreement": mean(c["attacked_agreement"] for c in consistency),
-            "alignment": mean(c["alignment"] for c in consistency),
-            "attacked_alignment": mean(c["attacked_alignment"] for c in consistency)}
-
-
 def spread(values, show):
     if len(values) < 2:
         return show(values[0])
@@ -198,16 +196,13 @@ def seeds_scatter(runs):
         parts.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 14}" text-anchor="middle">{x:.3f}</text>')
         parts.append(f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{100 * y:.0f}</text>')
     for j, (method, values) in enumerate(runs.items()):
-        colour = COLOURS[j % len(COLOURS)]
-        shape = "circle" if j < len(COLOURS) else "rect"
+        # Circles for the first len(COLOURS) methods, then squares.
+        colour, round_ = COLOURS[j % len(COLOURS)], j < len(COLOURS)
+        marker = lambda x, y: (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}"/>' if round_
+                               else f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{colour}"/>')
         for v in values:
-            x, y = sx(v["attacked_alignment"]), sy(v["attacked_agreement"])
-            if shape == "circle":
-                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}"/>')
-            else:
-                parts.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{colour}"/>')
-        parts.append(f'<{shape} ' + (f'cx="{width - 134}" cy="{40 + 16 * j}" r="5"' if shape == "circle"
-                     else f'x="{width - 138}" y="{36 + 16 * j}" width="8" height="8"') + f' fill="{colour}"/>')
+            parts.append(marker(sx(v["attacked_alignment"]), sy(v["attacked_agreement"])))
+        parts.append(marker(width - 134, 40 + 16 * j))
         parts.append(f'<text x="{width - 124}" y="{44 + 16 * j}">{method}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
