@@ -16,9 +16,13 @@ With --seeds, puts runs of the same methods with different seeds together:
 OUT/seeds.md (each metric's mean, sample standard deviation and range over
 the runs, a method kept where any folder has it) and OUT/seeds.svg
 (agreement with English under attack against alignment under attack, a dot
-a run).
+a run). A run whose best dev-en accuracy stays under --learned-above
+(default 0.6; the experiment's 200 dev pairs are 50.5% one label, and 120
+right of 200 by chance is p < 0.01) did not learn the task: it is counted
+and named, but left out of the means, since a classifier that answers one
+label agrees with itself under any attack and in every language.
 
-    python3 benches/compare_methods.py --seeds OUT FOLDER [FOLDER ...]
+    python3 benches/compare_methods.py --seeds OUT [--learned-above A] FOLDER [FOLDER ...]
 """
 import json
 import os
@@ -166,18 +170,30 @@ def spread(values, show):
     return f"{show(centre)} ± {show(deviation)} ({show(min(values))}–{show(max(values))})"
 
 
-def seeds_table(runs):
+def seeds_table(runs, learned_above):
     header = ["method", "runs"] + [name for name, _, _ in SEED_METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    failed = []
     for method, values in runs.items():
-        cells = [method, str(len(values))]
+        learned = [v for v in values if v["dev"] >= learned_above]
+        failed += [(method, v) for v in values if v["dev"] < learned_above]
+        count = str(len(values)) if len(learned) == len(values) else (
+            f"{len(values)} ({len(values) - len(learned)} did not learn)")
+        cells = [method, count]
         for _, key, show in SEED_METRICS:
-            cells.append(spread([v[key] for v in values], show))
+            cells.append(spread([v[key] for v in learned], show) if learned else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    if failed:
+        lines.append("")
+        lines.append(f"Left out of the means: best dev-en under {percent(learned_above)}, the task not learned.")
+        for method, v in failed:
+            lines.append(f"- {method}, {v['folder']}: best dev-en {percent(v['dev'])}, mean {percent(v['mean'])}, "
+                         f"agreement attacked {percent(v['attacked_agreement'])}, "
+                         f"alignment attacked {cosine(v['attacked_alignment'])}")
     return "\n".join(lines) + "\n"
 
 
-def seeds_scatter(runs):
+def seeds_scatter(runs, learned_above):
     width, height, left, bottom = 640, 380, 60, 50
     points = [(v["attacked_alignment"], v["attacked_agreement"]) for vs in runs.values() for v in vs]
     x_low, x_high = min(p[0] for p in points) - 0.01, max(p[0] for p in points) + 0.01
@@ -198,32 +214,39 @@ def seeds_scatter(runs):
     for j, (method, values) in enumerate(runs.items()):
         # Circles for the first len(COLOURS) methods, then squares.
         colour, round_ = COLOURS[j % len(COLOURS)], j < len(COLOURS)
-        marker = lambda x, y: (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}"/>' if round_
-                               else f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{colour}"/>')
+        def marker(x, y, learned=True):
+            paint = f'fill="{colour}"' if learned else f'fill="none" stroke="{colour}" stroke-width="2"'
+            return (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" {paint}/>' if round_
+                    else f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" {paint}/>')
         for v in values:
-            parts.append(marker(sx(v["attacked_alignment"]), sy(v["attacked_agreement"])))
+            parts.append(marker(sx(v["attacked_alignment"]), sy(v["attacked_agreement"]), v["dev"] >= learned_above))
         parts.append(marker(width - 134, 40 + 16 * j))
         parts.append(f'<text x="{width - 124}" y="{44 + 16 * j}">{method}</text>')
+    if any(v["dev"] < learned_above for vs in runs.values() for v in vs):
+        parts.append(f'<text x="{width - 140}" y="{48 + 16 * len(runs)}">hollow: did not learn</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
-def seeds(out, folders):
+def seeds(out, folders, learned_above):
     methods = ["vanilla", "rs-da", "rs-rp", "adv", "vanilla+par", "adv+par", "rs-rp+par", "rs-da+par"]
     runs = {}
     for method in methods:
         found = [f for f in folders if os.path.exists(os.path.join(f, method, "eval", "report.json"))]
         if found:
-            runs[method] = [metrics(*load(f, method)) for f in found]
-    text = seeds_table(runs)
+            runs[method] = [dict(metrics(*load(f, method)), folder=f) for f in found]
+    text = seeds_table(runs, learned_above)
     write(os.path.join(out, "seeds.md"), text)
-    write(os.path.join(out, "seeds.svg"), seeds_scatter(runs))
+    write(os.path.join(out, "seeds.svg"), seeds_scatter(runs, learned_above))
     print(text, end="")
 
 
 def main():
     if sys.argv[1] == "--seeds":
-        seeds(sys.argv[2], sys.argv[3:])
+        folders, learned_above = sys.argv[3:], 0.6
+        if folders[:1] == ["--learned-above"]:
+            learned_above, folders = float(folders[1]), folders[2:]
+        seeds(sys.argv[2], folders, learned_above)
         return
     out = sys.argv[1]
     methods = sys.argv[2:] or [m for m in ["vanilla", "rs-da", "rs-rp", "adv"]

@@ -9,8 +9,8 @@
 #   bash benches/robust_experiment.sh [OUT]      (default benches/results/robust-e5)
 # Sizes: XLTC_EXP_TRAIN pairs (2000), XLTC_EXP_STEPS (250), XLTC_EXP_SEED (7),
 # XLTC_EXP_LANGS (de,fr,ja,zh), XLTC_EXP_PAIRS test pairs a file (100),
-# XLTC_EXP_METHODS (vanilla rs-da rs-rp adv and three NAME+par: with parallel
-# data), XLTC_EXP_ADV_EPS (0.02: 0.1 and 0.5 left e5-small on the
+# XLTC_EXP_METHODS (vanilla rs-da rs-rp adv and each again as NAME+par: with
+# parallel data), XLTC_EXP_ADV_EPS (0.02: 0.1 and 0.5 left e5-small on the
 # majority class, benches/results/robust-e5/sweep-*; chosen on English dev),
 # XLTC_EXP_ALIGN_WEIGHT (0.1, the +par runs' alignment term weight: 1 kept
 # e5-small on the majority class or slowed it, benches/results/robust-e5/align-weight-1;
@@ -27,7 +27,7 @@ steps=${XLTC_EXP_STEPS:-250}
 seed=${XLTC_EXP_SEED:-7}
 langs=${XLTC_EXP_LANGS:-de,fr,ja,zh}
 pairs=${XLTC_EXP_PAIRS:-100}
-methods=${XLTC_EXP_METHODS:-vanilla rs-da rs-rp adv vanilla+par adv+par rs-rp+par}
+methods=${XLTC_EXP_METHODS:-vanilla rs-da rs-rp adv vanilla+par adv+par rs-rp+par rs-da+par}
 cargo build -q --release -p xltc
 xltc=target/release/xltc
 mkdir -p "$out"
@@ -59,6 +59,9 @@ settings() {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ), CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
   echo "train: first $train_pairs pairs of train-en.tsv; dev: first 200 of dev-en.tsv; test: $pairs pairs a file, en and $langs, and their matrix"
   echo "common: ${common[*]}"
+  # Which build of the benchmark: the SHA-256 of the whole SHA256SUMS, so a
+  # later run can tell whether it saw the same data.
+  echo "data: $(sha256sum < "$data/SHA256SUMS" | cut -c1-64) (SHA-256 of $data/SHA256SUMS)"
 } > "$out/settings.txt"
 for method in $methods; do
   # Each method's own settings, beside its results (runs may come from
