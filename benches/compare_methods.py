@@ -173,10 +173,9 @@ def spread(values, show):
 def seeds_table(runs, learned_above):
     header = ["method", "runs"] + [name for name, _, _ in SEED_METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    failed = []
+    failed = [(method, v) for method, values in runs.items() for v in values if not v["learned"]]
     for method, values in runs.items():
-        learned = [v for v in values if v["dev"] >= learned_above]
-        failed += [(method, v) for v in values if v["dev"] < learned_above]
+        learned = [v for v in values if v["learned"]]
         count = str(len(values)) if len(learned) == len(values) else (
             f"{len(values)} ({len(values) - len(learned)} did not learn)")
         cells = [method, count]
@@ -193,7 +192,7 @@ def seeds_table(runs, learned_above):
     return "\n".join(lines) + "\n"
 
 
-def seeds_scatter(runs, learned_above):
+def seeds_scatter(runs):
     width, height, left, bottom = 640, 380, 60, 50
     points = [(v["attacked_alignment"], v["attacked_agreement"]) for vs in runs.values() for v in vs]
     x_low, x_high = min(p[0] for p in points) - 0.01, max(p[0] for p in points) + 0.01
@@ -219,10 +218,10 @@ def seeds_scatter(runs, learned_above):
             return (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" {paint}/>' if round_
                     else f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" {paint}/>')
         for v in values:
-            parts.append(marker(sx(v["attacked_alignment"]), sy(v["attacked_agreement"]), v["dev"] >= learned_above))
+            parts.append(marker(sx(v["attacked_alignment"]), sy(v["attacked_agreement"]), v["learned"]))
         parts.append(marker(width - 134, 40 + 16 * j))
         parts.append(f'<text x="{width - 124}" y="{44 + 16 * j}">{method}</text>')
-    if any(v["dev"] < learned_above for vs in runs.values() for v in vs):
+    if not all(v["learned"] for vs in runs.values() for v in vs):
         parts.append(f'<text x="{width - 140}" y="{48 + 16 * len(runs)}">hollow: did not learn</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
@@ -234,10 +233,11 @@ def seeds(out, folders, learned_above):
     for method in methods:
         found = [f for f in folders if os.path.exists(os.path.join(f, method, "eval", "report.json"))]
         if found:
-            runs[method] = [dict(metrics(*load(f, method)), folder=f) for f in found]
+            runs[method] = [dict(m, folder=f, learned=m["dev"] >= learned_above)
+                            for f in found for m in [metrics(*load(f, method))]]
     text = seeds_table(runs, learned_above)
     write(os.path.join(out, "seeds.md"), text)
-    write(os.path.join(out, "seeds.svg"), seeds_scatter(runs, learned_above))
+    write(os.path.join(out, "seeds.svg"), seeds_scatter(runs))
     print(text, end="")
 
 
