@@ -195,8 +195,9 @@ def seeds_table(runs, learned_above):
 def seeds_scatter(runs):
     width, height, left, bottom = 640, 380, 60, 50
     points = [(v["attacked_alignment"], v["attacked_agreement"]) for vs in runs.values() for v in vs]
-    x_low, x_high = min(p[0] for p in points) - 0.01, max(p[0] for p in points) + 0.01
-    y_low, y_high = min(p[1] for p in points) - 0.02, max(p[1] for p in points) + 0.02
+    # Padded, but neither a cosine nor a share of pairs goes past 1.
+    x_low, x_high = min(p[0] for p in points) - 0.01, min(max(p[0] for p in points) + 0.01, 1.0)
+    y_low, y_high = min(p[1] for p in points) - 0.02, min(max(p[1] for p in points) + 0.02, 1.0)
     sx = lambda x: left + (x - x_low) / (x_high - x_low) * (width - left - 150)
     sy = lambda y: height - bottom - (y - y_low) / (y_high - y_low) * (height - bottom - 30)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
