@@ -1,5 +1,6 @@
 """compare_methods.py --seeds on hand-made runs: each cell is the mean,
-sample standard deviation and range of the runs that learned; a run whose
+sample standard deviation and range of the runs that learned; agreement and
+alignment are pooled over the pairs of all languages; a run whose
 best dev-en stays under --learned-above is counted, named and left out of
 the means; the scatter's axes stay inside [0, 1].
 
@@ -24,8 +25,14 @@ def write_run(folder, method, dev, mean, agreement, alignment):
         f.write(json.dumps({"step": 1, "loss": 0.7}) + "\n")
         for d in dev:
             f.write(json.dumps({"step": 2, "dev_accuracy": d}) + "\n")
-    consistency = [{"language": l, "agreement": agreement, "attacked_agreement": agreement,
-                    "alignment": alignment, "attacked_alignment": alignment} for l in ["de", "fr"]]
+    # de's 60 attacked pairs have the run's agreement, zh's 4 none: pooled
+    # over the 64 pairs, not the mean of the two languages' figures.
+    consistency = [{"language": "de", "shared_pairs": 100, "perturbed_pairs": 60,
+                    "agreement": agreement, "attacked_agreement": agreement,
+                    "alignment": alignment, "attacked_alignment": alignment},
+                   {"language": "zh", "shared_pairs": 100, "perturbed_pairs": 4,
+                    "agreement": agreement, "attacked_agreement": 0.0,
+                    "alignment": alignment, "attacked_alignment": alignment}]
     report = {"evaluation": {
         "averages": {"languages": mean, "languages_without_english": 0.5, "matrix": 0.5,
                      "matrix_off_diagonal": 0.5},
@@ -65,8 +72,11 @@ class Seeds(unittest.TestCase):
         # best dev 86 and 90: mean 88.0, sample standard deviation sqrt(8) = 2.83.
         self.assertEqual(row[2], "88.0 ± 2.8 (86.0–90.0)")
         self.assertEqual(row[3], "82.0 ± 2.8 (80.0–84.0)")
-        # agreement 70 and 74 (the one-label run's 100 is not in it).
-        self.assertEqual(row[8], "72.0 ± 2.8 (70.0–74.0)")
+        # clean agreement 70 and 74 (the one-label run's 100 is not in it).
+        self.assertEqual(row[7], "72.0 ± 2.8 (70.0–74.0)")
+        # attacked: (60 * 0.70 + 4 * 0) / 64 = 65.6 and 60 * 0.74 / 64 = 69.4;
+        # a mean of the languages would give 35.0 and 37.0.
+        self.assertEqual(row[8], "67.5 ± 2.7 (65.6–69.4)")
         self.assertEqual(row[10], "0.9100 ± 0.0141 (0.9000–0.9200)")
         self.assertIn("best dev-en under 60.0", table)
         self.assertIn("- vanilla, " + self.folders[2] + ": best dev-en 50.5", table)

@@ -486,6 +486,21 @@ fn synonym_substitution_is_measured_on_english_and_reproducible() {
         r, &b["test-en.tsv"]["robustness"],
         "the same seed draws the same substitutions"
     );
+    // The report names how many examples the substituted and attacked
+    // consistency columns rest on, not only the clean count.
+    let substituted = a["test-de.tsv"]["consistency"]["perturbed_pairs"]
+        .as_u64()
+        .unwrap();
+    assert!(substituted > 0);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let row: Vec<&str> = md
+        .lines()
+        .find(|l| l.starts_with("| de | ") && l.split('|').count() == 11)
+        .unwrap_or_else(|| panic!("no consistency row for de in {md}"))
+        .split('|')
+        .map(str::trim)
+        .collect();
+    assert_eq!(row[5], substituted.to_string(), "{md}");
     assert!(
         a["test-de.tsv"].get("robustness").is_none(),
         "German is never substituted"

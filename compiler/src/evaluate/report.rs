@@ -122,21 +122,22 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
             w,
             "\n## Cross-lingual consistency (against the English original of each example)\n"
         );
-        let _ = writeln!(w, "Agreement: share of examples predicted as their English original; alignment: mean cosine of the sentence embeddings of an English sentence and of its translation (for a classifier, the mean of its last hidden states over real tokens, each sentence run alone).\n");
-        let _ = writeln!(w, "| language | examples | agreement (%) | alignment | agreement, substituted en (%) | alignment, substituted en | agreement, attacked en (%) | alignment, attacked en |");
+        let _ = writeln!(w, "Agreement: share of examples predicted as their English original; alignment: mean cosine of the sentence embeddings of an English sentence and of its translation (for a classifier, the mean of its last hidden states over real tokens, each sentence run alone). Substituted and attacked: on the examples whose English original is among the English test's own pairs, the only ones with substitutions (under --max-pairs each file keeps its own smallest ids, so that can be few).\n");
+        let _ = writeln!(w, "| language | examples | agreement (%) | alignment | examples substituted | agreement, substituted en (%) | alignment, substituted en | agreement, attacked en (%) | alignment, attacked en |");
         let _ = writeln!(
             w,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         let cos = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.4}"));
         for c in &e.consistency {
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.language,
                 c.shared_pairs,
                 percent(c.agreement),
                 cos(c.alignment),
+                c.perturbed_pairs.map_or("–".into(), |n| n.to_string()),
                 optional_percent(c.perturbed_agreement),
                 cos(c.perturbed_alignment),
                 optional_percent(c.attacked_agreement),
