@@ -523,6 +523,72 @@ fn synonym_substitution_is_measured_on_english_and_reproducible() {
     assert!(approx(r["words_replaced"].as_f64().unwrap(), 0.0));
 }
 
+/// Under --max-pairs each file keeps its own smallest ids, so a translation's
+/// examples may lie outside the English test's selection: their English
+/// originals are substituted all the same, and the English test's draws do not
+/// depend on which translations are evaluated.
+#[test]
+fn every_translation_example_is_compared_with_substituted_english() {
+    let model = model_dir("tiny-xlmr");
+    let fixture = data("pawsx");
+    let dir = tempfile::tempdir().unwrap();
+    let english_only = dir.path().join("en");
+    let both = dir.path().join("en-de");
+    for folder in [&english_only, &both] {
+        std::fs::create_dir(folder).unwrap();
+        for name in ["test-en.tsv", "dev-en.tsv"] {
+            std::fs::copy(fixture.join(name), folder.join(name)).unwrap();
+        }
+    }
+    // German keeps only ids 6 and up: none of them is among English's first 4.
+    let german = std::fs::read_to_string(fixture.join("test-de.tsv")).unwrap();
+    let kept: Vec<&str> = german
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.split('\t').next().unwrap().parse::<u32>().unwrap() >= 6)
+        .map(|(_, l)| l)
+        .collect();
+    assert!(kept.len() > 5, "the fixture has German ids 6 and up");
+    std::fs::write(both.join("test-de.tsv"), kept.join("\n") + "\n").unwrap();
+    let run = |folder: &Path| {
+        let out = dir.path().join("report");
+        let (files, _) = eval_json(&[
+            model.to_str().unwrap(),
+            "--cpu",
+            "--data",
+            folder.to_str().unwrap(),
+            "--max-pairs",
+            "4",
+            "--perturb",
+            "synonyms",
+            "--draws",
+            "4",
+            "--attack",
+            "worst-of-k",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        files
+    };
+    let alone = run(&english_only);
+    let with_german = run(&both);
+    assert_eq!(
+        alone["test-en.tsv"]["robustness"], with_german["test-en.tsv"]["robustness"],
+        "the English test's draws do not depend on the translations evaluated"
+    );
+    let c = &with_german["test-de.tsv"]["consistency"];
+    assert_eq!(c["shared_pairs"].as_u64(), Some(4), "{c}");
+    assert_eq!(
+        c["perturbed_pairs"].as_u64(),
+        Some(4),
+        "every shared example is compared with substituted English: {c}"
+    );
+    for key in ["perturbed_agreement", "attacked_agreement"] {
+        let v = c[key].as_f64().unwrap_or_else(|| panic!("no {key}: {c}"));
+        assert!((0.0..=1.0).contains(&v), "{key} {v}");
+    }
+}
+
 #[test]
 fn the_word_overlap_baseline_needs_no_model() {
     let folder = data("pawsx");

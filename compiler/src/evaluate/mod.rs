@@ -23,7 +23,8 @@ use crate::predict::PredictError;
 use scorer::{PairScore, Scored, Scorer};
 use suite::Suite;
 
-/// Random synonym substitution on the English test file, as RS-DA draws it.
+/// Random synonym substitution on the English test file and on the English
+/// originals of the translations, as RS-DA draws it.
 pub struct Perturbation<'a> {
     pub synonyms: &'a SynonymSets,
     /// Where the synonym sets came from, for the report.
@@ -125,8 +126,9 @@ pub struct Consistency {
     /// Mean cosine of an English sentence's embedding and its translation's
     /// (a classifier's: the mean of its last hidden states, each sentence alone).
     pub alignment: Option<f64>,
-    /// Examples of the English test's own selection among them, on which the
-    /// substituted English is compared.
+    /// Examples on which the substituted English is compared: every shared
+    /// one (each English original is substituted, whether or not the English
+    /// test's own selection holds it).
     pub perturbed_pairs: Option<usize>,
     /// The same against randomly substituted English (mean over draws).
     pub perturbed_agreement: Option<f64>,
@@ -364,14 +366,15 @@ pub fn evaluate(
     }
     english_ids.sort_unstable();
     english_ids.dedup();
-    // Substitutions are drawn for the English test's own pairs; consistency
-    // under substitution is measured on the examples among them.
+    // Substitutions are drawn for every English original needed: the English
+    // test's own pairs and the originals of every selected translation, so
+    // consistency under substitution rests on all of a translation's shared
+    // examples. Draws are seeded by id, so the English test's do not depend
+    // on which translations are evaluated.
     let draws: HashMap<&str, Vec<(String, String)>> = match (perturbation, english_test) {
-        (Some(p), Some(t)) => t
-            .file
-            .pairs
+        (Some(p), Some(_)) => english_ids
             .iter()
-            .map(|pair| (pair.id.as_str(), draw_perturbations(pair, p)))
+            .map(|&id| (id, draw_perturbations(english_by_id[id], p)))
             .collect(),
         _ => HashMap::new(),
     };
