@@ -5,7 +5,9 @@ OUT/METHOD/log.jsonl for each method, writes OUT/results.md (a table a
 method: dev accuracy, accuracy per language, the averages, the matrix with
 and without its diagonal, English under substitution and its worst case,
 agreement and alignment with English, clean and attacked, over the pairs
-of all languages together, where the reports have them), OUT/accuracy.svg
+of all languages together, and what the attack takes of each where the
+attacked figures rest on the same pairs as the clean ones, where the reports
+have them), OUT/accuracy.svg
 (accuracy per language, a bar a method) and OUT/matrix-difference.svg (each
 robust method's language-pair matrix minus vanilla's, as heat maps).
 Standard library only.
@@ -58,10 +60,23 @@ def pooled(consistency, key, count):
     return sum(v * n for v, n in rows) / total if total else None
 
 
+def lost(consistency, clean, attacked):
+    """How much of a consistency metric the attack takes away (clean minus
+    attacked), pooled; only where every language's attacked figure rests on
+    the same pairs as its clean one (reports of xltc before it substituted
+    every shared English original compared different pairs: None)."""
+    if not consistency or any(c.get("perturbed_pairs") != c["shared_pairs"] for c in consistency):
+        return None
+    before, after = pooled(consistency, clean, "shared_pairs"), pooled(consistency, attacked, "shared_pairs")
+    return None if before is None or after is None else before - after
+
+
 def metrics(report, dev):
     """The numbers a run's row shows, from its report and dev accuracies."""
     consistency = report["consistency"]
-    return {"dev": max(dev) if dev else None,
+    return {"agreement_lost": lost(consistency, "agreement", "attacked_agreement"),
+            "alignment_lost": lost(consistency, "alignment", "attacked_alignment"),
+            "dev": max(dev) if dev else None,
             "mean": report["averages"]["languages"],
             "mean_without_en": report["averages"]["languages_without_english"],
             "matrix": report["averages"]["matrix"],
@@ -79,7 +94,8 @@ def table(out, methods, reports):
     header = ["method", "best dev-en"] + languages + [
         "mean", "mean without en", "matrix", "matrix off diagonal",
         "en substituted", "en worst of k", "agreement", "agreement attacked",
-        "alignment", "alignment attacked"]
+        "alignment", "alignment attacked", "agreement lost to attack (points)",
+        "alignment lost to attack"]
     rows = []
     for method in methods:
         report, dev = reports[method]
@@ -89,7 +105,8 @@ def table(out, methods, reports):
                     + [percent(by_language[l]) for l in languages]
                     + [percent(m[k]) for k in ["mean", "mean_without_en", "matrix", "matrix_off_diagonal",
                                                "substituted", "worst_of_k", "agreement", "attacked_agreement"]]
-                    + [cosine(m["alignment"]), cosine(m["attacked_alignment"])])
+                    + [cosine(m["alignment"]), cosine(m["attacked_alignment"]),
+                       percent(m["agreement_lost"]), cosine(m["alignment_lost"])])
     # Columns no method has (alignment, for classifiers) are left out.
     kept = [i for i in range(len(header)) if any(row[i] != "-" for row in rows)]
     header = [header[i] for i in kept]
@@ -165,10 +182,14 @@ SEED_METRICS = [("best dev-en", "dev", percent), ("mean", "mean", percent),
                 ("matrix off diagonal", "matrix_off_diagonal", percent),
                 ("en worst of k", "worst_of_k", percent), ("agreement", "agreement", percent),
                 ("agreement attacked", "attacked_agreement", percent),
-                ("alignment", "alignment", cosine), ("alignment attacked", "attacked_alignment", cosine)]
+                ("alignment", "alignment", cosine), ("alignment attacked", "attacked_alignment", cosine),
+                ("agreement lost to attack", "agreement_lost", percent),
+                ("alignment lost to attack", "alignment_lost", cosine)]
 
 
 def spread(values, show):
+    if any(v is None for v in values):
+        return "-"
     if len(values) < 2:
         return show(values[0])
     centre = sum(values) / len(values)
@@ -177,7 +198,9 @@ def spread(values, show):
 
 
 def seeds_table(runs, learned_above):
-    header = ["method", "runs"] + [name for name, _, _ in SEED_METRICS]
+    # A metric no run has (what the attack takes, from older reports) is left out.
+    shown = [m for m in SEED_METRICS if any(v[m[1]] is not None for vs in runs.values() for v in vs)]
+    header = ["method", "runs"] + [name for name, _, _ in shown]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     failed = [(method, v) for method, values in runs.items() for v in values if not v["learned"]]
     for method, values in runs.items():
@@ -185,7 +208,7 @@ def seeds_table(runs, learned_above):
         count = str(len(values)) if len(learned) == len(values) else (
             f"{len(values)} ({len(values) - len(learned)} did not learn)")
         cells = [method, count]
-        for _, key, show in SEED_METRICS:
+        for _, key, show in shown:
             cells.append(spread([v[key] for v in learned], show) if learned else "-")
         lines.append("| " + " | ".join(cells) + " |")
     if failed:

@@ -2,7 +2,8 @@
 sample standard deviation and range of the runs that learned; agreement and
 alignment are pooled over the pairs of all languages; a run whose
 best dev-en stays under --learned-above is counted, named and left out of
-the means; the scatter's axes stay inside [0, 1].
+the means; the scatter's axes stay inside [0, 1]; what the attack takes of
+agreement and alignment is shown only where both rest on the same pairs.
 
     python3 -m unittest benches/test_compare_methods.py
 """
@@ -17,7 +18,7 @@ import unittest
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_methods.py")
 
 
-def write_run(folder, method, dev, mean, agreement, alignment):
+def write_run(folder, method, dev, mean, agreement, alignment, consistency=None):
     """A run as robust_experiment.sh leaves it: log.jsonl with dev checks and
     eval/report.json. Every metric but the ones named is a fixed 0.5."""
     os.makedirs(os.path.join(folder, method, "eval"))
@@ -27,7 +28,7 @@ def write_run(folder, method, dev, mean, agreement, alignment):
             f.write(json.dumps({"step": 2, "dev_accuracy": d}) + "\n")
     # de's 60 attacked pairs have the run's agreement, zh's 4 none: pooled
     # over the 64 pairs, not the mean of the two languages' figures.
-    consistency = [{"language": "de", "shared_pairs": 100, "perturbed_pairs": 60,
+    consistency = consistency or [{"language": "de", "shared_pairs": 100, "perturbed_pairs": 60,
                     "agreement": agreement, "attacked_agreement": agreement,
                     "alignment": alignment, "attacked_alignment": alignment},
                    {"language": "zh", "shared_pairs": 100, "perturbed_pairs": 4,
@@ -97,6 +98,40 @@ class Seeds(unittest.TestCase):
         self.assertLessEqual(max(ticks), 100, "agreement is a share of pairs: no tick above 100%")
         self.assertIn("hollow: did not learn", svg)
         self.assertEqual(svg.count('fill="none"'), 1, "one hollow marker: the run that did not learn")
+
+
+class Lost(unittest.TestCase):
+    """What the attack takes of agreement and alignment is shown only where
+    the attacked figures rest on the same pairs as the clean ones."""
+
+    def test_only_on_the_same_pairs(self):
+        with tempfile.TemporaryDirectory() as root:
+            same, older = os.path.join(root, "same"), os.path.join(root, "older")
+            # de: 100 pairs, 90% agree clean, 70% attacked; zh: 50 pairs, 80% both.
+            # Pooled: (90 + 40) / 150 - (70 + 40) / 150 = 13.3 points.
+            write_run(same, "vanilla", [0.9], 0.8, None, None, consistency=[
+                {"language": "de", "shared_pairs": 100, "perturbed_pairs": 100,
+                 "agreement": 0.9, "attacked_agreement": 0.7,
+                 "alignment": 0.9, "attacked_alignment": 0.85},
+                {"language": "zh", "shared_pairs": 50, "perturbed_pairs": 50,
+                 "agreement": 0.8, "attacked_agreement": 0.8,
+                 "alignment": 0.9, "attacked_alignment": 0.9}])
+            write_run(older, "vanilla", [0.9], 0.8, 0.7, 0.9)
+            out = os.path.join(root, "out")
+            os.makedirs(out)
+            tables = {}
+            for folder in (same, older):
+                subprocess.run([sys.executable, SCRIPT, "--seeds", out, folder],
+                               check=True, capture_output=True, text=True)
+                with open(os.path.join(out, "seeds.md")) as f:
+                    tables[folder] = f.read().splitlines()
+            header = [c.strip() for c in tables[same][0].strip("|").split("|")]
+            row = [c.strip() for c in tables[same][2].strip("|").split("|")]
+            self.assertEqual(row[header.index("agreement lost to attack")], "13.3")
+            # alignment: 0.9 - (85 + 45) / 150 = 0.0333.
+            self.assertEqual(row[header.index("alignment lost to attack")], "0.0333")
+            self.assertNotIn("lost to attack", tables[older][0],
+                             "attacked on 60 of 100 pairs: not comparable with clean")
 
 
 if __name__ == "__main__":
