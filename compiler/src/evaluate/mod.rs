@@ -371,13 +371,12 @@ pub fn evaluate(
     // consistency under substitution rests on all of a translation's shared
     // examples. Draws are seeded by id, so the English test's do not depend
     // on which translations are evaluated.
-    let draws: HashMap<&str, Vec<(String, String)>> = match (perturbation, english_test) {
-        (Some(p), Some(_)) => english_ids
+    let draws: HashMap<&str, Vec<(String, String)>> = perturbation.map_or_else(HashMap::new, |p| {
+        english_ids
             .iter()
             .map(|&id| (id, draw_perturbations(english_by_id[id], p)))
-            .collect(),
-        _ => HashMap::new(),
-    };
+            .collect()
+    });
 
     let mut inputs: Vec<(&str, &str)> = Vec::new();
     fn pair_text(p: &LabelledPair) -> (&str, &str) {
@@ -820,13 +819,7 @@ fn consistency_of(
     let Some(p) = perturbation else {
         return Some(result);
     };
-    let shared: Vec<_> = shared
-        .into_iter()
-        .filter(|(e, _)| english.draws.contains_key(e.id.as_str()))
-        .collect();
-    if shared.is_empty() {
-        return Some(result);
-    }
+    // Every shared example's English original has its draws.
     result.perturbed_pairs = Some(shared.len());
     let random = |e: &LabelledPair| english.draws[e.id.as_str()].clone();
     result.perturbed_agreement = mean(shared.iter().flat_map(|(e, t)| {
