@@ -10,6 +10,14 @@ attacked figures rest on the same pairs as the clean ones, where the reports
 have them), OUT/accuracy.svg
 (accuracy per language, a bar a method) and OUT/matrix-difference.svg (each
 robust method's language-pair matrix minus vanilla's, as heat maps).
+Where the reports have pairs.tsv (xltc eval from 2026-12-06 on), results.md
+also compares each method with the first one pair by pair on the same
+pairs: the difference in points with the exact McNemar p-value (two-sided)
+for accuracy, English worst of k and agreement under attack, and the
+difference in alignment lost to attack with its 95% interval. Two runs'
+accuracies on the same 100 pairs a file are each good to about +-4 points,
+but most pairs get the same answer from both, so the pairs on which they
+differ say far more.
 Standard library only.
 
     python3 benches/compare_methods.py OUT [METHOD ...]
@@ -27,6 +35,7 @@ label agrees with itself under any attack and in every language.
     python3 benches/compare_methods.py --seeds OUT [--learned-above A] FOLDER [FOLDER ...]
 """
 import json
+import math
 import os
 import sys
 
@@ -114,6 +123,96 @@ def table(out, methods, reports):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n", languages
+
+
+def pair_rows(out, method):
+    """pairs.tsv of a run's evaluation, keyed by (file, id); None without one."""
+    path = os.path.join(out, method, "eval", "pairs.tsv")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
+    return {(r["file"], r["id"]): r for r in rows}
+
+
+def mcnemar(b, c):
+    """Exact two-sided McNemar p-value: b pairs only the first got right, c
+    only the second; under no difference each of the b + c is a fair coin."""
+    n, k = b + c, min(b, c)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired(first, second, success):
+    """(difference in points, p-value, pairs) of `success` on the pairs both
+    runs have where it applies: second minus first."""
+    keys = [k for k in first if k in second
+            and success(first[k]) is not None and success(second[k]) is not None]
+    if not keys:
+        return None
+    b = sum(1 for k in keys if success(second[k]) and not success(first[k]))
+    c = sum(1 for k in keys if success(first[k]) and not success(second[k]))
+    return 100 * (b - c) / len(keys), mcnemar(b, c), len(keys)
+
+
+def interval(values):
+    """Mean and 95% half-width (normal) of per-pair differences."""
+    n = len(values)
+    centre = sum(values) / n
+    deviation = (sum((v - centre) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return centre, 1.96 * deviation / n ** 0.5
+
+
+def translation(row):
+    return row["english"] != ""
+
+
+def paired_table(out, methods):
+    """Each method against the first on the same pairs, where both have
+    pairs.tsv; None where fewer than two have."""
+    rows = {m: pair_rows(out, m) for m in methods}
+    base = methods[0]
+    if rows[base] is None or not any(rows[m] for m in methods[1:]):
+        return None
+    checks = [
+        ("accuracy, every language's own test", lambda r: r["predicted"] == r["gold"]
+         if r["file"] == "test-en.tsv" or translation(r) else None),
+        ("en worst of k", lambda r: r["worst"] == r["gold"] if r["worst"] != "" else None),
+        ("agreement", lambda r: r["predicted"] == r["english"] if translation(r) else None),
+        ("agreement attacked", lambda r: r["predicted"] == r["english_attacked"]
+         if translation(r) and r["english_attacked"] != "" else None),
+    ]
+    header = ["method"] + [f"{name} (points, p, pairs)" for name, _ in checks] + [
+        "alignment lost to attack (difference, 95% interval, pairs)"]
+    lines = [f"Paired against {base}, on the same pairs (second minus first; p: exact McNemar, two-sided):\n",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in methods[1:]:
+        if rows[method] is None:
+            continue
+        a, b = rows[base], rows[method]
+        cells = []
+        for _, success in checks:
+            result = paired(a, b, success)
+            if result is None:
+                cells.append("-")
+                continue
+            points, p, n = result
+            cells.append(f"{points:+.1f}, p {p:.2g}, {n}")
+
+        def lost(r):
+            return float(r["alignment"]) - float(r["alignment_attacked"])
+        keys = [k for k in a if k in b and translation(a[k]) and a[k]["alignment_attacked"] != ""
+                and b[k]["alignment_attacked"] != ""]
+        if keys:
+            centre, half = interval([lost(b[k]) - lost(a[k]) for k in keys])
+            cells.append(f"{centre:+.4f}, {centre - half:+.4f} to {centre + half:+.4f}, {len(keys)}")
+        else:
+            cells.append("-")
+        lines.append("| " + " | ".join([method] + cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def bars(methods, reports, languages):
@@ -283,6 +382,9 @@ def main():
                                if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
     reports = {m: load(out, m) for m in methods}
     text, languages = table(out, methods, reports)
+    paired_text = paired_table(out, methods)
+    if paired_text:
+        text += "\n" + paired_text
     write(os.path.join(out, "results.md"), text)
     write(os.path.join(out, "accuracy.svg"), bars(methods, reports, languages))
     if len(methods) > 1:

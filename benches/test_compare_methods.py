@@ -3,7 +3,8 @@ sample standard deviation and range of the runs that learned; agreement and
 alignment are pooled over the pairs of all languages; a run whose
 best dev-en stays under --learned-above is counted, named and left out of
 the means; the scatter's axes stay inside [0, 1]; what the attack takes of
-agreement and alignment is shown only where both rest on the same pairs.
+agreement and alignment is shown only where both rest on the same pairs;
+where reports have pairs.tsv, methods are compared pair by pair (McNemar).
 
     python3 -m unittest benches/test_compare_methods.py
 """
@@ -38,7 +39,9 @@ def write_run(folder, method, dev, mean, agreement, alignment, consistency=None)
         "averages": {"languages": mean, "languages_without_english": 0.5, "matrix": 0.5,
                      "matrix_off_diagonal": 0.5},
         "robustness": {"perturbed_accuracy": 0.5, "worst_of_k_accuracy": 0.5},
-        "consistency": consistency}}
+        "consistency": consistency,
+        "languages": [{"language": "en", "accuracy": mean}, {"language": "de", "accuracy": 0.5}],
+        "matrix": {"languages": ["en", "de"], "accuracy": [[mean, 0.5], [0.5, 0.5]]}}}
     with open(os.path.join(folder, method, "eval", "report.json"), "w") as f:
         json.dump(report, f)
 
@@ -132,6 +135,64 @@ class Lost(unittest.TestCase):
             self.assertEqual(row[header.index("alignment lost to attack")], "0.0333")
             self.assertNotIn("lost to attack", tables[older][0],
                              "attacked on 60 of 100 pairs: not comparable with clean")
+
+
+def write_pairs(folder, method, attacked_agree, lost):
+    """pairs.tsv with ten German pairs: the prediction is class 1, the
+    English original's is 1 clean, and 1 under attack on the pairs in
+    `attacked_agree` (0 elsewhere); alignment 0.9 clean, 0.9 - lost attacked."""
+    lines = ["file\tid\tgold\tpredicted\tsubstituted\tworst\tenglish\tenglish_attacked"
+             "\talignment\talignment_attacked"]
+    for i in range(10):
+        attacked = 1 if i in attacked_agree else 0
+        lines.append(f"test-de.tsv\t{i}\t1\t1\t\t\t1\t{attacked}\t0.900000\t{0.9 - lost[i]:.6f}")
+    lines.append("test-en-de.tsv\t0\t1\t0\t\t\t\t\t\t")
+    with open(os.path.join(folder, method, "eval", "pairs.tsv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+class Paired(unittest.TestCase):
+    """Methods compared with the first pair by pair, where the reports have
+    pairs.tsv: McNemar on the discordant pairs, and the per-pair difference
+    of alignment lost with its interval."""
+
+    def test_discordant_pairs_and_alignment_lost(self):
+        with tempfile.TemporaryDirectory() as root:
+            for method in ("vanilla", "adv", "rs-rp"):
+                write_run(root, method, [0.9], 0.8, 0.7, 0.9)
+            # Under attack adv agrees on 0-7, vanilla on 0-3 and 8: adv alone
+            # on 4 pairs, vanilla alone on 1. +30 points over 10; McNemar:
+            # 2 * (C(5,0) + C(5,1)) / 2^5 = 0.375.
+            write_pairs(root, "vanilla", {0, 1, 2, 3, 8}, [0.02] * 10)
+            write_pairs(root, "adv", set(range(8)), [0.02] * 5 + [0.01] * 5)
+            # rs-rp has no pairs.tsv (an older report): no row.
+            result = subprocess.run([sys.executable, SCRIPT, root, "vanilla", "adv", "rs-rp"],
+                                    check=True, capture_output=True, text=True)
+            with open(os.path.join(root, "results.md")) as f:
+                text = f.read()
+            self.assertEqual(text, result.stdout)
+            lines = text[text.index("Paired against vanilla"):].splitlines()
+            header = [c.strip() for c in lines[2].strip("|").split("|")]
+            rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[4:]]
+            self.assertEqual([r[0] for r in rows], ["adv"])
+            row = dict(zip(header, rows[0]))
+            self.assertEqual(row["agreement attacked (points, p, pairs)"], "+30.0, p 0.38, 10")
+            self.assertEqual(row["agreement (points, p, pairs)"], "+0.0, p 1, 10")
+            self.assertEqual(row["en worst of k (points, p, pairs)"], "-")
+            # Accuracy: German pairs only (the matrix file is not a language's own test).
+            self.assertEqual(row["accuracy, every language's own test (points, p, pairs)"], "+0.0, p 1, 10")
+            # Alignment lost: 0 on five pairs, -0.01 on five: mean -0.005,
+            # sample sd 0.00527, half-width 1.96 * 0.00527 / sqrt(10) = 0.0033.
+            self.assertEqual(row["alignment lost to attack (difference, 95% interval, pairs)"],
+                             "-0.0050, -0.0083 to -0.0017, 10")
+
+    def test_no_section_without_pairs(self):
+        with tempfile.TemporaryDirectory() as root:
+            for method in ("vanilla", "adv"):
+                write_run(root, method, [0.9], 0.8, 0.7, 0.9)
+            result = subprocess.run([sys.executable, SCRIPT, root, "vanilla", "adv"],
+                                    check=True, capture_output=True, text=True)
+            self.assertNotIn("Paired", result.stdout)
 
 
 if __name__ == "__main__":

@@ -589,6 +589,137 @@ fn every_translation_example_is_compared_with_substituted_english() {
     }
 }
 
+/// pairs.tsv, one row a test pair: its predictions are `xltc run`'s, its
+/// English columns are the English test's predictions by id, and averaging
+/// its columns gives every accuracy, substituted and attacked figure and
+/// agreement and alignment of the report (so two runs can be compared pair
+/// by pair on what the report counts).
+#[test]
+fn pairs_tsv_records_what_the_report_counts_pair_by_pair() {
+    let model = model_dir("tiny-xlmr");
+    let model = model.to_str().unwrap();
+    let folder = data("pawsx");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let (files, _) = eval_json(&[
+        model,
+        "--cpu",
+        "--data",
+        folder.to_str().unwrap(),
+        "--pairs-matrix",
+        "--perturb",
+        "synonyms",
+        "--draws",
+        "3",
+        "--attack",
+        "worst-of-k",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(out.join("pairs.tsv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let rows: Vec<HashMap<&str, &str>> = lines
+        .map(|l| header.iter().copied().zip(l.split('\t')).collect())
+        .collect();
+    let of = |file: &str| -> Vec<&HashMap<&str, &str>> {
+        rows.iter().filter(|r| r["file"] == file).collect()
+    };
+    let number = |cell: &str| -> f64 { cell.parse().unwrap_or_else(|_| panic!("{cell:?}")) };
+    let share = |values: Vec<bool>| {
+        values.iter().filter(|&&v| v).count() as f64 / values.len().max(1) as f64
+    };
+    let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-9, "{what}: {a} {b}");
+    let labels = ["different", "paraphrase"];
+    let mut english_class = HashMap::new();
+    for name in [
+        "test-en.tsv",
+        "test-de.tsv",
+        "test-en-de.tsv",
+        "test-de-en.tsv",
+    ] {
+        let recorded = of(name);
+        let plain = classifier_predictions(model, &folder.join(name), &labels, &["--cpu"]);
+        assert_eq!(recorded.len(), plain.len(), "{name}: one row a pair");
+        for (r, (id, predicted, gold)) in recorded.iter().zip(&plain) {
+            assert_eq!(r["id"], id, "{name}: file order");
+            assert_eq!(number(r["predicted"]) as usize, *predicted, "{name} {id}");
+            assert_eq!(number(r["gold"]) as usize, *gold, "{name} {id}");
+        }
+        let accuracy = share(
+            recorded
+                .iter()
+                .map(|r| r["predicted"] == r["gold"])
+                .collect(),
+        );
+        close(accuracy, files[name]["accuracy"].as_f64().unwrap(), name);
+        if name == "test-en.tsv" {
+            english_class = plain.iter().map(|p| (p.0.clone(), p.1)).collect();
+        }
+    }
+    // The English test: classes under each draw and under the worst one.
+    let english = of("test-en.tsv");
+    let robustness = &files["test-en.tsv"]["robustness"];
+    let draws: Vec<bool> = english
+        .iter()
+        .flat_map(|r| {
+            let substituted: Vec<&str> = r["substituted"].split(',').collect();
+            assert_eq!(substituted.len(), 3, "{r:?}");
+            substituted.into_iter().map(move |c| c == r["gold"])
+        })
+        .collect();
+    close(
+        share(draws),
+        robustness["perturbed_accuracy"].as_f64().unwrap(),
+        "perturbed accuracy",
+    );
+    close(
+        share(english.iter().map(|r| r["worst"] == r["gold"]).collect()),
+        robustness["worst_of_k_accuracy"].as_f64().unwrap(),
+        "worst of k",
+    );
+    // The translation: its English original's class, clean and attacked,
+    // and the alignment with it.
+    let german = of("test-de.tsv");
+    let consistency = &files["test-de.tsv"]["consistency"];
+    for r in &german {
+        assert_eq!(
+            number(r["english"]) as usize,
+            english_class[r["id"]],
+            "{r:?}"
+        );
+    }
+    for (column, figure) in [
+        ("english", "agreement"),
+        ("english_attacked", "attacked_agreement"),
+    ] {
+        close(
+            share(german.iter().map(|r| r[column] == r["predicted"]).collect()),
+            consistency[figure].as_f64().unwrap(),
+            figure,
+        );
+    }
+    for (column, figure) in [
+        ("alignment", "alignment"),
+        ("alignment_attacked", "attacked_alignment"),
+    ] {
+        let mean = german.iter().map(|r| number(r[column])).sum::<f64>() / german.len() as f64;
+        let reported = consistency[figure].as_f64().unwrap();
+        assert!(
+            (mean - reported).abs() < 1e-6,
+            "{figure}: {mean} {reported}"
+        );
+    }
+    // Columns that do not apply to a file stay empty.
+    for r in of("test-en-de.tsv").iter().chain(&english) {
+        assert_eq!(r["english"], "", "{r:?}");
+        assert_eq!(r["alignment"], "", "{r:?}");
+    }
+    for r in &german {
+        assert_eq!(r["substituted"], "", "{r:?}");
+    }
+}
+
 #[test]
 fn the_word_overlap_baseline_needs_no_model() {
     let folder = data("pawsx");

@@ -155,7 +155,7 @@ pub struct EvalArgs {
     /// `id sentence1 sentence2 label` with it.
     #[arg(long)]
     pub data: PathBuf,
-    /// The report folder (report.md, report.json, accuracy.svg, matrix.svg);
+    /// The report folder (report.md, report.json, pairs.tsv, accuracy.svg, matrix.svg);
     /// default: MODEL.eval beside the model.
     #[arg(short, long, value_name = "REPORT")]
     pub output: Option<PathBuf>,

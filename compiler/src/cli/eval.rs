@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use xltc::evaluate::report::{markdown, Header};
+use xltc::evaluate::report::{markdown, pairs_tsv, Header};
 use xltc::evaluate::scorer::Scorer;
 use xltc::evaluate::smoothing::Smoothing;
 use xltc::evaluate::suite::{Selection, Suite};
@@ -184,6 +184,7 @@ fn write_report(folder: &Path, header: &Header, e: &Evaluation) -> Result<()> {
             "report.json",
             serde_json::to_string_pretty(&json!({"header": header, "evaluation": e}))?,
         )?;
+        put("pairs.tsv", pairs_tsv(e))?;
         let chance = e
             .languages
             .first()

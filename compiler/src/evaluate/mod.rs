@@ -138,6 +138,31 @@ pub struct Consistency {
     pub attacked_alignment: Option<f64>,
 }
 
+/// One test pair's predictions, written to pairs.tsv so that two runs
+/// evaluated on the same pairs can be compared pair by pair (a paired test
+/// resolves differences that two separate accuracies cannot). Classes are
+/// indices into the model's labels (0 and 1 under a similarity threshold).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairRecord {
+    pub file: String,
+    pub id: String,
+    pub gold: usize,
+    pub predicted: usize,
+    /// The English test under `--perturb`: the class under each draw, and
+    /// under the worst-of-K draw (with `--attack worst-of-k`).
+    pub substituted: Vec<usize>,
+    pub worst: Option<usize>,
+    /// A translation whose English original is known: that original's class,
+    /// clean and under its worst-of-K draw.
+    pub english: Option<usize>,
+    pub english_attacked: Option<usize>,
+    /// Mean cosine of the two sentences' embeddings with their English
+    /// originals', clean and with the worst-of-K draw (models with sentence
+    /// embeddings).
+    pub alignment: Option<f64>,
+    pub alignment_attacked: Option<f64>,
+}
+
 /// A smoothed classifier's abstentions and certificates on one file.
 #[derive(Clone, Debug, Serialize)]
 pub struct SmoothedFile {
@@ -192,6 +217,9 @@ pub struct Evaluation {
     pub consistency: Vec<Consistency>,
     /// With a smoothed classifier: abstentions and certified accuracy.
     pub smoothing: Option<SmoothingReport>,
+    /// Every test pair's predictions, in file order (pairs.tsv, not the JSON).
+    #[serde(skip)]
+    pub pairs: Vec<PairRecord>,
     pub notes: Vec<String>,
     /// Sequences the model ran, and the seconds it took.
     pub sequences: usize,
@@ -543,6 +571,14 @@ pub fn evaluate(
     if suite.english.is_none() && !others.is_empty() {
         notes.push("no test-en.tsv: cross-lingual consistency needs the English originals".into());
     }
+    let pairs = pair_records(
+        suite,
+        &english,
+        &scored,
+        &decision,
+        perturbation,
+        &|file, p| gold_of(file, p),
+    );
     let smoothing = match scorer {
         Scorer::Model {
             smoothing: Some(settings),
@@ -611,10 +647,73 @@ pub fn evaluate(
         robustness,
         consistency,
         smoothing,
+        pairs,
         notes,
         sequences,
         seconds,
     })
+}
+
+/// Every test pair's record: its prediction; on the English test, its
+/// classes under substitution; on a translation, its English original's
+/// class and alignment, clean and attacked.
+fn pair_records(
+    suite: &Suite,
+    english: &EnglishSide,
+    scored: &Scored,
+    decision: &Decision,
+    perturbation: Option<&Perturbation>,
+    gold: &dyn Fn(&PairFile, &LabelledPair) -> usize,
+) -> Vec<PairRecord> {
+    let class = |a: &str, b: &str| decision.class(&scored.pair(a, b));
+    let attack = perturbation.is_some_and(|p| p.worst_of_k);
+    // The English original's draw of highest loss against its gold class.
+    let worst_of = |e: &LabelledPair, gold: usize| -> Option<&(String, String)> {
+        let list = english.draws.get(e.id.as_str()).filter(|_| attack)?;
+        worst_draw(list, decision, scored, gold).map(|i| &list[i])
+    };
+    let mut records = Vec::new();
+    for t in &suite.tests {
+        let is_english = t.name == "test-en.tsv";
+        let is_translation = t.is_monolingual() && t.languages.0 != "en";
+        for pair in &t.file.pairs {
+            let gold = gold(&t.file, pair);
+            let mut record = PairRecord {
+                file: t.name.clone(),
+                id: pair.id.clone(),
+                gold,
+                predicted: class(&pair.sentence1, &pair.sentence2),
+                substituted: Vec::new(),
+                worst: None,
+                english: None,
+                english_attacked: None,
+                alignment: None,
+                alignment_attacked: None,
+            };
+            if is_english {
+                if let Some(list) = english.draws.get(pair.id.as_str()) {
+                    record.substituted = list.iter().map(|(a, b)| class(a, b)).collect();
+                }
+                record.worst = worst_of(pair, gold).map(|(a, b)| class(a, b));
+            }
+            if let Some(e) = english
+                .by_id
+                .get(pair.id.as_str())
+                .filter(|_| is_translation)
+            {
+                record.english = Some((english.class)(&e.id));
+                record.alignment = pair_cosines(scored, (&e.sentence1, &e.sentence2), pair)
+                    .and_then(|c| mean(c.into_iter()));
+                if let Some((a, b)) = worst_of(e, (english.gold)(e)) {
+                    record.english_attacked = Some(class(a, b));
+                    record.alignment_attacked =
+                        pair_cosines(scored, (a, b), pair).and_then(|c| mean(c.into_iter()));
+                }
+            }
+            records.push(record);
+        }
+    }
+    records
 }
 
 /// A file's abstentions and, when certified, its certified accuracy at
@@ -857,15 +956,23 @@ fn alignment(
     shared: &[(&LabelledPair, &LabelledPair)],
     english: &dyn Fn(&LabelledPair) -> Vec<(String, String)>,
 ) -> Option<f64> {
-    let align = |a: &str, b: &str| -> Option<f64> {
-        Some(cosine(scored.embedding(a)?, scored.embedding(b)?) as f64)
-    };
     let mut values = Vec::new();
     for (e, t) in shared {
         for (e1, e2) in english(e) {
-            values.push(align(&e1, &t.sentence1)?);
-            values.push(align(&e2, &t.sentence2)?);
+            values.extend(pair_cosines(scored, (&e1, &e2), t)?);
         }
     }
     mean(values.into_iter())
+}
+
+/// The cosines of an English pair's sentences with a translation's, first
+/// with first and second with second; None without sentence embeddings.
+fn pair_cosines(scored: &Scored, english: (&str, &str), t: &LabelledPair) -> Option<[f64; 2]> {
+    let align = |a: &str, b: &str| -> Option<f64> {
+        Some(cosine(scored.embedding(a)?, scored.embedding(b)?) as f64)
+    };
+    Some([
+        align(english.0, &t.sentence1)?,
+        align(english.1, &t.sentence2)?,
+    ])
 }

@@ -216,3 +216,34 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
     );
     md
 }
+
+/// pairs.tsv: one row a test pair (file, id, gold and predicted class; on
+/// the English test the classes under each substitution, comma-separated,
+/// and under the worst-of-K draw; on a translation its English original's
+/// class and the alignment with it, clean and attacked). An empty cell: not
+/// measured for that pair.
+pub fn pairs_tsv(e: &Evaluation) -> String {
+    let mut tsv = String::from(
+        "file\tid\tgold\tpredicted\tsubstituted\tworst\tenglish\tenglish_attacked\talignment\talignment_attacked\n",
+    );
+    let class = |c: Option<usize>| c.map_or(String::new(), |c| c.to_string());
+    let cosine = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.6}"));
+    for r in &e.pairs {
+        let substituted: Vec<String> = r.substituted.iter().map(usize::to_string).collect();
+        let _ = writeln!(
+            tsv,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.file,
+            r.id,
+            r.gold,
+            r.predicted,
+            substituted.join(","),
+            class(r.worst),
+            class(r.english),
+            class(r.english_attacked),
+            cosine(r.alignment),
+            cosine(r.alignment_attacked)
+        );
+    }
+    tsv
+}
