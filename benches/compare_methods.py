@@ -13,7 +13,7 @@ robust method's language-pair matrix minus vanilla's, as heat maps).
 Where the reports have pairs.tsv (xltc eval from 2026-12-06 on), results.md
 also compares each method with the first one pair by pair on the same
 pairs: the difference in points with the exact McNemar p-value (two-sided)
-for accuracy, English worst of k and agreement under attack, and the
+for accuracy, English worst of k and agreement clean and under attack, and the
 difference in alignment lost to attack with its 95% interval. Two runs'
 accuracies on the same 100 pairs a file are each good to about +-4 points,
 but most pairs get the same answer from both, so the pairs on which they
@@ -149,21 +149,23 @@ def mcnemar(b, c):
 def paired(first, second, success):
     """(difference in points, p-value, pairs) of `success` on the pairs both
     runs have where it applies: second minus first."""
-    keys = [k for k in first if k in second
-            and success(first[k]) is not None and success(second[k]) is not None]
-    if not keys:
+    outcomes = [(success(first[k]), success(second[k])) for k in first if k in second]
+    outcomes = [(x, y) for x, y in outcomes if x is not None and y is not None]
+    if not outcomes:
         return None
-    b = sum(1 for k in keys if success(second[k]) and not success(first[k]))
-    c = sum(1 for k in keys if success(first[k]) and not success(second[k]))
-    return 100 * (b - c) / len(keys), mcnemar(b, c), len(keys)
+    b = sum(1 for x, y in outcomes if y and not x)
+    c = sum(1 for x, y in outcomes if x and not y)
+    return 100 * (b - c) / len(outcomes), mcnemar(b, c), len(outcomes)
 
 
 def interval(values):
     """Mean and 95% half-width (normal) of per-pair differences."""
-    n = len(values)
-    centre = sum(values) / n
-    deviation = (sum((v - centre) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return centre, 1.96 * deviation / n ** 0.5
+    centre, deviation = mean_deviation(values)
+    return centre, 1.96 * deviation / len(values) ** 0.5
+
+
+def alignment_lost(row):
+    return float(row["alignment"]) - float(row["alignment_attacked"])
 
 
 def translation(row):
@@ -201,13 +203,10 @@ def paired_table(out, methods):
                 continue
             points, p, n = result
             cells.append(f"{points:+.1f}, p {p:.2g}, {n}")
-
-        def lost(r):
-            return float(r["alignment"]) - float(r["alignment_attacked"])
         keys = [k for k in a if k in b and translation(a[k]) and a[k]["alignment_attacked"] != ""
                 and b[k]["alignment_attacked"] != ""]
         if keys:
-            centre, half = interval([lost(b[k]) - lost(a[k]) for k in keys])
+            centre, half = interval([alignment_lost(b[k]) - alignment_lost(a[k]) for k in keys])
             cells.append(f"{centre:+.4f}, {centre - half:+.4f} to {centre + half:+.4f}, {len(keys)}")
         else:
             cells.append("-")
@@ -286,13 +285,20 @@ SEED_METRICS = [("best dev-en", "dev", percent), ("mean", "mean", percent),
                 ("alignment lost to attack", "alignment_lost", cosine)]
 
 
+def mean_deviation(values):
+    """Mean and sample standard deviation (0 for one value)."""
+    n = len(values)
+    centre = sum(values) / n
+    deviation = (sum((v - centre) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return centre, deviation
+
+
 def spread(values, show):
     if any(v is None for v in values):
         return "-"
     if len(values) < 2:
         return show(values[0])
-    centre = sum(values) / len(values)
-    deviation = (sum((v - centre) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    centre, deviation = mean_deviation(values)
     return f"{show(centre)} ± {show(deviation)} ({show(min(values))}–{show(max(values))})"
 
 

@@ -571,14 +571,7 @@ pub fn evaluate(
     if suite.english.is_none() && !others.is_empty() {
         notes.push("no test-en.tsv: cross-lingual consistency needs the English originals".into());
     }
-    let pairs = pair_records(
-        suite,
-        &english,
-        &scored,
-        &decision,
-        perturbation,
-        &|file, p| gold_of(file, p),
-    );
+    let pairs = pair_records(suite, &english, &scored, &decision, perturbation, &gold_of);
     let smoothing = match scorer {
         Scorer::Model {
             smoothing: Some(settings),
