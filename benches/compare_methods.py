@@ -13,7 +13,8 @@ robust method's language-pair matrix minus vanilla's, as heat maps).
 Where the reports have pairs.tsv (xltc eval from 2026-12-06 on), results.md
 also compares each method with the first one pair by pair on the same
 pairs: the difference in points with the exact McNemar p-value (two-sided)
-for accuracy, English worst of k and agreement clean and under attack, and the
+for accuracy, English worst of k and agreement clean and under attack (and
+each p adjusted by Holm's method over all the table's tests), and the
 difference in alignment lost to attack with its 95% interval. Two runs'
 accuracies on the same 100 pairs a file are each good to about +-4 points,
 but most pairs get the same answer from both, so the pairs on which they
@@ -158,6 +159,19 @@ def paired(first, second, success):
     return 100 * (b - c) / len(outcomes), mcnemar(b, c), len(outcomes)
 
 
+def holm(ps):
+    """Holm's step-down adjustment of p-values taken together: the i-th
+    smallest of m is multiplied by m - i (from 0), kept at least as large as
+    the one before it and at most 1. Rejecting where the adjusted value is
+    under 0.05 keeps the chance of any false finding in the family under 5%."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    adjusted, running = [0.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def interval(values):
     """Mean and 95% half-width (normal) of per-pair differences."""
     centre, deviation = mean_deviation(values)
@@ -187,30 +201,30 @@ def paired_table(out, methods):
         ("agreement attacked", lambda r: r["predicted"] == r["english_attacked"]
          if translation(r) and r["english_attacked"] != "" else None),
     ]
-    header = ["method"] + [f"{name} (points, p, pairs)" for name, _ in checks] + [
+    header = ["method"] + [f"{name} (points, p, Holm, pairs)" for name, _ in checks] + [
         "alignment lost to attack (difference, 95% interval, pairs)"]
-    lines = [f"Paired against {base}, on the same pairs (second minus first; p: exact McNemar, two-sided):\n",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    results, alignment = {}, {}
     for method in methods[1:]:
         if rows[method] is None:
             continue
         a, b = rows[base], rows[method]
-        cells = []
-        for _, success in checks:
-            result = paired(a, b, success)
-            if result is None:
-                cells.append("-")
-                continue
-            points, p, n = result
-            cells.append(f"{points:+.1f}, p {p:.2g}, {n}")
+        results[method] = [paired(a, b, success) for _, success in checks]
         keys = [k for k in a if k in b and translation(a[k]) and a[k]["alignment_attacked"] != ""
                 and b[k]["alignment_attacked"] != ""]
         if keys:
             centre, half = interval([alignment_lost(b[k]) - alignment_lost(a[k]) for k in keys])
-            cells.append(f"{centre:+.4f}, {centre - half:+.4f} to {centre + half:+.4f}, {len(keys)}")
-        else:
-            cells.append("-")
-        lines.append("| " + " | ".join([method] + cells) + " |")
+            alignment[method] = f"{centre:+.4f}, {centre - half:+.4f} to {centre + half:+.4f}, {len(keys)}"
+    # Every McNemar test in the table is one family: many comparisons give
+    # some small p by chance alone.
+    tested = [(m, i) for m in results for i, r in enumerate(results[m]) if r is not None]
+    adjusted = dict(zip(tested, holm([results[m][i][1] for m, i in tested])))
+    lines = [f"Paired against {base}, on the same pairs (second minus first; p: exact McNemar, two-sided; "
+             f"Holm: p adjusted by Holm's method over the table's {len(tested)} tests):\n",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, cells in results.items():
+        shown = ["-" if r is None else f"{r[0]:+.1f}, p {r[1]:.2g}, Holm {adjusted[(method, i)]:.2g}, {r[2]}"
+                 for i, r in enumerate(cells)]
+        lines.append("| " + " | ".join([method] + shown + [alignment.get(method, "-")]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,8 @@ alignment are pooled over the pairs of all languages; a run whose
 best dev-en stays under --learned-above is counted, named and left out of
 the means; the scatter's axes stay inside [0, 1]; what the attack takes of
 agreement and alignment is shown only where both rest on the same pairs;
-where reports have pairs.tsv, methods are compared pair by pair (McNemar).
+where reports have pairs.tsv, methods are compared pair by pair (McNemar,
+with Holm's adjustment over the table).
 
     python3 -m unittest benches/test_compare_methods.py
 """
@@ -15,8 +16,12 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import importlib.util
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_methods.py")
+SPEC = importlib.util.spec_from_file_location("compare_methods", SCRIPT)
+compare_methods = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(compare_methods)
 
 
 def write_run(folder, method, dev, mean, agreement, alignment, consistency=None):
@@ -176,15 +181,25 @@ class Paired(unittest.TestCase):
             rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[4:]]
             self.assertEqual([r[0] for r in rows], ["adv"])
             row = dict(zip(header, rows[0]))
-            self.assertEqual(row["agreement attacked (points, p, pairs)"], "+30.0, p 0.38, 10")
-            self.assertEqual(row["agreement (points, p, pairs)"], "+0.0, p 1, 10")
-            self.assertEqual(row["en worst of k (points, p, pairs)"], "-")
+            self.assertEqual(row["agreement attacked (points, p, Holm, pairs)"], "+30.0, p 0.38, Holm 1, 10")
+            self.assertEqual(row["agreement (points, p, Holm, pairs)"], "+0.0, p 1, Holm 1, 10")
+            self.assertEqual(row["en worst of k (points, p, Holm, pairs)"], "-")
             # Accuracy: German pairs only (the matrix file is not a language's own test).
-            self.assertEqual(row["accuracy, every language's own test (points, p, pairs)"], "+0.0, p 1, 10")
+            self.assertEqual(row["accuracy, every language's own test (points, p, Holm, pairs)"], "+0.0, p 1, Holm 1, 10")
             # Alignment lost: 0 on five pairs, -0.01 on five: mean -0.005,
             # sample sd 0.00527, half-width 1.96 * 0.00527 / sqrt(10) = 0.0033.
             self.assertEqual(row["alignment lost to attack (difference, 95% interval, pairs)"],
                              "-0.0050, -0.0083 to -0.0017, 10")
+
+    def test_holm_by_hand(self):
+        # Sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1: 0.04, 0.09, 0.08
+        # (raised to the 0.09 before it), 0.5; in the given order.
+        adjusted = compare_methods.holm([0.01, 0.04, 0.03, 0.5])
+        for got, want in zip(adjusted, [0.04, 0.09, 0.09, 0.5]):
+            self.assertAlmostEqual(got, want)
+        # Never above 1, and one test is left as it is.
+        self.assertEqual(compare_methods.holm([0.4, 0.6]), [0.8, 0.8])
+        self.assertEqual(compare_methods.holm([0.3]), [0.3])
 
     def test_no_section_without_pairs(self):
         with tempfile.TemporaryDirectory() as root:
