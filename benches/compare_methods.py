@@ -4,8 +4,9 @@ side (benches/robust_experiment.sh): reads OUT/METHOD/eval/report.json and
 OUT/METHOD/log.jsonl for each method, writes OUT/results.md (a table a
 method: dev accuracy, accuracy per language, the averages, the matrix with
 and without its diagonal, English under substitution and its worst case,
-agreement and alignment with English, clean and attacked, over the pairs
-of all languages together, and what the attack takes of each where the
+agreement and alignment with English, clean and attacked, alignment under
+each pair's draw of lowest alignment, over the pairs of all languages
+together, and what the attack and that draw take of them where the
 attacked figures rest on the same pairs as the clean ones, where the reports
 have them), OUT/accuracy.svg
 (accuracy per language, a bar a method) and OUT/matrix-difference.svg (each
@@ -15,7 +16,8 @@ also compares each method with the first one pair by pair on the same
 pairs: the difference in points with the exact McNemar p-value (two-sided)
 for accuracy, English worst of k and agreement clean and under attack (and
 each p adjusted by Holm's method over all the table's tests), and the
-difference in alignment lost to attack with its 95% interval. Two runs'
+difference in alignment lost to the attack, and to the draw of lowest
+alignment, with its 95% interval (columns no pair has are left out). Two runs'
 accuracies on the same 100 pairs a file are each good to about +-4 points,
 but most pairs get the same answer from both, so the pairs on which they
 differ say far more.
@@ -86,6 +88,7 @@ def metrics(report, dev):
     consistency = report["consistency"]
     return {"agreement_lost": lost(consistency, "agreement", "attacked_agreement"),
             "alignment_lost": lost(consistency, "alignment", "attacked_alignment"),
+            "alignment_lost_worst": lost(consistency, "alignment", "worst_alignment"),
             "dev": max(dev) if dev else None,
             "mean": report["averages"]["languages"],
             "mean_without_en": report["averages"]["languages_without_english"],
@@ -96,7 +99,8 @@ def metrics(report, dev):
             "agreement": pooled(consistency, "agreement", "shared_pairs"),
             "attacked_agreement": pooled(consistency, "attacked_agreement", "perturbed_pairs"),
             "alignment": pooled(consistency, "alignment", "shared_pairs"),
-            "attacked_alignment": pooled(consistency, "attacked_alignment", "perturbed_pairs")}
+            "attacked_alignment": pooled(consistency, "attacked_alignment", "perturbed_pairs"),
+            "worst_alignment": pooled(consistency, "worst_alignment", "perturbed_pairs")}
 
 
 def table(out, methods, reports):
@@ -104,8 +108,8 @@ def table(out, methods, reports):
     header = ["method", "best dev-en"] + languages + [
         "mean", "mean without en", "matrix", "matrix off diagonal",
         "en substituted", "en worst of k", "agreement", "agreement attacked",
-        "alignment", "alignment attacked", "agreement lost to attack (points)",
-        "alignment lost to attack"]
+        "alignment", "alignment attacked", "alignment, worst draw", "agreement lost to attack (points)",
+        "alignment lost to attack", "alignment lost to its worst draw"]
     rows = []
     for method in methods:
         report, dev = reports[method]
@@ -115,15 +119,19 @@ def table(out, methods, reports):
                     + [percent(by_language[l]) for l in languages]
                     + [percent(m[k]) for k in ["mean", "mean_without_en", "matrix", "matrix_off_diagonal",
                                                "substituted", "worst_of_k", "agreement", "attacked_agreement"]]
-                    + [cosine(m["alignment"]), cosine(m["attacked_alignment"]),
-                       percent(m["agreement_lost"]), cosine(m["alignment_lost"])])
-    # Columns no method has (alignment, for classifiers) are left out.
+                    + [cosine(m["alignment"]), cosine(m["attacked_alignment"]), cosine(m["worst_alignment"]),
+                       percent(m["agreement_lost"]), cosine(m["alignment_lost"]),
+                       cosine(m["alignment_lost_worst"])])
+    return markdown_table(header, rows), languages
+
+
+def markdown_table(header, rows):
+    """A markdown table, leaving out the columns no row has (alignment, for
+    classifiers; figures older reports did not measure)."""
     kept = [i for i in range(len(header)) if any(row[i] != "-" for row in rows)]
-    header = [header[i] for i in kept]
-    rows = [[row[i] for i in kept] for row in rows]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n", languages
+    lines = ["| " + " | ".join(header[i] for i in kept) + " |", "|" + "---|" * len(kept)]
+    lines += ["| " + " | ".join(row[i] for i in kept) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def pair_rows(out, method):
@@ -178,8 +186,13 @@ def interval(values):
     return centre, 1.96 * deviation / len(values) ** 0.5
 
 
-def alignment_lost(row):
-    return float(row["alignment"]) - float(row["alignment_attacked"])
+def alignment_lost(row, column):
+    """A translation pair's alignment clean minus under an attacked draw
+    (`column`: alignment_attacked, or alignment_worst, the draw of lowest
+    alignment); None where the row has no such draw."""
+    if row.get(column, "") == "":
+        return None
+    return float(row["alignment"]) - float(row[column])
 
 
 def translation(row):
@@ -201,31 +214,37 @@ def paired_table(out, methods):
         ("agreement attacked", lambda r: r["predicted"] == r["english_attacked"]
          if translation(r) and r["english_attacked"] != "" else None),
     ]
+    losses = [("alignment lost to attack", "alignment_attacked"),
+              ("alignment lost to its worst draw", "alignment_worst")]
     header = ["method"] + [f"{name} (points, p, Holm, pairs)" for name, _ in checks] + [
-        "alignment lost to attack (difference, 95% interval, pairs)"]
+        f"{name} (difference, 95% interval, pairs)" for name, _ in losses]
     results, alignment = {}, {}
     for method in methods[1:]:
         if rows[method] is None:
             continue
         a, b = rows[base], rows[method]
         results[method] = [paired(a, b, success) for _, success in checks]
-        keys = [k for k in a if k in b and translation(a[k]) and a[k]["alignment_attacked"] != ""
-                and b[k]["alignment_attacked"] != ""]
-        if keys:
-            centre, half = interval([alignment_lost(b[k]) - alignment_lost(a[k]) for k in keys])
-            alignment[method] = f"{centre:+.4f}, {centre - half:+.4f} to {centre + half:+.4f}, {len(keys)}"
+        alignment[method] = []
+        for _, column in losses:
+            differences = [alignment_lost(b[k], column) - alignment_lost(a[k], column) for k in a
+                           if k in b and translation(a[k]) and alignment_lost(a[k], column) is not None
+                           and alignment_lost(b[k], column) is not None]
+            if not differences:
+                alignment[method].append("-")
+                continue
+            centre, half = interval(differences)
+            alignment[method].append(f"{centre:+.4f}, {centre - half:+.4f} to {centre + half:+.4f}, "
+                                     f"{len(differences)}")
     # Every McNemar test in the table is one family: many comparisons give
     # some small p by chance alone.
     tested = [(m, i) for m in results for i, r in enumerate(results[m]) if r is not None]
     adjusted = dict(zip(tested, holm([results[m][i][1] for m, i in tested])))
-    lines = [f"Paired against {base}, on the same pairs (second minus first; p: exact McNemar, two-sided; "
-             f"Holm: p adjusted by Holm's method over the table's {len(tested)} tests):\n",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, cells in results.items():
-        shown = ["-" if r is None else f"{r[0]:+.1f}, p {r[1]:.2g}, Holm {adjusted[(method, i)]:.2g}, {r[2]}"
-                 for i, r in enumerate(cells)]
-        lines.append("| " + " | ".join([method] + shown + [alignment.get(method, "-")]) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [[method] + ["-" if r is None else f"{r[0]:+.1f}, p {r[1]:.2g}, Holm {adjusted[(method, i)]:.2g}, {r[2]}"
+                        for i, r in enumerate(cells)] + alignment[method]
+            for method, cells in results.items()]
+    return (f"Paired against {base}, on the same pairs (second minus first; p: exact McNemar, two-sided; "
+            f"Holm: p adjusted by Holm's method over the table's {len(tested)} tests):\n\n"
+            + markdown_table(header, rows))
 
 
 def bars(methods, reports, languages):

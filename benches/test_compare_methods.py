@@ -145,13 +145,15 @@ class Lost(unittest.TestCase):
 def write_pairs(folder, method, attacked_agree, lost):
     """pairs.tsv with ten German pairs: the prediction is class 1, the
     English original's is 1 clean, and 1 under attack on the pairs in
-    `attacked_agree` (0 elsewhere); alignment 0.9 clean, 0.9 - lost attacked."""
+    `attacked_agree` (0 elsewhere); alignment 0.9 clean, 0.9 - lost attacked
+    and 0.9 - 2 lost under the draw of lowest alignment."""
     lines = ["file\tid\tgold\tpredicted\tsubstituted\tworst\tenglish\tenglish_attacked"
-             "\talignment\talignment_attacked"]
+             "\talignment\talignment_attacked\talignment_worst"]
     for i in range(10):
         attacked = 1 if i in attacked_agree else 0
-        lines.append(f"test-de.tsv\t{i}\t1\t1\t\t\t1\t{attacked}\t0.900000\t{0.9 - lost[i]:.6f}")
-    lines.append("test-en-de.tsv\t0\t1\t0\t\t\t\t\t\t")
+        lines.append(f"test-de.tsv\t{i}\t1\t1\t\t\t1\t{attacked}\t0.900000\t{0.9 - lost[i]:.6f}"
+                     f"\t{0.9 - 2 * lost[i]:.6f}")
+    lines.append("test-en-de.tsv\t0\t1\t0\t\t\t\t\t\t\t")
     with open(os.path.join(folder, method, "eval", "pairs.tsv"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -183,13 +185,17 @@ class Paired(unittest.TestCase):
             row = dict(zip(header, rows[0]))
             self.assertEqual(row["agreement attacked (points, p, Holm, pairs)"], "+30.0, p 0.38, Holm 1, 10")
             self.assertEqual(row["agreement (points, p, Holm, pairs)"], "+0.0, p 1, Holm 1, 10")
-            self.assertEqual(row["en worst of k (points, p, Holm, pairs)"], "-")
+            # Measured on no pair (no English test): the column is left out.
+            self.assertNotIn("en worst of k (points, p, Holm, pairs)", row)
             # Accuracy: German pairs only (the matrix file is not a language's own test).
             self.assertEqual(row["accuracy, every language's own test (points, p, Holm, pairs)"], "+0.0, p 1, Holm 1, 10")
             # Alignment lost: 0 on five pairs, -0.01 on five: mean -0.005,
             # sample sd 0.00527, half-width 1.96 * 0.00527 / sqrt(10) = 0.0033.
             self.assertEqual(row["alignment lost to attack (difference, 95% interval, pairs)"],
                              "-0.0050, -0.0083 to -0.0017, 10")
+            # Under the draw of lowest alignment every loss is twice that.
+            self.assertEqual(row["alignment lost to its worst draw (difference, 95% interval, pairs)"],
+                             "-0.0100, -0.0165 to -0.0035, 10")
 
     def test_holm_by_hand(self):
         # Sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1: 0.04, 0.09, 0.08

@@ -495,7 +495,7 @@ fn synonym_substitution_is_measured_on_english_and_reproducible() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     let row: Vec<&str> = md
         .lines()
-        .find(|l| l.starts_with("| de | ") && l.split('|').count() == 11)
+        .find(|l| l.starts_with("| de | ") && l.split('|').count() == 12)
         .unwrap_or_else(|| panic!("no consistency row for de in {md}"))
         .split('|')
         .map(str::trim)
@@ -521,6 +521,10 @@ fn synonym_substitution_is_measured_on_english_and_reproducible() {
     assert!(approx(r["perturbed_accuracy"].as_f64().unwrap(), clean));
     assert!(approx(r["unchanged"].as_f64().unwrap(), 1.0));
     assert!(approx(r["words_replaced"].as_f64().unwrap(), 0.0));
+    // Then every draw is the original, and so is the draw of lowest alignment.
+    let c = &none["test-de.tsv"]["consistency"];
+    let (worst, clean) = (c["worst_alignment"].as_f64(), c["alignment"].as_f64());
+    assert!((worst.unwrap() - clean.unwrap()).abs() < 1e-9, "{c}");
 }
 
 /// Under --max-pairs each file keeps its own smallest ids, so a translation's
@@ -710,10 +714,37 @@ fn pairs_tsv_records_what_the_report_counts_pair_by_pair() {
             "{figure}: {mean} {reported}"
         );
     }
+    // The draw of lowest alignment: the pooled figure is the mean of the
+    // rows', no row's is above its attacked draw's (that draw is one of the
+    // three) and the mean is not above the mean over every draw; on some
+    // row the draw that hurts the class is not the one that moves the
+    // embeddings most (else the column would say nothing new).
+    let worst: Vec<f64> = german
+        .iter()
+        .map(|r| number(r["alignment_worst"]))
+        .collect();
+    let reported = consistency["worst_alignment"].as_f64().unwrap();
+    let mean = worst.iter().sum::<f64>() / worst.len() as f64;
+    assert!(
+        (mean - reported).abs() < 1e-6,
+        "worst alignment: {mean} {reported}"
+    );
+    assert!(reported <= consistency["perturbed_alignment"].as_f64().unwrap() + 1e-6);
+    for (r, w) in german.iter().zip(&worst) {
+        assert!(*w <= number(r["alignment_attacked"]) + 1e-6, "{r:?}");
+    }
+    assert!(
+        german
+            .iter()
+            .zip(&worst)
+            .any(|(r, w)| *w < number(r["alignment_attacked"]) - 1e-4),
+        "{german:?}"
+    );
     // Columns that do not apply to a file stay empty.
     for r in of("test-en-de.tsv").iter().chain(&english) {
         assert_eq!(r["english"], "", "{r:?}");
         assert_eq!(r["alignment"], "", "{r:?}");
+        assert_eq!(r["alignment_worst"], "", "{r:?}");
     }
     for r in &german {
         assert_eq!(r["substituted"], "", "{r:?}");

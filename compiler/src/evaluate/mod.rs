@@ -136,6 +136,11 @@ pub struct Consistency {
     /// The same against each pair's worst-of-K English draw.
     pub attacked_agreement: Option<f64>,
     pub attacked_alignment: Option<f64>,
+    /// Alignment against each pair's English draw of lowest alignment: the
+    /// worst of K for alignment itself (the attack above picks the draw that
+    /// hurts the English class, which need not be the one that moves the
+    /// embeddings most).
+    pub worst_alignment: Option<f64>,
 }
 
 /// One test pair's predictions, written to pairs.tsv so that two runs
@@ -161,6 +166,9 @@ pub struct PairRecord {
     /// embeddings).
     pub alignment: Option<f64>,
     pub alignment_attacked: Option<f64>,
+    /// The lowest alignment over the English original's K draws
+    /// (`--attack worst-of-k`).
+    pub alignment_worst: Option<f64>,
 }
 
 /// A smoothed classifier's abstentions and certificates on one file.
@@ -682,6 +690,7 @@ fn pair_records(
                 english_attacked: None,
                 alignment: None,
                 alignment_attacked: None,
+                alignment_worst: None,
             };
             if is_english {
                 if let Some(list) = english.draws.get(pair.id.as_str()) {
@@ -701,6 +710,8 @@ fn pair_records(
                     record.english_attacked = Some(class(a, b));
                     record.alignment_attacked =
                         pair_cosines(scored, (a, b), pair).and_then(|c| mean(c.into_iter()));
+                    record.alignment_worst =
+                        lowest_alignment(scored, &english.draws[e.id.as_str()], pair);
                 }
             }
             records.push(record);
@@ -907,6 +918,7 @@ fn consistency_of(
         perturbed_alignment: None,
         attacked_agreement: None,
         attacked_alignment: None,
+        worst_alignment: None,
     };
     let Some(p) = perturbation else {
         return Some(result);
@@ -937,6 +949,11 @@ fn consistency_of(
                 .map(move |(a, b)| f64::from(u8::from(class(&a, &b) == translated)))
         }));
         result.attacked_alignment = alignment(scored, &shared, &worst);
+        result.worst_alignment = shared
+            .iter()
+            .map(|(e, t)| lowest_alignment(scored, &english.draws[e.id.as_str()], t))
+            .collect::<Option<Vec<f64>>>()
+            .and_then(|lowest| mean(lowest.into_iter()));
     }
     Some(result)
 }
@@ -956,6 +973,18 @@ fn alignment(
         }
     }
     mean(values.into_iter())
+}
+
+/// The lowest alignment of a translation with any of its English original's
+/// draws (each draw's two cosines averaged); None without sentence
+/// embeddings or draws.
+fn lowest_alignment(scored: &Scored, draws: &[(String, String)], t: &LabelledPair) -> Option<f64> {
+    draws
+        .iter()
+        .map(|(a, b)| pair_cosines(scored, (a, b), t).and_then(|c| mean(c.into_iter())))
+        .collect::<Option<Vec<f64>>>()?
+        .into_iter()
+        .min_by(f64::total_cmp)
 }
 
 /// The cosines of an English pair's sentences with a translation's, first

@@ -122,17 +122,17 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
             w,
             "\n## Cross-lingual consistency (against the English original of each example)\n"
         );
-        let _ = writeln!(w, "Agreement: share of examples predicted as their English original; alignment: mean cosine of the sentence embeddings of an English sentence and of its translation (for a classifier, the mean of its last hidden states over real tokens, each sentence run alone). Substituted and attacked: on the examples whose English original is among the English test's own pairs, the only ones with substitutions (under --max-pairs each file keeps its own smallest ids, so that can be few).\n");
-        let _ = writeln!(w, "| language | examples | agreement (%) | alignment | examples substituted | agreement, substituted en (%) | alignment, substituted en | agreement, attacked en (%) | alignment, attacked en |");
+        let _ = writeln!(w, "Agreement: share of examples predicted as their English original; alignment: mean cosine of the sentence embeddings of an English sentence and of its translation (for a classifier, the mean of its last hidden states over real tokens, each sentence run alone). Substituted and attacked: every example's English original is substituted (K draws); attacked: its draw of highest loss against the English gold class; alignment, worst draw: its draw of lowest alignment with the translation, an attack on the alignment itself.\n");
+        let _ = writeln!(w, "| language | examples | agreement (%) | alignment | examples substituted | agreement, substituted en (%) | alignment, substituted en | agreement, attacked en (%) | alignment, attacked en | alignment, worst draw |");
         let _ = writeln!(
             w,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         let cos = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.4}"));
         for c in &e.consistency {
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.language,
                 c.shared_pairs,
                 percent(c.agreement),
@@ -141,7 +141,8 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
                 optional_percent(c.perturbed_agreement),
                 cos(c.perturbed_alignment),
                 optional_percent(c.attacked_agreement),
-                cos(c.attacked_alignment)
+                cos(c.attacked_alignment),
+                cos(c.worst_alignment)
             );
         }
     }
@@ -220,11 +221,12 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
 /// pairs.tsv: one row a test pair (file, id, gold and predicted class; on
 /// the English test the classes under each substitution, comma-separated,
 /// and under the worst-of-K draw; on a translation its English original's
-/// class and the alignment with it, clean and attacked). An empty cell: not
+/// class and the alignment with it, clean, attacked and under the draw of
+/// lowest alignment). An empty cell: not
 /// measured for that pair.
 pub fn pairs_tsv(e: &Evaluation) -> String {
     let mut tsv = String::from(
-        "file\tid\tgold\tpredicted\tsubstituted\tworst\tenglish\tenglish_attacked\talignment\talignment_attacked\n",
+        "file\tid\tgold\tpredicted\tsubstituted\tworst\tenglish\tenglish_attacked\talignment\talignment_attacked\talignment_worst\n",
     );
     let class = |c: Option<usize>| c.map_or(String::new(), |c| c.to_string());
     let cosine = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.6}"));
@@ -232,7 +234,7 @@ pub fn pairs_tsv(e: &Evaluation) -> String {
         let substituted: Vec<String> = r.substituted.iter().map(usize::to_string).collect();
         let _ = writeln!(
             tsv,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.file,
             r.id,
             r.gold,
@@ -242,7 +244,8 @@ pub fn pairs_tsv(e: &Evaluation) -> String {
             class(r.english),
             class(r.english_attacked),
             cosine(r.alignment),
-            cosine(r.alignment_attacked)
+            cosine(r.alignment_attacked),
+            cosine(r.alignment_worst)
         );
     }
     tsv
