@@ -156,15 +156,19 @@ def mcnemar(b, c):
 
 
 def paired(first, second, success):
-    """(difference in points, p-value, pairs) of `success` on the pairs both
-    runs have where it applies: second minus first."""
+    """(difference in points, p-value, pairs, 95% half-width in points) of
+    `success` on the pairs both runs have where it applies: second minus
+    first. The half-width is the normal one of a difference of paired
+    proportions: its variance is (b + c - (b - c)^2 / n) / n^2."""
     outcomes = [(success(first[k]), success(second[k])) for k in first if k in second]
     outcomes = [(x, y) for x, y in outcomes if x is not None and y is not None]
     if not outcomes:
         return None
     b = sum(1 for x, y in outcomes if y and not x)
     c = sum(1 for x, y in outcomes if x and not y)
-    return 100 * (b - c) / len(outcomes), mcnemar(b, c), len(outcomes)
+    n = len(outcomes)
+    half = 1.96 * math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
+    return 100 * (b - c) / n, mcnemar(b, c), n, 100 * half
 
 
 def holm(ps):
@@ -201,7 +205,8 @@ def translation(row):
 
 def paired_table(out, methods):
     """Each method against the first on the same pairs, where both have
-    pairs.tsv; None where fewer than two have."""
+    pairs.tsv: (markdown, {method: {figure: (difference, 95% half-width)}})
+    for the table and its plot; None where fewer than two have."""
     rows = {m: pair_rows(out, m) for m in methods}
     base = methods[0]
     if rows[base] is None or not any(rows[m] for m in methods[1:]):
@@ -216,16 +221,17 @@ def paired_table(out, methods):
     ]
     losses = [("alignment lost to attack", "alignment_attacked"),
               ("alignment lost to its worst draw", "alignment_worst")]
-    header = ["method"] + [f"{name} (points, p, Holm, pairs)" for name, _ in checks] + [
-        f"{name} (difference, 95% interval, pairs)" for name, _ in losses]
-    results, alignment = {}, {}
+    header = ["method"] + [f"{name} (points (95% interval), p, Holm, pairs)" for name, _ in checks] + [
+        f"{name} (difference (95% interval), pairs)" for name, _ in losses]
+    results, alignment, figures = {}, {}, {}
     for method in methods[1:]:
         if rows[method] is None:
             continue
         a, b = rows[base], rows[method]
         results[method] = [paired(a, b, success) for _, success in checks]
         alignment[method] = []
-        for _, column in losses:
+        figures[method] = {name: r[::3] for (name, _), r in zip(checks, results[method]) if r is not None}
+        for name, column in losses:
             differences = [alignment_lost(b[k], column) - alignment_lost(a[k], column) for k in a
                            if k in b and translation(a[k]) and alignment_lost(a[k], column) is not None
                            and alignment_lost(b[k], column) is not None]
@@ -233,18 +239,70 @@ def paired_table(out, methods):
                 alignment[method].append("-")
                 continue
             centre, half = interval(differences)
-            alignment[method].append(f"{centre:+.4f}, {centre - half:+.4f} to {centre + half:+.4f}, "
+            figures[method][name] = (centre, half)
+            alignment[method].append(f"{centre:+.4f} ({centre - half:+.4f} to {centre + half:+.4f}), "
                                      f"{len(differences)}")
     # Every McNemar test in the table is one family: many comparisons give
     # some small p by chance alone.
     tested = [(m, i) for m in results for i, r in enumerate(results[m]) if r is not None]
     adjusted = dict(zip(tested, holm([results[m][i][1] for m, i in tested])))
-    rows = [[method] + ["-" if r is None else f"{r[0]:+.1f}, p {r[1]:.2g}, Holm {adjusted[(method, i)]:.2g}, {r[2]}"
+    rows = [[method] + ["-" if r is None else
+                        f"{r[0]:+.1f} ({r[0] - r[3]:+.1f} to {r[0] + r[3]:+.1f}), p {r[1]:.2g}, "
+                        f"Holm {adjusted[(method, i)]:.2g}, {r[2]}"
                         for i, r in enumerate(cells)] + alignment[method]
             for method, cells in results.items()]
-    return (f"Paired against {base}, on the same pairs (second minus first; p: exact McNemar, two-sided; "
-            f"Holm: p adjusted by Holm's method over the table's {len(tested)} tests):\n\n"
-            + markdown_table(header, rows))
+    return (f"Paired against {base}, on the same pairs (second minus first, with its 95% interval; "
+            f"p: exact McNemar, two-sided; Holm: p adjusted by Holm's method over the table's "
+            f"{len(tested)} tests):\n\n" + markdown_table(header, rows)), figures
+
+
+def forest(base, figures):
+    """Each method's paired differences from `base` with their 95%
+    intervals: points on the left, alignment lost on the right, a line a
+    figure, a band a method."""
+    methods = list(figures)
+    panels = [([name for name in group if any(name in figures[m] for m in methods)], unit)
+              for group, unit in [(["accuracy, every language's own test", "en worst of k", "agreement",
+                                    "agreement attacked"], "+.1f"),
+                                  (["alignment lost to attack", "alignment lost to its worst draw"], "+.4f")]]
+    panels = [(names, unit) for names, unit in panels if names]
+    most = max(len(names) for names, _ in panels)
+    band, width, top, left = 16 * most + 10, 360, 54, 90
+    height = top + band * len(methods) + 20 + 14 * most
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + (width + 30) * len(panels)}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<text x="10" y="14">paired difference from {base} on the same pairs, with its 95% interval</text>',
+             '<text x="10" y="28">left: points (right of 0: more often right, or in agreement with English); '
+             'right: alignment lost (left of 0: loses less)</text>']
+    for i, method in enumerate(methods):
+        parts.append(f'<text x="{left - 6}" y="{top + i * band + band / 2 + 4:.1f}" text-anchor="end">{method}</text>')
+    for k, (names, unit) in enumerate(panels):
+        x0 = left + k * (width + 30)
+        values = [v for m in methods for n in names if n in figures[m]
+                  for v in (figures[m][n][0] - figures[m][n][1], figures[m][n][0] + figures[m][n][1])]
+        reach = max(abs(v) for v in values) * 1.1 or 1.0
+        scale = lambda v: x0 + width / 2 + v / reach * width / 2
+        parts.append(f'<line x1="{scale(0):.1f}" x2="{scale(0):.1f}" y1="{top}" y2="{top + band * len(methods)}" stroke="#888"/>')
+        for tick in (-reach / 1.1, 0.0, reach / 1.1):
+            parts.append(f'<text x="{scale(tick):.1f}" y="{top - 4}" text-anchor="middle">{tick:{unit}}</text>')
+        for i, method in enumerate(methods):
+            if i:
+                parts.append(f'<line x1="{x0}" x2="{x0 + width}" y1="{top + i * band}" y2="{top + i * band}" stroke="#eee"/>')
+            for j, name in enumerate(names):
+                if name not in figures[method]:
+                    continue
+                centre, half = figures[method][name]
+                y = top + i * band + 10 + j * 16
+                colour = COLOURS[j % len(COLOURS)]
+                parts.append(f'<line x1="{scale(centre - half):.1f}" x2="{scale(centre + half):.1f}" y1="{y}" y2="{y}" '
+                             f'stroke="{colour}" stroke-width="2"/>')
+                parts.append(f'<circle cx="{scale(centre):.1f}" cy="{y}" r="3.5" fill="{colour}"/>')
+        for j, name in enumerate(names):
+            y = top + band * len(methods) + 16 + j * 14
+            parts.append(f'<rect x="{x0}" y="{y - 9}" width="10" height="10" fill="{COLOURS[j % len(COLOURS)]}"/>')
+            parts.append(f'<text x="{x0 + 14}" y="{y}">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
 
 
 def bars(methods, reports, languages):
@@ -421,9 +479,10 @@ def main():
                                if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
     reports = {m: load(out, m) for m in methods}
     text, languages = table(out, methods, reports)
-    paired_text = paired_table(out, methods)
-    if paired_text:
-        text += "\n" + paired_text
+    compared = paired_table(out, methods)
+    if compared:
+        text += "\n" + compared[0]
+        write(os.path.join(out, "paired.svg"), forest(methods[0], compared[1]))
     write(os.path.join(out, "results.md"), text)
     write(os.path.join(out, "accuracy.svg"), bars(methods, reports, languages))
     if len(methods) > 1:

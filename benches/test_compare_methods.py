@@ -169,7 +169,8 @@ class Paired(unittest.TestCase):
                 write_run(root, method, [0.9], 0.8, 0.7, 0.9)
             # Under attack adv agrees on 0-7, vanilla on 0-3 and 8: adv alone
             # on 4 pairs, vanilla alone on 1. +30 points over 10; McNemar:
-            # 2 * (C(5,0) + C(5,1)) / 2^5 = 0.375.
+            # 2 * (C(5,0) + C(5,1)) / 2^5 = 0.375; 95% half-width:
+            # 1.96 * sqrt(4 + 1 - 3^2 / 10) / 10 = 39.7 points.
             write_pairs(root, "vanilla", {0, 1, 2, 3, 8}, [0.02] * 10)
             write_pairs(root, "adv", set(range(8)), [0.02] * 5 + [0.01] * 5)
             # rs-rp has no pairs.tsv (an older report): no row.
@@ -178,24 +179,30 @@ class Paired(unittest.TestCase):
             with open(os.path.join(root, "results.md")) as f:
                 text = f.read()
             self.assertEqual(text, result.stdout)
+            # The forest plot: a line an interval, adv's only (rs-rp has no
+            # pairs.tsv): accuracy, agreement, agreement attacked and the two
+            # alignment losses.
+            with open(os.path.join(root, "paired.svg")) as f:
+                svg = f.read()
+            self.assertEqual(svg.count("<circle"), 5)
             lines = text[text.index("Paired against vanilla"):].splitlines()
             header = [c.strip() for c in lines[2].strip("|").split("|")]
             rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[4:]]
             self.assertEqual([r[0] for r in rows], ["adv"])
             row = dict(zip(header, rows[0]))
-            self.assertEqual(row["agreement attacked (points, p, Holm, pairs)"], "+30.0, p 0.38, Holm 1, 10")
-            self.assertEqual(row["agreement (points, p, Holm, pairs)"], "+0.0, p 1, Holm 1, 10")
+            self.assertEqual(row["agreement attacked (points (95% interval), p, Holm, pairs)"], "+30.0 (-9.7 to +69.7), p 0.38, Holm 1, 10")
+            self.assertEqual(row["agreement (points (95% interval), p, Holm, pairs)"], "+0.0 (+0.0 to +0.0), p 1, Holm 1, 10")
             # Measured on no pair (no English test): the column is left out.
-            self.assertNotIn("en worst of k (points, p, Holm, pairs)", row)
+            self.assertNotIn("en worst of k (points (95% interval), p, Holm, pairs)", row)
             # Accuracy: German pairs only (the matrix file is not a language's own test).
-            self.assertEqual(row["accuracy, every language's own test (points, p, Holm, pairs)"], "+0.0, p 1, Holm 1, 10")
+            self.assertEqual(row["accuracy, every language's own test (points (95% interval), p, Holm, pairs)"], "+0.0 (+0.0 to +0.0), p 1, Holm 1, 10")
             # Alignment lost: 0 on five pairs, -0.01 on five: mean -0.005,
             # sample sd 0.00527, half-width 1.96 * 0.00527 / sqrt(10) = 0.0033.
-            self.assertEqual(row["alignment lost to attack (difference, 95% interval, pairs)"],
-                             "-0.0050, -0.0083 to -0.0017, 10")
+            self.assertEqual(row["alignment lost to attack (difference (95% interval), pairs)"],
+                             "-0.0050 (-0.0083 to -0.0017), 10")
             # Under the draw of lowest alignment every loss is twice that.
-            self.assertEqual(row["alignment lost to its worst draw (difference, 95% interval, pairs)"],
-                             "-0.0100, -0.0165 to -0.0035, 10")
+            self.assertEqual(row["alignment lost to its worst draw (difference (95% interval), pairs)"],
+                             "-0.0100 (-0.0165 to -0.0035), 10")
 
     def test_holm_by_hand(self):
         # Sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1: 0.04, 0.09, 0.08
