@@ -223,25 +223,21 @@ def paired_table(out, methods):
               ("alignment lost to its worst draw", "alignment_worst")]
     header = ["method"] + [f"{name} (points (95% interval), p, Holm, pairs)" for name, _ in checks] + [
         f"{name} (difference (95% interval), pairs)" for name, _ in losses]
-    results, alignment, figures = {}, {}, {}
+    results, intervals, figures = {}, {}, {}
     for method in methods[1:]:
         if rows[method] is None:
             continue
         a, b = rows[base], rows[method]
         results[method] = [paired(a, b, success) for _, success in checks]
-        alignment[method] = []
-        figures[method] = {name: r[::3] for (name, _), r in zip(checks, results[method]) if r is not None}
+        figures[method] = {name: (r[0], r[3]) for (name, _), r in zip(checks, results[method]) if r is not None}
+        intervals[method] = []
         for name, column in losses:
-            differences = [alignment_lost(b[k], column) - alignment_lost(a[k], column) for k in a
-                           if k in b and translation(a[k]) and alignment_lost(a[k], column) is not None
-                           and alignment_lost(b[k], column) is not None]
-            if not differences:
-                alignment[method].append("-")
-                continue
-            centre, half = interval(differences)
-            figures[method][name] = (centre, half)
-            alignment[method].append(f"{centre:+.4f} ({centre - half:+.4f} to {centre + half:+.4f}), "
-                                     f"{len(differences)}")
+            both = [(alignment_lost(a[k], column), alignment_lost(b[k], column))
+                    for k in a if k in b and translation(a[k])]
+            differences = [y - x for x, y in both if x is not None and y is not None]
+            intervals[method].append((*interval(differences), len(differences)) if differences else None)
+            if differences:
+                figures[method][name] = intervals[method][-1][:2]
     # Every McNemar test in the table is one family: many comparisons give
     # some small p by chance alone.
     tested = [(m, i) for m in results for i, r in enumerate(results[m]) if r is not None]
@@ -249,7 +245,9 @@ def paired_table(out, methods):
     rows = [[method] + ["-" if r is None else
                         f"{r[0]:+.1f} ({r[0] - r[3]:+.1f} to {r[0] + r[3]:+.1f}), p {r[1]:.2g}, "
                         f"Holm {adjusted[(method, i)]:.2g}, {r[2]}"
-                        for i, r in enumerate(cells)] + alignment[method]
+                        for i, r in enumerate(cells)]
+            + ["-" if v is None else f"{v[0]:+.4f} ({v[0] - v[1]:+.4f} to {v[0] + v[1]:+.4f}), {v[2]}"
+               for v in intervals[method]]
             for method, cells in results.items()]
     return (f"Paired against {base}, on the same pairs (second minus first, with its 95% interval; "
             f"p: exact McNemar, two-sided; Holm: p adjusted by Holm's method over the table's "
