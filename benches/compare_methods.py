@@ -17,7 +17,10 @@ pairs: the difference in points with the exact McNemar p-value (two-sided)
 for accuracy, English worst of k and agreement clean and under attack (and
 each p adjusted by Holm's method over all the table's tests), and the
 difference in alignment lost to the attack, and to the draw of lowest
-alignment, with its 95% interval (columns no pair has are left out). Two runs'
+alignment, with its 95% interval (columns no pair has are left out), and
+how the alignment each attack takes is spread over the pairs (median, 90th
+percentile, largest, how many lose over 0.1, and the mean without the ten
+largest), since a mean can hide a few pairs that lose much. Two runs'
 accuracies on the same 100 pairs a file are each good to about +-4 points,
 but most pairs get the same answer from both, so the pairs on which they
 differ say far more.
@@ -254,6 +257,35 @@ def paired_table(out, methods):
             f"{len(tested)} tests):\n\n" + markdown_table(header, rows)), figures
 
 
+def spread_table(out, methods):
+    """How the alignment an attack takes is spread over the translation
+    pairs, a row a method and attack, from pairs.tsv: the mean hides
+    whether every pair loses a little or a few lose much. The 90th
+    percentile is the nearest rank. None where no method has pairs.tsv
+    with an attack."""
+    rows = []
+    for method in methods:
+        table_rows = pair_rows(out, method)
+        for name, column in [("class attack", "alignment_attacked"), ("its worst draw", "alignment_worst")]:
+            losses = sorted(v for v in (alignment_lost(r, column) for r in (table_rows or {}).values()
+                                        if translation(r)) if v is not None)
+            if not losses:
+                continue
+            n = len(losses)
+            middle = (losses[(n - 1) // 2] + losses[n // 2]) / 2
+            rest = f"{sum(losses[:-10]) / (n - 10):.4f}" if n > 10 else "-"
+            rows.append([method, name, str(n), f"{sum(losses) / n:.4f}", f"{middle:.4f}",
+                         f"{losses[math.ceil(0.9 * n) - 1]:.4f}", f"{losses[-1]:.4f}",
+                         str(sum(1 for v in losses if v > 0.1)), rest])
+    if not rows:
+        return None
+    header = ["method", "alignment lost to", "pairs", "mean", "median", "90th percentile", "largest",
+              "pairs losing over 0.1", "mean without the ten largest"]
+    return ("How the alignment lost is spread over the translation pairs (clean minus attacked, a "
+            "pair's two cosines averaged; below zero where the attack brought the pair closer):\n\n"
+            + markdown_table(header, rows))
+
+
 def forest(base, figures):
     """Each method's paired differences from `base` with their 95%
     intervals: points on the left, alignment lost on the right, a line a
@@ -481,6 +513,9 @@ def main():
     if compared:
         text += "\n" + compared[0]
         write(os.path.join(out, "paired.svg"), forest(methods[0], compared[1]))
+    spread = spread_table(out, methods)
+    if spread:
+        text += "\n" + spread
     write(os.path.join(out, "results.md"), text)
     write(os.path.join(out, "accuracy.svg"), bars(methods, reports, languages))
     if len(methods) > 1:

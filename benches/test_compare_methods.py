@@ -5,7 +5,8 @@ best dev-en stays under --learned-above is counted, named and left out of
 the means; the scatter's axes stay inside [0, 1]; what the attack takes of
 agreement and alignment is shown only where both rest on the same pairs;
 where reports have pairs.tsv, methods are compared pair by pair (McNemar,
-with Holm's adjustment over the table).
+with Holm's adjustment over the table), and the alignment each attack takes
+is described pair by pair (median, 90th percentile, largest, the tail).
 
     python3 -m unittest benches/test_compare_methods.py
 """
@@ -185,7 +186,12 @@ class Paired(unittest.TestCase):
             with open(os.path.join(root, "paired.svg")) as f:
                 svg = f.read()
             self.assertEqual(svg.count("<circle"), 5)
-            lines = text[text.index("Paired against vanilla"):].splitlines()
+            lines = text[text.index("Paired against vanilla"):text.index("How the alignment")].strip().splitlines()
+            # The spread of alignment lost: both attacks of the two runs with pairs.tsv.
+            spread = text[text.index("How the alignment"):].splitlines()[4:]
+            self.assertEqual([l.split(" | ")[:2] for l in spread],
+                             [["| vanilla", "class attack"], ["| vanilla", "its worst draw"],
+                              ["| adv", "class attack"], ["| adv", "its worst draw"]])
             header = [c.strip() for c in lines[2].strip("|").split("|")]
             rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[4:]]
             self.assertEqual([r[0] for r in rows], ["adv"])
@@ -213,6 +219,35 @@ class Paired(unittest.TestCase):
         # Never above 1, and one test is left as it is.
         self.assertEqual(compare_methods.holm([0.4, 0.6]), [0.8, 0.8])
         self.assertEqual(compare_methods.holm([0.3]), [0.3])
+
+    def test_spread_of_alignment_lost(self):
+        # Twelve German pairs; the class attack takes `lost`, the worst draw
+        # twice that. One pair the attack brings closer (-0.01).
+        lost = [-0.01, 0.0, 0.01, 0.01, 0.02, 0.02, 0.02, 0.03, 0.03, 0.04, 0.045, 0.08]
+        with tempfile.TemporaryDirectory() as root:
+            write_run(root, "vanilla", [0.9], 0.8, 0.7, 0.9)
+            lines = ["file\tid\tgold\tpredicted\tsubstituted\tworst\tenglish\tenglish_attacked"
+                     "\talignment\talignment_attacked\talignment_worst"]
+            lines += [f"test-de.tsv\t{i}\t1\t1\t\t\t1\t1\t0.900000\t{0.9 - v:.6f}\t{0.9 - 2 * v:.6f}"
+                      for i, v in enumerate(lost)]
+            # Not a translation: left out.
+            lines.append("test-en.tsv\t0\t1\t1\t1,1,1\t1\t\t\t\t\t")
+            with open(os.path.join(root, "vanilla", "eval", "pairs.tsv"), "w") as f:
+                f.write("\n".join(lines) + "\n")
+            text = compare_methods.spread_table(root, ["vanilla"])
+        rows = [[c.strip() for c in l.strip("|").split("|")] for l in text.splitlines()[4:]]
+        # Class attack: mean 0.295 / 12; median (0.02 + 0.02) / 2; nearest
+        # rank of the 90th percentile ceil(10.8) = 11th, 0.045; none over
+        # 0.1; without the ten largest, (-0.01 + 0) / 2.
+        self.assertEqual(rows[0], ["vanilla", "class attack", "12", "0.0246", "0.0200", "0.0450",
+                                   "0.0800", "0", "-0.0050"])
+        # Worst draw: every figure twice that, and 0.16 is over 0.1.
+        self.assertEqual(rows[1], ["vanilla", "its worst draw", "12", "0.0492", "0.0400", "0.0900",
+                                   "0.1600", "1", "-0.0100"])
+        # No pairs.tsv: no table.
+        with tempfile.TemporaryDirectory() as root:
+            write_run(root, "vanilla", [0.9], 0.8, 0.7, 0.9)
+            self.assertIsNone(compare_methods.spread_table(root, ["vanilla"]))
 
     def test_no_section_without_pairs(self):
         with tempfile.TemporaryDirectory() as root:
