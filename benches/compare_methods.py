@@ -206,11 +206,11 @@ def translation(row):
     return row["english"] != ""
 
 
-def paired_table(out, methods):
+def paired_table(methods, rows):
     """Each method against the first on the same pairs, where both have
-    pairs.tsv: (markdown, {method: {figure: (difference, 95% half-width)}})
-    for the table and its plot; None where fewer than two have."""
-    rows = {m: pair_rows(out, m) for m in methods}
+    pairs.tsv (`rows`: each method's pair_rows): (markdown, {method:
+    {figure: (difference, 95% half-width)}}) for the table and its plot;
+    None where fewer than two have."""
     base = methods[0]
     if rows[base] is None or not any(rows[m] for m in methods[1:]):
         return None
@@ -245,45 +245,44 @@ def paired_table(out, methods):
     # some small p by chance alone.
     tested = [(m, i) for m in results for i, r in enumerate(results[m]) if r is not None]
     adjusted = dict(zip(tested, holm([results[m][i][1] for m, i in tested])))
-    rows = [[method] + ["-" if r is None else
-                        f"{r[0]:+.1f} ({r[0] - r[3]:+.1f} to {r[0] + r[3]:+.1f}), p {r[1]:.2g}, "
-                        f"Holm {adjusted[(method, i)]:.2g}, {r[2]}"
-                        for i, r in enumerate(cells)]
-            + ["-" if v is None else f"{v[0]:+.4f} ({v[0] - v[1]:+.4f} to {v[0] + v[1]:+.4f}), {v[2]}"
-               for v in intervals[method]]
-            for method, cells in results.items()]
+    table = [[method] + ["-" if r is None else
+                         f"{r[0]:+.1f} ({r[0] - r[3]:+.1f} to {r[0] + r[3]:+.1f}), p {r[1]:.2g}, "
+                         f"Holm {adjusted[(method, i)]:.2g}, {r[2]}"
+                         for i, r in enumerate(cells)]
+             + ["-" if v is None else f"{v[0]:+.4f} ({v[0] - v[1]:+.4f} to {v[0] + v[1]:+.4f}), {v[2]}"
+                for v in intervals[method]]
+             for method, cells in results.items()]
     return (f"Paired against {base}, on the same pairs (second minus first, with its 95% interval; "
             f"p: exact McNemar, two-sided; Holm: p adjusted by Holm's method over the table's "
-            f"{len(tested)} tests):\n\n" + markdown_table(header, rows)), figures
+            f"{len(tested)} tests):\n\n" + markdown_table(header, table)), figures
 
 
-def spread_table(out, methods):
+def spread_table(methods, rows):
     """How the alignment an attack takes is spread over the translation
     pairs, a row a method and attack, from pairs.tsv: the mean hides
     whether every pair loses a little or a few lose much. The 90th
-    percentile is the nearest rank. None where no method has pairs.tsv
-    with an attack."""
-    rows = []
+    percentile is the nearest rank. `rows`: each method's pair_rows. None
+    where no method has pairs.tsv with an attack."""
+    table = []
     for method in methods:
-        table_rows = pair_rows(out, method)
         for name, column in [("class attack", "alignment_attacked"), ("its worst draw", "alignment_worst")]:
-            losses = sorted(v for v in (alignment_lost(r, column) for r in (table_rows or {}).values()
+            losses = sorted(v for v in (alignment_lost(r, column) for r in (rows[method] or {}).values()
                                         if translation(r)) if v is not None)
             if not losses:
                 continue
             n = len(losses)
             middle = (losses[(n - 1) // 2] + losses[n // 2]) / 2
             rest = f"{sum(losses[:-10]) / (n - 10):.4f}" if n > 10 else "-"
-            rows.append([method, name, str(n), f"{sum(losses) / n:.4f}", f"{middle:.4f}",
-                         f"{losses[math.ceil(0.9 * n) - 1]:.4f}", f"{losses[-1]:.4f}",
-                         str(sum(1 for v in losses if v > 0.1)), rest])
-    if not rows:
+            table.append([method, name, str(n), f"{sum(losses) / n:.4f}", f"{middle:.4f}",
+                          f"{losses[math.ceil(0.9 * n) - 1]:.4f}", f"{losses[-1]:.4f}",
+                          str(sum(1 for v in losses if v > 0.1)), rest])
+    if not table:
         return None
     header = ["method", "alignment lost to", "pairs", "mean", "median", "90th percentile", "largest",
               "pairs losing over 0.1", "mean without the ten largest"]
     return ("How the alignment lost is spread over the translation pairs (clean minus attacked, a "
             "pair's two cosines averaged; below zero where the attack brought the pair closer):\n\n"
-            + markdown_table(header, rows))
+            + markdown_table(header, table))
 
 
 def forest(base, figures):
@@ -509,11 +508,13 @@ def main():
                                if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
     reports = {m: load(out, m) for m in methods}
     text, languages = table(out, methods, reports)
-    compared = paired_table(out, methods)
+    # Each run's pairs.tsv, read once for both pair-by-pair tables.
+    rows = {m: pair_rows(out, m) for m in methods}
+    compared = paired_table(methods, rows)
     if compared:
         text += "\n" + compared[0]
         write(os.path.join(out, "paired.svg"), forest(methods[0], compared[1]))
-    spread = spread_table(out, methods)
+    spread = spread_table(methods, rows)
     if spread:
         text += "\n" + spread
     write(os.path.join(out, "results.md"), text)

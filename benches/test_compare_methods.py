@@ -234,7 +234,8 @@ class Paired(unittest.TestCase):
             lines.append("test-en.tsv\t0\t1\t1\t1,1,1\t1\t\t\t\t\t")
             with open(os.path.join(root, "vanilla", "eval", "pairs.tsv"), "w") as f:
                 f.write("\n".join(lines) + "\n")
-            text = compare_methods.spread_table(root, ["vanilla"])
+            text = compare_methods.spread_table(
+                ["vanilla"], {"vanilla": compare_methods.pair_rows(root, "vanilla")})
         rows = [[c.strip() for c in l.strip("|").split("|")] for l in text.splitlines()[4:]]
         # Class attack: mean 0.295 / 12; median (0.02 + 0.02) / 2; nearest
         # rank of the 90th percentile ceil(10.8) = 11th, 0.045; none over
@@ -247,7 +248,8 @@ class Paired(unittest.TestCase):
         # No pairs.tsv: no table.
         with tempfile.TemporaryDirectory() as root:
             write_run(root, "vanilla", [0.9], 0.8, 0.7, 0.9)
-            self.assertIsNone(compare_methods.spread_table(root, ["vanilla"]))
+            self.assertIsNone(compare_methods.spread_table(
+                ["vanilla"], {"vanilla": compare_methods.pair_rows(root, "vanilla")}))
 
     def test_no_section_without_pairs(self):
         with tempfile.TemporaryDirectory() as root:
