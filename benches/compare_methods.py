@@ -401,8 +401,10 @@ SEED_METRICS = [("best dev-en", "dev", percent), ("mean", "mean", percent),
                 ("en worst of k", "worst_of_k", percent), ("agreement", "agreement", percent),
                 ("agreement attacked", "attacked_agreement", percent),
                 ("alignment", "alignment", cosine), ("alignment attacked", "attacked_alignment", cosine),
+                ("alignment, worst draw", "worst_alignment", cosine),
                 ("agreement lost to attack", "agreement_lost", percent),
-                ("alignment lost to attack", "alignment_lost", cosine)]
+                ("alignment lost to attack", "alignment_lost", cosine),
+                ("alignment lost to its worst draw", "alignment_lost_worst", cosine)]
 
 
 def mean_deviation(values):
