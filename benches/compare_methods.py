@@ -32,7 +32,10 @@ With --seeds, puts runs of the same methods with different seeds together:
 OUT/seeds.md (each metric's mean, sample standard deviation and range over
 the runs, a method kept where any folder has it) and OUT/seeds.svg
 (agreement with English under attack against alignment under attack, a dot
-a run). A run whose best dev-en accuracy stays under --learned-above
+a run). Where the runs have pairs.tsv, seeds.md also gives each method
+minus vanilla of the same seed, pair by pair, over the seeds (the mean and
+spread of the per-seed differences, and how many seeds' intervals exclude
+zero). A run whose best dev-en accuracy stays under --learned-above
 (default 0.6; the experiment's 200 dev pairs are 50.5% one label, and 120
 right of 200 by chance is p < 0.01) did not learn the task: it is counted
 and named, but left out of the means, since a classifier that answers one
@@ -484,6 +487,55 @@ def seeds_scatter(runs):
     return "\n".join(parts) + "\n"
 
 
+def seeds_paired_table(runs):
+    """Each method minus the first method of the same seed, pair by pair
+    (paired_table's figures, one seed at a time), then over the seeds: the
+    mean, sample standard deviation and range of the per-seed differences,
+    and in how many seeds the 95% interval lies wholly below or above zero.
+    A seed counts only where both runs learned and have pairs.tsv. The seeds
+    of a method and of the first share their seed's head and data order, so
+    the difference varies less than either run. `runs`: seeds()'s. None
+    where no seed pairs anything."""
+    base = next(iter(runs))
+    figures = {}
+    for method in list(runs)[1:]:
+        for run in runs[method]:
+            first = next((v for v in runs[base] if v["folder"] == run["folder"]), None)
+            if not (first and first["learned"] and run["learned"]):
+                continue
+            rows = {m: pair_rows(run["folder"], m) for m in (base, method)}
+            compared = None if rows[method] is None else paired_table([base, method], rows)
+            for name, value in (compared[1][method].items() if compared else []):
+                figures.setdefault(method, {}).setdefault(name, []).append(value)
+    if not figures:
+        return None
+    points, cosines = (lambda v: f"{v:+.1f}"), (lambda v: f"{v:+.4f}")
+    shown = [(name, unit, show) for name, unit, show in
+             [("agreement attacked", "points", points), ("alignment lost to attack", "cosine", cosines),
+              ("alignment lost to its worst draw", "cosine", cosines),
+              ("accuracy, every language's own test", "points", points)]
+             if any(name in f for f in figures.values())]
+    table = []
+    for method, by_name in figures.items():
+        cells = [method]
+        for name, _, show in shown:
+            values = by_name.get(name, [])
+            below = sum(1 for centre, half in values if centre + half < 0)
+            above = sum(1 for centre, half in values if centre - half > 0)
+            if not values:
+                cells.append("-")
+                continue
+            centres = [c for c, _ in values]
+            centre, deviation = mean_deviation(centres)
+            cells.append(f"{show(centre)} ± {show(deviation).lstrip('+')} ({show(min(centres))} to "
+                         f"{show(max(centres))}); {len(values)} seeds, {below} below 0, {above} above")
+        table.append(cells)
+    header = ["method"] + [f"{name} ({unit})" for name, unit, _ in shown]
+    return (f"Each method minus {base} of the same seed, on the same pairs: the per-seed differences' mean ± "
+            f"standard deviation (range), and the seeds whose 95% interval lies wholly below or above 0 "
+            f"(seeds where both runs learned and have pairs.tsv):\n\n" + markdown_table(header, table))
+
+
 def seeds(out, folders, learned_above):
     methods = ["vanilla", "rs-da", "rs-rp", "adv", "vanilla+par", "adv+par", "rs-rp+par", "rs-da+par"]
     runs = {}
@@ -493,6 +545,9 @@ def seeds(out, folders, learned_above):
             runs[method] = [dict(m, folder=f, learned=m["dev"] >= learned_above)
                             for f in found for m in [metrics(*load(f, method))]]
     text = seeds_table(runs, learned_above)
+    compared = seeds_paired_table(runs)
+    if compared:
+        text += "\n" + compared
     write(os.path.join(out, "seeds.md"), text)
     write(os.path.join(out, "seeds.svg"), seeds_scatter(runs))
     print(text, end="")

@@ -164,6 +164,60 @@ def write_pairs(folder, method, attacked_agree, lost):
         f.write("\n".join(lines) + "\n")
 
 
+class SeedsPaired(unittest.TestCase):
+    """Over seeds, each method minus vanilla of the same seed, pair by pair."""
+
+    def test_per_seed_differences_and_their_spread(self):
+        with tempfile.TemporaryDirectory() as root:
+            seed = {s: os.path.join(root, f"seed-{s}") for s in (7, 8, 9)}
+            for s in seed.values():
+                write_run(s, "vanilla", [0.9], 0.8, 0.7, 0.9)
+            write_run(seed[7], "adv", [0.9], 0.8, 0.7, 0.9)
+            write_run(seed[8], "adv", [0.9], 0.8, 0.7, 0.9)
+            # Seed 9's adv sat on the majority class: its seed is left out.
+            write_run(seed[9], "adv", [0.505], 0.5, 1.0, 0.99)
+            # Seed 7: adv agrees under attack on 8 pairs, vanilla on 5 (+30
+            # points, half-width 1.96 * sqrt(3 - 9 / 10) / 10 = 28.4: above
+            # 0); the attack takes 0.01 of adv's alignment, 0.02 of vanilla's
+            # (-0.01 on every pair: half-width 0).
+            write_pairs(seed[7], "vanilla", set(range(5)), [0.02] * 10)
+            write_pairs(seed[7], "adv", set(range(8)), [0.01] * 10)
+            # Seed 8: the same agreement (0), 0.03 less alignment lost.
+            write_pairs(seed[8], "vanilla", set(range(6)), [0.03] * 10)
+            write_pairs(seed[8], "adv", set(range(6)), [0.0] * 10)
+            write_pairs(seed[9], "vanilla", set(range(6)), [0.03] * 10)
+            write_pairs(seed[9], "adv", set(range(10)), [0.0] * 10)
+            out = os.path.join(root, "out")
+            os.makedirs(out)
+            subprocess.run([sys.executable, SCRIPT, "--seeds", out, *seed.values()],
+                           check=True, capture_output=True, text=True)
+            with open(os.path.join(out, "seeds.md")) as f:
+                text = f.read()
+        lines = text[text.index("Each method minus vanilla"):].splitlines()
+        header = [c.strip() for c in lines[2].strip("|").split("|")]
+        rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[4:]]
+        self.assertEqual([r[0] for r in rows], ["adv"])
+        row = dict(zip(header, rows[0]))
+        # +30 and 0: mean 15, sd sqrt(2 * 15^2) = 21.2.
+        self.assertEqual(row["agreement attacked (points)"],
+                         "+15.0 ± 21.2 (+0.0 to +30.0); 2 seeds, 0 below 0, 1 above")
+        # -0.01 and -0.03: mean -0.02, sd 0.0141; both intervals below 0.
+        self.assertEqual(row["alignment lost to attack (cosine)"],
+                         "-0.0200 ± 0.0141 (-0.0300 to -0.0100); 2 seeds, 2 below 0, 0 above")
+        self.assertEqual(row["alignment lost to its worst draw (cosine)"],
+                         "-0.0400 ± 0.0283 (-0.0600 to -0.0200); 2 seeds, 2 below 0, 0 above")
+
+    def test_no_section_without_pairs(self):
+        with tempfile.TemporaryDirectory() as root:
+            for s in ("seed-7", "seed-8"):
+                for method in ("vanilla", "adv"):
+                    write_run(os.path.join(root, s), method, [0.9], 0.8, 0.7, 0.9)
+            result = subprocess.run([sys.executable, SCRIPT, "--seeds", root,
+                                     os.path.join(root, "seed-7"), os.path.join(root, "seed-8")],
+                                    check=True, capture_output=True, text=True)
+            self.assertNotIn("Each method minus", result.stdout)
+
+
 class Paired(unittest.TestCase):
     """Methods compared with the first pair by pair, where the reports have
     pairs.tsv: McNemar on the discordant pairs, and the per-pair difference
