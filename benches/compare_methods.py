@@ -48,7 +48,10 @@ import math
 import os
 import sys
 
-COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+# One colour a method for the experiment's eight (and two to spare); past
+# that, plots repeat them and tell methods apart by marker or position.
+COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
+           "#ccb974", "#64b5cd"]
 
 
 def load(out, method):
@@ -341,7 +344,10 @@ def bars(methods, reports, languages):
     width, height, left, bottom = 860, 320, 50, 40
     group = (width - left - 10) / len(languages)
     bar = group * 0.8 / len(methods)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" font-family="sans-serif" font-size="11">',
+    # The legend: four methods a row, so that every name fits.
+    legend_rows = (len(methods) + 3) // 4
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 14 + 18 * legend_rows}" '
+             f'font-family="sans-serif" font-size="11">',
              f'<text x="{left}" y="14">zero-shot accuracy per language (%), by training method</text>']
     scale = lambda a: height - bottom - a * (height - bottom - 30)
     for tick in range(0, 101, 20):
@@ -356,9 +362,9 @@ def bars(methods, reports, languages):
                          f'height="{scale(0) - scale(accuracy):.1f}" fill="{COLOURS[j % len(COLOURS)]}"/>')
         parts.append(f'<text x="{left + (i + 0.5) * group:.1f}" y="{height - bottom + 14}" text-anchor="middle">{language}</text>')
     for j, method in enumerate(methods):
-        x = left + j * 110
-        parts.append(f'<rect x="{x}" y="{height + 8}" width="10" height="10" fill="{COLOURS[j % len(COLOURS)]}"/>')
-        parts.append(f'<text x="{x + 14}" y="{height + 17}">{method}</text>')
+        x, y = left + (j % 4) * 200, height + 8 + 18 * (j // 4)
+        parts.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{COLOURS[j % len(COLOURS)]}"/>')
+        parts.append(f'<text x="{x + 14}" y="{y + 9}">{method}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
