@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The robust-training experiment (issue 11), at the size two CPU cores run in
-# 10 to 47 minutes a method (benches/RESULTS.md): multilingual-e5-small with a new 2-label head, fine-tuned on
+# 10 to 65 minutes a method (benches/RESULTS.md): multilingual-e5-small with a new 2-label head, fine-tuned on
 # the same English subset of the Debian benchmark with the same steps and
 # seed by each method (vanilla, RS-DA, RS-RP, adversarial), the checkpoint
 # chosen on English dev, then evaluated zero-shot: accuracy per language, the
