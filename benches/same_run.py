@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -180,6 +181,8 @@ def same_run(earlier_place, later_place, out=sys.stdout):
 
 
 def main():
+    # Piped into head, stop quietly when the reader does.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if len(sys.argv) != 3:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         sys.exit(2)
