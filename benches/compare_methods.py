@@ -532,6 +532,10 @@ def seeds_paired_table(runs):
                 cells.append("-")
                 continue
             centres = [c for c, _ in values]
+            if len(values) == 1:
+                side = "below 0" if below else "above 0" if above else "interval across 0"
+                cells.append(f"{show(centres[0])}; 1 seed, {side}")
+                continue
             centre, deviation = mean_deviation(centres)
             cells.append(f"{show(centre)} ± {show(deviation).lstrip('+')} ({show(min(centres))} to "
                          f"{show(max(centres))}); {len(values)} seeds, {below} below 0, {above} above")

@@ -193,6 +193,11 @@ class SeedsPaired(unittest.TestCase):
                            check=True, capture_output=True, text=True)
             with open(os.path.join(out, "seeds.md")) as f:
                 text = f.read()
+            # One seed alone: its difference and where its interval lies.
+            subprocess.run([sys.executable, SCRIPT, "--seeds", out, seed[8]],
+                           check=True, capture_output=True, text=True)
+            with open(os.path.join(out, "seeds.md")) as f:
+                one = f.read().splitlines()[-1]
         lines = text[text.index("Each method minus vanilla"):].splitlines()
         header = [c.strip() for c in lines[2].strip("|").split("|")]
         rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[4:]]
@@ -206,6 +211,8 @@ class SeedsPaired(unittest.TestCase):
                          "-0.0200 ± 0.0141 (-0.0300 to -0.0100); 2 seeds, 2 below 0, 0 above")
         self.assertEqual(row["alignment lost to its worst draw (cosine)"],
                          "-0.0400 ± 0.0283 (-0.0600 to -0.0200); 2 seeds, 2 below 0, 0 above")
+        self.assertEqual([c.strip() for c in one.strip("|").split("|")][1:3],
+                         ["+0.0; 1 seed, interval across 0", "-0.0300; 1 seed, below 0"])
 
     def test_no_section_without_pairs(self):
         with tempfile.TemporaryDirectory() as root:
