@@ -503,14 +503,15 @@ def seeds_paired_table(runs):
     the difference varies less than either run. `runs`: seeds()'s. None
     where no seed pairs anything."""
     base = next(iter(runs))
+    # The first method's learned runs by folder, each pairs.tsv read once.
+    firsts = {v["folder"]: pair_rows(v["folder"], base) for v in runs[base] if v["learned"]}
     figures = {}
     for method in list(runs)[1:]:
         for run in runs[method]:
-            first = next((v for v in runs[base] if v["folder"] == run["folder"]), None)
-            if not (first and first["learned"] and run["learned"]):
+            if run["folder"] not in firsts or not run["learned"]:
                 continue
-            rows = {m: pair_rows(run["folder"], m) for m in (base, method)}
-            compared = None if rows[method] is None else paired_table([base, method], rows)
+            rows = {base: firsts[run["folder"]], method: pair_rows(run["folder"], method)}
+            compared = paired_table([base, method], rows)
             for name, value in (compared[1][method].items() if compared else []):
                 figures.setdefault(method, {}).setdefault(name, []).append(value)
     if not figures:
@@ -526,11 +527,11 @@ def seeds_paired_table(runs):
         cells = [method]
         for name, _, show in shown:
             values = by_name.get(name, [])
-            below = sum(1 for centre, half in values if centre + half < 0)
-            above = sum(1 for centre, half in values if centre - half > 0)
             if not values:
                 cells.append("-")
                 continue
+            below = sum(1 for centre, half in values if centre + half < 0)
+            above = sum(1 for centre, half in values if centre - half > 0)
             centres = [c for c, _ in values]
             if len(values) == 1:
                 side = "below 0" if below else "above 0" if above else "interval across 0"

@@ -161,10 +161,8 @@ def same_run(earlier_place, later_place, out=sys.stdout):
             side = "earlier" if texts[0] is None else "later"
             print(f"{name}: absent from the {side} run, not compared", file=out)
             continue
-        try:
-            differences, one_side = compare(*texts)
-        except RunError as e:
-            raise RunError(f"{name}: {e}") from e
+        # A RunError from a file's comparison names the file already.
+        differences, one_side = compare(*texts)
         same &= not differences
         verdict = "same" if not differences else f"{len(differences)} differences"
         print(f"{name}: {verdict}" + (f"; {len(one_side)} fields only one side has"
