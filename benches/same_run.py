@@ -105,10 +105,10 @@ def parse_json(text, name):
         raise RunError(f"{name}: not JSON ({e})") from e
 
 
-def compare_log(earlier, later):
-    lines = [[parse_json(line, f"log.jsonl line {i + 1}")
+def compare_log(earlier, later, places):
+    lines = [[parse_json(line, f"{place}: log.jsonl line {i + 1}")
               for i, line in enumerate(text.splitlines()) if line.strip()]
-             for text in (earlier, later)]
+             for text, place in zip((earlier, later), places)]
     differences, one_side = [], []
     if len(lines[0]) != len(lines[1]):
         differences.append(f"{len(lines[0])} lines then {len(lines[1])}")
@@ -119,16 +119,16 @@ def compare_log(earlier, later):
     return differences, one_side
 
 
-def compare_report(earlier, later):
-    reports = [parse_json(text, "eval/report.json") for text in (earlier, later)]
-    for report in reports:
+def compare_report(earlier, later, places):
+    reports = [parse_json(text, f"{place}: eval/report.json") for text, place in zip((earlier, later), places)]
+    for report, place in zip(reports, places):
         if not isinstance(report, dict) or "evaluation" not in report:
-            raise RunError("eval/report.json: no \"evaluation\" in it")
+            raise RunError(f"{place}: eval/report.json: no \"evaluation\" in it")
     return compare_fields(flatten(reports[0]["evaluation"]),
                           flatten(reports[1]["evaluation"]), REPORT_IGNORED, "")
 
 
-def compare_pairs(earlier, later):
+def compare_pairs(earlier, later, _places):
     readers = [csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
                for text in (earlier, later)]
     tables = [list(r) for r in readers]
@@ -161,8 +161,8 @@ def same_run(earlier_place, later_place, out=sys.stdout):
             side = "earlier" if texts[0] is None else "later"
             print(f"{name}: absent from the {side} run, not compared", file=out)
             continue
-        # A RunError from a file's comparison names the file already.
-        differences, one_side = compare(*texts)
+        # A RunError from a file's comparison names the run and file already.
+        differences, one_side = compare(*texts, (earlier_place, later_place))
         same &= not differences
         verdict = "same" if not differences else f"{len(differences)} differences"
         print(f"{name}: {verdict}" + (f"; {len(one_side)} fields only one side has"

@@ -3,6 +3,7 @@ python3 -m unittest benches/test_same_run.py"""
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -127,11 +128,18 @@ class SameRun(unittest.TestCase):
         self.assertTrue(same)
         self.assertIn("eval/report.json: absent from the later run, not compared", text)
 
-    def test_bad_json_names_the_file_and_line(self):
+    def test_bad_json_names_the_run_file_and_line(self):
         write_run(self.later)
         with open(os.path.join(self.later, "log.jsonl"), "a") as f:
             f.write("{not json\n")
-        with self.assertRaisesRegex(same_run.RunError, "log.jsonl line 4"):
+        with self.assertRaisesRegex(same_run.RunError, re.escape(self.later) + ": log.jsonl line 4"):
+            self.check()
+
+    def test_report_without_evaluation_names_the_run(self):
+        write_run(self.later)
+        with open(os.path.join(self.earlier, "eval", "report.json"), "w") as f:
+            f.write("{}")
+        with self.assertRaisesRegex(same_run.RunError, re.escape(self.earlier) + ": eval/report.json: no"):
             self.check()
 
     def test_earlier_run_from_git(self):
