@@ -167,17 +167,54 @@ def mcnemar(b, c):
 def paired(first, second, success):
     """(difference in points, p-value, pairs, 95% half-width in points) of
     `success` on the pairs both runs have where it applies: second minus
-    first. The half-width is the normal one of a difference of paired
-    proportions: its variance is (b + c - (b - c)^2 / n) / n^2."""
-    outcomes = [(success(first[k]), success(second[k])) for k in first if k in second]
-    outcomes = [(x, y) for x, y in outcomes if x is not None and y is not None]
+    first. Pairs with the same id are one English original and its
+    translations, so they are one cluster (clustered())."""
+    outcomes = [(k[1], success(first[k]), success(second[k])) for k in first if k in second]
+    outcomes = [(i, int(y) - int(x)) for i, x, y in outcomes if x is not None and y is not None]
     if not outcomes:
         return None
-    b = sum(1 for x, y in outcomes if y and not x)
-    c = sum(1 for x, y in outcomes if x and not y)
-    n = len(outcomes)
-    half = 1.96 * math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
-    return 100 * (b - c) / n, mcnemar(b, c), n, 100 * half
+    centre, half, n = clustered(outcomes)
+    return 100 * centre, clustered_mcnemar(outcomes), n, 100 * half
+
+
+def by_cluster(values):
+    """Sums and sizes of (cluster, value) pairs, a cluster a time."""
+    sums, sizes = {}, {}
+    for cluster, value in values:
+        sums[cluster] = sums.get(cluster, 0) + value
+        sizes[cluster] = sizes.get(cluster, 0) + 1
+    return sums, sizes
+
+
+def clustered(values):
+    """Mean and 95% half-width (normal) of (cluster, value) pairs, and their
+    count. A translation pair's four languages share one English original
+    and its attacked draws, so their values move together: the variance
+    is taken over clusters (the cluster-robust one, C/(C-1) times the sum
+    over clusters of (cluster sum - its size x mean)^2 over N^2), which is
+    the sample variance over N when every cluster holds one value."""
+    sums, sizes = by_cluster(values)
+    n, count = len(values), len(sums)
+    centre = sum(sums.values()) / n
+    if count < 2:
+        return centre, math.inf, n
+    spread = sum((sums[c] - sizes[c] * centre) ** 2 for c in sums) * count / (count - 1)
+    return centre, 1.96 * math.sqrt(spread) / n, n
+
+
+def clustered_mcnemar(outcomes):
+    """Two-sided p of McNemar's test on (cluster, second minus first
+    success) pairs: exact (mcnemar) where every cluster holds one pair, else
+    Durkalski et al.'s (2003) form for clustered pairs, chi-square with 1
+    degree of freedom on (sum of the clusters' b - c)^2 over the sum of
+    their squares."""
+    sums, sizes = by_cluster(outcomes)
+    if all(size == 1 for size in sizes.values()):
+        return mcnemar(sum(1 for _, d in outcomes if d > 0), sum(1 for _, d in outcomes if d < 0))
+    squares = sum(v * v for v in sums.values())
+    if squares == 0:
+        return 1.0
+    return math.erfc(math.sqrt(sum(sums.values()) ** 2 / squares / 2))
 
 
 def holm(ps):
@@ -193,12 +230,6 @@ def holm(ps):
     return adjusted
 
 
-def interval(values):
-    """Mean and 95% half-width (normal) of per-pair differences."""
-    centre, deviation = mean_deviation(values)
-    return centre, 1.96 * deviation / len(values) ** 0.5
-
-
 def alignment_lost(row, column):
     """A translation pair's alignment clean minus under an attacked draw
     (`column`: alignment_attacked, or alignment_worst, the draw of lowest
@@ -210,6 +241,21 @@ def alignment_lost(row, column):
 
 def translation(row):
     return row["english"] != ""
+
+
+# The two attacked draws of an English original pairs.tsv records, by the
+# name the spread and sign tables give them: the class attack's and the
+# draw of lowest alignment.
+DRAWS = [("class attack", "alignment_attacked"), ("its worst draw", "alignment_worst")]
+
+
+def lost_differences(first, second, column):
+    """Per translation pair both runs have under the draw `column`: its id
+    (its English original's) and the alignment the second run loses minus
+    what the first loses."""
+    both = [(k[1], alignment_lost(first[k], column), alignment_lost(second[k], column))
+            for k in first if k in second and translation(first[k])]
+    return [(i, y - x) for i, x, y in both if x is not None and y is not None]
 
 
 def paired_table(methods, rows):
@@ -241,10 +287,8 @@ def paired_table(methods, rows):
         figures[method] = {name: (r[0], r[3]) for (name, _), r in zip(checks, results[method]) if r is not None}
         intervals[method] = []
         for name, column in losses:
-            both = [(alignment_lost(a[k], column), alignment_lost(b[k], column))
-                    for k in a if k in b and translation(a[k])]
-            differences = [y - x for x, y in both if x is not None and y is not None]
-            intervals[method].append((*interval(differences), len(differences)) if differences else None)
+            differences = lost_differences(a, b, column)
+            intervals[method].append(clustered(differences) if differences else None)
             if differences:
                 figures[method][name] = intervals[method][-1][:2]
     # Every McNemar test in the table is one family: many comparisons give
@@ -258,8 +302,10 @@ def paired_table(methods, rows):
              + ["-" if v is None else f"{v[0]:+.4f} ({v[0] - v[1]:+.4f} to {v[0] + v[1]:+.4f}), {v[2]}"
                 for v in intervals[method]]
              for method, cells in results.items()]
-    return (f"Paired against {base}, on the same pairs (second minus first, with its 95% interval; "
-            f"p: exact McNemar, two-sided; Holm: p adjusted by Holm's method over the table's "
+    return (f"Paired against {base}, on the same pairs (second minus first, with its 95% interval; an "
+            f"English original's pairs in every language are one cluster, for the interval and the test; "
+            f"p: McNemar, two-sided, exact where each original has one pair, else Durkalski's clustered "
+            f"form; Holm: p adjusted by Holm's method over the table's "
             f"{len(tested)} tests):\n\n" + markdown_table(header, table)), figures
 
 
@@ -271,7 +317,7 @@ def spread_table(methods, rows):
     where no method has pairs.tsv with an attack."""
     table = []
     for method in methods:
-        for name, column in [("class attack", "alignment_attacked"), ("its worst draw", "alignment_worst")]:
+        for name, column in DRAWS:
             losses = sorted(v for v in (alignment_lost(r, column) for r in (rows[method] or {}).values()
                                         if translation(r)) if v is not None)
             if not losses:
@@ -289,6 +335,50 @@ def spread_table(methods, rows):
     return ("How the alignment lost is spread over the translation pairs (clean minus attacked, a "
             "pair's two cosines averaged; below zero where the attack brought the pair closer):\n\n"
             + markdown_table(header, table))
+
+
+def original_signs(first, second, column):
+    """The second run's alignment lost to the draw `column` minus the
+    first's, averaged over each English original's translation pairs
+    (sorted), and for how many originals it is below and above zero; None
+    where no pair has both."""
+    sums, sizes = by_cluster(lost_differences(first, second, column))
+    if not sums:
+        return None
+    ds = sorted(sums[c] / sizes[c] for c in sums)
+    return ds, sum(1 for d in ds if d < 0), sum(1 for d in ds if d > 0)
+
+
+def sign_table(methods, rows):
+    """Each method against the first, in the alignment each draw takes,
+    an English original at a time (its translation pairs' differences
+    averaged, since they share the attacked draw): for how many originals
+    the method loses less and for how many more, the median difference,
+    and the exact two-sided sign test on the originals that differ (Holm
+    over the table's tests). The mean difference of paired_table can be
+    carried by a few pairs that lose much; this counts originals, so it
+    says whether the typical one holds better. None where fewer than two
+    runs have pairs.tsv with an attack."""
+    base = methods[0]
+    found = [(method, name, signs) for method in methods[1:] for name, column in DRAWS
+             if rows[base] is not None and rows[method] is not None
+             for signs in [original_signs(rows[base], rows[method], column)] if signs]
+    if not found:
+        return None
+    counts = [signs[1:] for _, _, signs in found]
+    ps = [mcnemar(less, more) for less, more in counts]
+    table = []
+    for (method, name, (ds, _, _)), (less, more), p, adjusted in zip(found, counts, ps, holm(ps)):
+        n = len(ds)
+        middle = (ds[(n - 1) // 2] + ds[n // 2]) / 2
+        table.append([method, name, str(n), str(less), str(more), str(n - less - more),
+                      f"{middle:+.4f}", f"{p:.2g}", f"{adjusted:.2g}"])
+    header = ["method", "alignment lost to", "English originals", f"loses less than {base}", "loses more",
+              "the same", "median difference", "p", "Holm"]
+    return (f"Original by original, which loses less alignment than {base} (an English original's "
+            f"translation pairs averaged, as they share its attacked draw; p: exact two-sided sign test "
+            f"on the originals that differ; Holm: over the table's {len(ps)} tests). A few pairs that "
+            f"lose much can carry a mean; these count originals:\n\n" + markdown_table(header, table))
 
 
 def forest(base, figures):
@@ -493,6 +583,12 @@ def seeds_scatter(runs):
     return "\n".join(parts) + "\n"
 
 
+# The seeds table's column of the typical English original: the share of
+# originals whose translations lose less alignment to its worst draw than
+# under the first method (original_signs).
+TYPICAL = "originals losing less to its worst draw"
+
+
 def seeds_paired_table(runs):
     """Each method minus the first method of the same seed, pair by pair
     (paired_table's figures, one seed at a time), then over the seeds: the
@@ -514,6 +610,9 @@ def seeds_paired_table(runs):
             compared = paired_table([base, method], rows)
             for name, value in (compared[1][method].items() if compared else []):
                 figures.setdefault(method, {}).setdefault(name, []).append(value)
+            signs = rows[method] and original_signs(rows[base], rows[method], "alignment_worst")
+            if signs:
+                figures.setdefault(method, {}).setdefault(TYPICAL, []).append(signs)
     if not figures:
         return None
     points, cosines = (lambda v: f"{v:+.1f}"), (lambda v: f"{v:+.4f}")
@@ -522,6 +621,8 @@ def seeds_paired_table(runs):
               ("alignment lost to its worst draw", "cosine", cosines),
               ("accuracy, every language's own test", "points", points)]
              if any(name in f for f in figures.values())]
+    if any(TYPICAL in f for f in figures.values()):
+        shown.append((TYPICAL, "share", None))
     table = []
     for method, by_name in figures.items():
         cells = [method]
@@ -529,6 +630,17 @@ def seeds_paired_table(runs):
             values = by_name.get(name, [])
             if not values:
                 cells.append("-")
+                continue
+            if name == TYPICAL:
+                shares = [100 * less / len(ds) for ds, less, _ in values]
+                more_half = sum(1 for _, less, more in values if less > more and mcnemar(less, more) < 0.05)
+                fewer = sum(1 for _, less, more in values if less < more and mcnemar(less, more) < 0.05)
+                if len(values) == 1:
+                    side = "more than half" if more_half else "fewer than half" if fewer else "neither"
+                    cells.append(f"{shares[0]:.0f}%; 1 seed, {side}")
+                else:
+                    cells.append(f"{sum(shares) / len(shares):.0f}% ({min(shares):.0f} to {max(shares):.0f}); "
+                                 f"{len(values)} seeds, {more_half} more, {fewer} fewer")
                 continue
             below = sum(1 for centre, half in values if centre + half < 0)
             above = sum(1 for centre, half in values if centre - half > 0)
@@ -544,7 +656,12 @@ def seeds_paired_table(runs):
     header = ["method"] + [f"{name} ({unit})" for name, unit, _ in shown]
     return (f"Each method minus {base} of the same seed, on the same pairs: the per-seed differences' mean ± "
             f"standard deviation (range), and the seeds whose 95% interval lies wholly below or above 0 "
-            f"(seeds where both runs learned and have pairs.tsv):\n\n" + markdown_table(header, table))
+            f"(seeds where both runs learned and have pairs.tsv; each interval is one seed's own, not "
+            f"adjusted for the table's many comparisons, so one seed's interval off 0 may be chance). "
+            f"The last column: the share of English originals whose translations lose less alignment "
+            f"to its worst draw than {base}'s, mean (range) over seeds, and the seeds where the exact "
+            f"sign test (p under 0.05, unadjusted) finds more or fewer than half:\n\n"
+            + markdown_table(header, table))
 
 
 def seeds(out, folders, learned_above):
@@ -582,9 +699,9 @@ def main():
     if compared:
         text += "\n" + compared[0]
         write(os.path.join(out, "paired.svg"), forest(methods[0], compared[1]))
-    spread = spread_table(methods, rows)
-    if spread:
-        text += "\n" + spread
+    for section in (sign_table(methods, rows), spread_table(methods, rows)):
+        if section:
+            text += "\n" + section
     write(os.path.join(out, "results.md"), text)
     write(os.path.join(out, "accuracy.svg"), bars(methods, reports, languages))
     if len(methods) > 1:

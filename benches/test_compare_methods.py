@@ -177,8 +177,8 @@ class SeedsPaired(unittest.TestCase):
             # Seed 9's adv sat on the majority class: its seed is left out.
             write_run(seed[9], "adv", [0.505], 0.5, 1.0, 0.99)
             # Seed 7: adv agrees under attack on 8 pairs, vanilla on 5 (+30
-            # points, half-width 1.96 * sqrt(3 - 9 / 10) / 10 = 28.4: above
-            # 0); the attack takes 0.01 of adv's alignment, 0.02 of vanilla's
+            # points, half-width 1.96 * sqrt((3 - 9 / 10) * 10 / 9) / 10 =
+            # 29.9: above 0); the attack takes 0.01 of adv's alignment, 0.02 of vanilla's
             # (-0.01 on every pair: half-width 0).
             write_pairs(seed[7], "vanilla", set(range(5)), [0.02] * 10)
             write_pairs(seed[7], "adv", set(range(8)), [0.01] * 10)
@@ -211,8 +211,13 @@ class SeedsPaired(unittest.TestCase):
                          "-0.0200 ± 0.0141 (-0.0300 to -0.0100); 2 seeds, 2 below 0, 0 above")
         self.assertEqual(row["alignment lost to its worst draw (cosine)"],
                          "-0.0400 ± 0.0283 (-0.0600 to -0.0200); 2 seeds, 2 below 0, 0 above")
+        # Every original (a German pair each) loses less under adv on both
+        # seeds: 10 against 0, sign test 2 / 2^10, more than half.
+        self.assertEqual(row["originals losing less to its worst draw (share)"],
+                         "100% (100 to 100); 2 seeds, 2 more, 0 fewer")
         self.assertEqual([c.strip() for c in one.strip("|").split("|")][1:3],
                          ["+0.0; 1 seed, interval across 0", "-0.0300; 1 seed, below 0"])
+        self.assertEqual(one.strip("|").split("|")[-1].strip(), "100%; 1 seed, more than half")
 
     def test_no_section_without_pairs(self):
         with tempfile.TemporaryDirectory() as root:
@@ -236,8 +241,10 @@ class Paired(unittest.TestCase):
                 write_run(root, method, [0.9], 0.8, 0.7, 0.9)
             # Under attack adv agrees on 0-7, vanilla on 0-3 and 8: adv alone
             # on 4 pairs, vanilla alone on 1. +30 points over 10; McNemar:
-            # 2 * (C(5,0) + C(5,1)) / 2^5 = 0.375; 95% half-width:
-            # 1.96 * sqrt(4 + 1 - 3^2 / 10) / 10 = 39.7 points.
+            # 2 * (C(5,0) + C(5,1)) / 2^5 = 0.375 (exact: one pair an
+            # original); 95% half-width over the ten: differences +1 x4, -1,
+            # 0 x5, mean 0.3, squares about it 4 * 0.49 + 1.69 + 5 * 0.09 =
+            # 4.1, times 10 / 9: 1.96 * sqrt(4.556) / 10 = 41.8 points.
             write_pairs(root, "vanilla", {0, 1, 2, 3, 8}, [0.02] * 10)
             write_pairs(root, "adv", set(range(8)), [0.02] * 5 + [0.01] * 5)
             # rs-rp has no pairs.tsv (an older report): no row.
@@ -252,7 +259,15 @@ class Paired(unittest.TestCase):
             with open(os.path.join(root, "paired.svg")) as f:
                 svg = f.read()
             self.assertEqual(svg.count("<circle"), 5)
-            lines = text[text.index("Paired against vanilla"):text.index("How the alignment")].strip().splitlines()
+            lines = text[text.index("Paired against vanilla"):text.index("Original by original")].strip().splitlines()
+            # Original by original (each German pair has its own): the class
+            # attack takes 0.02 of vanilla's every pair, of adv's 0.02 on five
+            # and 0.01 on five: adv loses less on five, the same on five; median of -0.01 x5 and 0 x5 is -0.005;
+            # sign test 2 / 2^5 = 0.0625; Holm over the two tests 0.125.
+            signs = text[text.index("Original by original"):text.index("How the alignment")].strip().splitlines()
+            self.assertEqual([[c.strip() for c in l.strip("|").split("|")] for l in signs[4:]],
+                             [["adv", "class attack", "10", "5", "0", "5", "-0.0050", "0.062", "0.12"],
+                              ["adv", "its worst draw", "10", "5", "0", "5", "-0.0100", "0.062", "0.12"]])
             # The spread of alignment lost: both attacks of the two runs with pairs.tsv.
             spread = text[text.index("How the alignment"):].splitlines()[4:]
             self.assertEqual([l.split(" | ")[:2] for l in spread],
@@ -262,7 +277,7 @@ class Paired(unittest.TestCase):
             rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[4:]]
             self.assertEqual([r[0] for r in rows], ["adv"])
             row = dict(zip(header, rows[0]))
-            self.assertEqual(row["agreement attacked (points (95% interval), p, Holm, pairs)"], "+30.0 (-9.7 to +69.7), p 0.38, Holm 1, 10")
+            self.assertEqual(row["agreement attacked (points (95% interval), p, Holm, pairs)"], "+30.0 (-11.8 to +71.8), p 0.38, Holm 1, 10")
             self.assertEqual(row["agreement (points (95% interval), p, Holm, pairs)"], "+0.0 (+0.0 to +0.0), p 1, Holm 1, 10")
             # Measured on no pair (no English test): the column is left out.
             self.assertNotIn("en worst of k (points (95% interval), p, Holm, pairs)", row)
@@ -275,6 +290,25 @@ class Paired(unittest.TestCase):
             # Under the draw of lowest alignment every loss is twice that.
             self.assertEqual(row["alignment lost to its worst draw (difference (95% interval), pairs)"],
                              "-0.0100 (-0.0165 to -0.0035), 10")
+
+    def test_clusters_by_hand(self):
+        # Four English originals: A's two pairs both +1, B's +1 and 0, C's
+        # -1 and 0, D's 0 and 0. Mean 2 / 8; cluster sums minus size x mean:
+        # 1.5, 0.5, -1.5, -0.5, squares 5, times 4 / 3: half-width
+        # 1.96 * sqrt(20 / 3) / 8 = 0.632587.
+        outcomes = [("A", 1), ("A", 1), ("B", 1), ("B", 0), ("C", -1), ("C", 0), ("D", 0), ("D", 0)]
+        centre, half, n = compare_methods.clustered(outcomes)
+        self.assertEqual((centre, n), (0.25, 8))
+        self.assertAlmostEqual(half, 0.632587, places=6)
+        # Durkalski: (2 + 1 - 1)^2 / (4 + 1 + 1) = 2 / 3, chi-square with 1
+        # degree of freedom: p = P(|Z| > sqrt(2 / 3) = 0.8165) = 2 x 0.20711.
+        self.assertAlmostEqual(compare_methods.clustered_mcnemar(outcomes), 0.414216, places=6)
+        # One value a cluster: the sample variance over n, and the exact test.
+        values = [(i, v) for i, v in enumerate([0.1, -0.2, 0.4, 0.0, 0.3])]
+        deviation = compare_methods.mean_deviation([v for _, v in values])[1]
+        self.assertAlmostEqual(compare_methods.clustered(values)[1], 1.96 * deviation / 5 ** 0.5)
+        singles = [(i, 1) for i in range(5)] + [(9, -1)]
+        self.assertEqual(compare_methods.clustered_mcnemar(singles), compare_methods.mcnemar(5, 1))
 
     def test_holm_by_hand(self):
         # Sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1: 0.04, 0.09, 0.08
