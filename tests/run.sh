@@ -25,7 +25,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$bindgen_versio
   cargo install -q wasm-bindgen-cli --version "$bindgen_version"
 fi
 
-python3 -m unittest models/test_fetch.py datasets/test_debian_pairs.py datasets/test_freedict.py benches/test_compare_methods.py benches/test_same_run.py
+python3 -m unittest models/test_fetch.py datasets/test_debian_pairs.py datasets/test_freedict.py benches/test_compare_methods.py benches/test_same_run.py benches/test_alignment_margin.py
 python3 models/fetch.py
 bash web/build.sh
 cargo test --release --workspace
