@@ -21,11 +21,19 @@ averages them): the cosine of the English original with its translation,
 the mean cosine of the English original with the other originals'
 translations, their gap, and retrieval: the share of originals whose own
 translation is the nearest of all the language's distinct translations
-(strictly; ties count as misses). Embeddings come from `xltc run --cpu
---truncate --json` (the CPU reference, eval's own embedding: the same
-cosines to the last printed digit). With --losses EVAL_DIR per model
-(NAME=DIR, its eval/ folder's pairs.tsv), the mean alignment each attack
-takes is also given as a share of the gap.
+(strictly; ties count as misses). The same again under the attack on
+alignment: `xltc eval --perturb synonyms --draws 3` substitutes each
+English original three times (its seed 7 and rule, replayed here bit for
+bit: SplitMix64 seeded by the seed xor the id's FNV-1a hash, a uniform
+draw from each space-separated word and its counter-fitted neighbours),
+and for each translation the draw of lowest alignment is kept.
+Embeddings come from `xltc run --cpu --truncate --json` (the CPU
+reference, eval's own embedding: the same cosines to the last printed
+digit). With --losses per model (NAME=EVAL_DIR, its eval/ folder's
+pairs.tsv), the mean alignment each attack takes is also given as a share
+of the gap, and the replayed worst draw is checked against eval's
+(alignment_worst): the largest difference is printed, and over 1e-5 is
+an error.
 
 Writes OUT/margin.md (and prints it). Standard library only.
 """
@@ -44,8 +52,62 @@ import tempfile
 ENCODERS = {"bert": "BertModel", "xlm-roberta": "XLMRobertaModel"}
 
 
+SYNONYMS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "datasets", "synonyms", "counterfitted_neighbors.json")
+MASK = (1 << 64) - 1
+
+
 class MarginError(Exception):
     pass
+
+
+class SplitMix64:
+    """xltc's host generator (runtime/src/random.rs), bit for bit."""
+
+    def __init__(self, seed):
+        self.state = seed & MASK
+
+    def next_u64(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        return z ^ (z >> 31)
+
+    def below(self, n):
+        """Lemire's unbiased draw from 0..n, as the Rust does it."""
+        threshold = (-n & MASK) % n
+        while True:
+            product = self.next_u64() * n
+            if product & MASK >= threshold:
+                return product >> 64
+
+
+def fnv1a(text):
+    h = 0xCBF29CE484222325
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x100000001B3) & MASK
+    return h
+
+
+def perturb(sentence, neighbours, rng):
+    """One substitution by the paper's rule (runtime/src/synonyms.rs):
+    split on single spaces, exact lookup, a uniform draw from the word and
+    its neighbours; a word without neighbours takes no draw."""
+    words = []
+    for word in sentence.split(" "):
+        options = neighbours.get(word) or []
+        k = rng.below(len(options) + 1) if options else 0
+        words.append(options[k - 1] if k else word)
+    return " ".join(words)
+
+
+def draws(pair_id, english, neighbours, count, seed):
+    """The `count` substitutions of an English pair eval draws (its
+    draw_perturbations): both sentences from one generator, in turn."""
+    rng = SplitMix64(seed ^ fnv1a(pair_id))
+    return [(perturb(english[0], neighbours, rng), perturb(english[1], neighbours, rng))
+            for _ in range(count)]
 
 
 def read_pairs(path):
@@ -158,13 +220,27 @@ def margins(english, translated, vectors):
 
 
 def chosen_pairs(data, language, count):
-    """(English original, translation) sentence pairs of the first `count`
-    pairs of test-{language}.tsv that test-en.tsv holds."""
+    """(id, English original, translation) of the first `count` pairs of
+    test-{language}.tsv that test-en.tsv holds."""
     english = read_pairs(os.path.join(data, "test-en.tsv"))
     translated = read_pairs(os.path.join(data, f"test-{language}.tsv"))
-    shared = [(english[i], translated[i]) for i in list(translated)[:count] if i in english]
+    shared = [(i, english[i], translated[i]) for i in list(translated)[:count] if i in english]
     # `xltc run --file` skips lines that start with # or are empty.
-    return [(e, t) for e, t in shared if not any(s.startswith("#") or not s.strip() for s in e + t)]
+    return [(i, e, t) for i, e, t in shared if not any(s.startswith("#") or not s.strip() for s in e + t)]
+
+
+def worst_draws(shared, substituted, vectors):
+    """For each (id, English, translation) of `shared`, the draw of
+    `substituted[id]` of lowest alignment with the translation (the mean of
+    the two sentences' cosines, the first draw on a tie, as eval keeps it)
+    and that alignment."""
+    out = []
+    for i, _, t in shared:
+        scored = [((dot(vectors[a], vectors[t[0]]) + dot(vectors[b], vectors[t[1]])) / 2, (a, b))
+                  for a, b in substituted[i]]
+        lowest = min(value for value, _ in scored)
+        out.append(next((draw, value) for value, draw in scored if value == lowest))
+    return out
 
 
 def mean_losses(pairs_tsv):
@@ -179,6 +255,47 @@ def mean_losses(pairs_tsv):
     return out
 
 
+def pooled(figures):
+    """The mean of each position of equal-length tuples."""
+    return [sum(f[k] for f in figures) / len(figures) for k in range(len(figures[0]))]
+
+
+def measure(name, model, pairs, substituted, args, work, losses):
+    """A row of the table for one model."""
+    encoder = strip_head(model, os.path.join(work, "encoder"))
+    sentences = sorted({s for shared in pairs.values() for _, e, t in shared for s in e + t}
+                       | {s for ds in substituted.values() for d in ds for s in d})
+    vectors = embed(args.xltc, encoder, sentences, work)
+    if encoder != model:
+        shutil.rmtree(encoder)
+    clean, attacked, replayed = [], [], {}
+    for language, shared in pairs.items():
+        worst = worst_draws(shared, substituted, vectors)
+        replayed.update({(f"test-{language}.tsv", i): value for (i, _, _), (_, value) in zip(shared, worst)})
+        for slot in (0, 1):
+            translations = [t[slot] for _, _, t in shared]
+            clean.append(margins([e[slot] for _, e, _ in shared], translations, vectors))
+            attacked.append(margins([draw[slot] for draw, _ in worst], translations, vectors))
+    own, other, found = pooled(clean)
+    under = pooled(attacked)
+    cells = [name, f"{own:.4f}", f"{other:.4f}", f"{own - other:.4f}", f"{100 * found:.1f}",
+             f"{under[0]:.4f}", f"{under[1]:.4f}", f"{under[0] - under[1]:.4f}", f"{100 * under[2]:.1f}"]
+    if name not in losses:
+        return cells + ["-", "-"]
+    path = os.path.join(losses[name], "pairs.tsv")
+    with open(path, newline="") as f:
+        recorded = {(r["file"], r["id"]): r["alignment_worst"]
+                    for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
+    gaps = [abs(float(recorded[k]) - v) for k, v in replayed.items() if recorded.get(k, "") != ""]
+    if not gaps or max(gaps) > 1e-5:
+        raise MarginError(f"{path}: the replayed worst draws do not give eval's alignment_worst "
+                          f"(largest difference {max(gaps) if gaps else 'none compared'})")
+    print(f"alignment_margin: {name}: the replayed worst draw gives eval's alignment_worst on "
+          f"{len(gaps)} pairs (largest difference {max(gaps):.1e})", file=sys.stderr)
+    return cells + [f"{v:.4f} ({100 * v / (own - other):.1f}% of the gap)" if v is not None else "-"
+                    for v in mean_losses(path)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out")
@@ -186,52 +303,58 @@ def main():
     parser.add_argument("--data", default="datasets/cache/debian-pairs")
     parser.add_argument("--langs", default="de,fr,ja,zh")
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7, help="eval's --seed")
     parser.add_argument("--xltc", default="target/release/xltc")
     parser.add_argument("--losses", nargs="*", default=[], help="NAME=EVAL_DIR")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of OUT/margin.md measured on the same pairs (a model measured "
+                             "again replaces its row)")
     args = parser.parse_args()
     try:
         models = [m.split("=", 1) for m in args.models]
-        losses = dict(m.split("=", 1) for m in args.losses)
         if any(len(m) != 2 for m in models):
             raise MarginError("each model is NAME=MODEL")
-        languages = args.langs.split(",")
-        pairs = {language: chosen_pairs(args.data, language, args.pairs) for language in languages}
+        losses = dict(m.split("=", 1) for m in args.losses)
+        pairs = {language: chosen_pairs(args.data, language, args.pairs) for language in args.langs.split(",")}
+        with open(SYNONYMS) as f:
+            neighbours = json.load(f)
+        substituted = {i: draws(i, e, neighbours, args.draws, args.seed)
+                       for shared in pairs.values() for i, e, _ in shared}
         rows = []
         with tempfile.TemporaryDirectory() as work:
             for number, (name, model) in enumerate(models):
                 print(f"alignment_margin: {name} ({number + 1} of {len(models)})", file=sys.stderr)
-                encoder = strip_head(model, os.path.join(work, f"model-{number}"))
-                sentences = sorted({s for shared in pairs.values() for e, t in shared for s in e + t})
-                vectors = embed(args.xltc, encoder, sentences, work)
-                figures = []
-                for language, shared in pairs.items():
-                    for slot in (0, 1):
-                        figures.append(margins([e[slot] for e, _ in shared], [t[slot] for _, t in shared],
-                                               vectors))
-                own, other, found = (sum(f[k] for f in figures) / len(figures) for k in range(3))
-                gap = own - other
-                cells = [name, f"{own:.4f}", f"{other:.4f}", f"{gap:.4f}", f"{100 * found:.1f}"]
-                if name in losses:
-                    attack, worst = mean_losses(os.path.join(losses[name], "pairs.tsv"))
-                    cells += [f"{v:.4f} ({100 * v / gap:.1f}% of the gap)" if v is not None else "-"
-                              for v in (attack, worst)]
-                else:
-                    cells += ["-", "-"]
-                rows.append(cells)
-                if os.path.isdir(encoder) and encoder.startswith(work):
-                    shutil.rmtree(encoder)
-    except (MarginError, OSError, ValueError) as e:
+                rows.append(measure(name, model, pairs, substituted, args, work, losses))
+    except (MarginError, OSError, ValueError, KeyError) as e:
         print(f"alignment_margin: {e}", file=sys.stderr)
         sys.exit(2)
     counts = ", ".join(f"{language} {len(shared)}" for language, shared in pairs.items())
-    header = ["model", "translations (cosine)", "other originals' translations", "gap",
-              "retrieval (%)", "lost to the class attack", "lost to its worst draw"]
-    text = (f"Translation against non-translation, both sentences of each pair, over {counts} pairs "
-            f"(the first {args.pairs} of each test file with an English original; {args.data}):\n\n"
+    header = ["model", "translations (cosine)", "other originals' translations", "gap", "retrieval (%)",
+              "translations, worst draw", "others, worst draw", "gap, worst draw", "retrieval, worst draw (%)",
+              "lost to the class attack", "lost to its worst draw"]
+    text = (f"A translation against the other originals' translations, both sentences of each pair, over "
+            f"{counts} pairs (the first {args.pairs} of each test file with an English original; "
+            f"{args.data}), clean and with the English original replaced by its draw of lowest alignment "
+            f"({args.draws} draws, seed {args.seed}, as xltc eval draws them). Retrieval: the share whose "
+            f"own translation is the nearest of all:\n\n"
             + "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
             + "".join("| " + " | ".join(r) + " |\n" for r in rows))
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "margin.md")
+    if args.append and os.path.exists(path):
+        with open(path) as f:
+            earlier = f.read()
+        intro = text[:text.index("|")]
+        if not earlier.startswith(intro):
+            print(f"alignment_margin: {path} was measured on other pairs or draws; not appended",
+                  file=sys.stderr)
+            sys.exit(2)
+        names = {r[0] for r in rows}
+        kept = [line + "\n" for line in earlier[len(intro):].splitlines()[2:]
+                if line.startswith("| ") and line.split(" | ")[0][2:] not in names]
+        table = text[len(intro):].splitlines(keepends=True)
+        text = intro + "".join(table[:2]) + "".join(kept) + "".join(table[2:])
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)

@@ -60,6 +60,44 @@ class Margins(unittest.TestCase):
         self.assertAlmostEqual(found, 1.0)
 
 
+class Draws(unittest.TestCase):
+    """eval's substitutions replayed: its generator, hash and rule."""
+
+    def test_splitmix64_and_fnv1a_known_answers(self):
+        # SplitMix64 from seed 0 (Vigna's reference), FNV-1a 64 of "a".
+        rng = alignment_margin.SplitMix64(0)
+        self.assertEqual([rng.next_u64() for _ in range(2)], [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4])
+        self.assertEqual(alignment_margin.fnv1a("a"), 0xAF63DC4C8601EC8C)
+        self.assertEqual(alignment_margin.fnv1a(""), 0xCBF29CE484222325)
+
+    def test_below_is_lemires_draw(self):
+        # The high 64 bits of the output times n, as long as the low bits
+        # clear the threshold (never a retry for n = 3 on these).
+        rng, again = alignment_margin.SplitMix64(5), alignment_margin.SplitMix64(5)
+        for _ in range(20):
+            self.assertEqual(rng.below(3), (again.next_u64() * 3) >> 64)
+
+    def test_the_rule(self):
+        neighbours = {"good": ["fine", "nice"], "film": ["movie"]}
+        rng = alignment_margin.SplitMix64(1)
+        seen = {}
+        for _ in range(3000):
+            out = alignment_margin.perturb("A good film, good.", neighbours, rng)
+            # Split on single spaces, exact lookup: "film," and "good." stay.
+            self.assertEqual(out.split(" ")[0::2], ["A", "film,"])
+            self.assertEqual(out.split(" ")[3], "good.")
+            seen[out.split(" ")[1]] = seen.get(out.split(" ")[1], 0) + 1
+        # A uniform draw from the word and its two neighbours: 1000 each,
+        # within 4.5 standard deviations (sqrt(3000 / 3 * 2 / 3) = 25.8).
+        self.assertEqual(set(seen), {"good", "fine", "nice"})
+        for count in seen.values():
+            self.assertLess(abs(count - 1000), 4.5 * 25.8)
+        # A sentence without substitutable words takes no draw.
+        rng, again = alignment_margin.SplitMix64(3), alignment_margin.SplitMix64(3)
+        self.assertEqual(alignment_margin.perturb("nothing here", neighbours, rng), "nothing here")
+        self.assertEqual(rng.next_u64(), again.next_u64())
+
+
 class Checkpoint(unittest.TestCase):
     def test_the_head_is_left_out(self):
         with tempfile.TemporaryDirectory() as root:
@@ -99,7 +137,7 @@ class Data(unittest.TestCase):
             self.write(root, "test-de.tsv", [("9", "neun", "Neun"), ("2", "zwei", "Zwei"), ("1", "eins", "Eins"),
                                              ("3", "drei", "Drei")])
             self.assertEqual(alignment_margin.chosen_pairs(root, "de", 3),
-                             [(("one", "One"), ("eins", "Eins"))])
+                             [("1", ("one", "One"), ("eins", "Eins"))])
 
     def test_a_missing_file_is_named(self):
         with tempfile.TemporaryDirectory() as root:
@@ -108,6 +146,48 @@ class Data(unittest.TestCase):
             self.assertEqual(result.returncode, 2)
             self.assertIn(os.path.join(root, "test-en.tsv"), result.stderr)
             self.assertFalse(os.path.exists(os.path.join(root, "out", "margin.md")))
+
+    def test_whole_run_with_a_stand_in_for_xltc_and_append(self):
+        # A stand-in for `xltc run --json`: a sentence's embedding counts
+        # its letters a, e, i and its length, so every step but the model
+        # runs for real.
+        with tempfile.TemporaryDirectory() as root:
+            fake = os.path.join(root, "xltc")
+            with open(fake, "w") as f:
+                f.write(f"#!{sys.executable}\nimport json, sys\n"
+                        "for line in open(sys.argv[sys.argv.index('--file') + 1]):\n"
+                        "    s = line.rstrip('\\n')\n"
+                        "    print(json.dumps({'cosine': None, 'embedding': "
+                        "[s.count('a'), s.count('e'), s.count('i'), len(s) / 10]}))\n")
+            os.chmod(fake, 0o755)
+            model = os.path.join(root, "encoder")
+            os.makedirs(model)
+            with open(os.path.join(model, "config.json"), "w") as f:
+                json.dump({"architectures": ["BertModel"], "model_type": "bert"}, f)
+            self.write(root, "test-en.tsv", [("1", "a cat", "a mat"), ("2", "see me", "bee tree"),
+                                             ("3", "in it", "big kid")])
+            self.write(root, "test-de.tsv", [("1", "aa", "aaa"), ("2", "ee", "eee"), ("3", "ii", "iii")])
+            out = os.path.join(root, "out")
+
+            def run(*names):
+                result = subprocess.run([sys.executable, SCRIPT, out, *(f"{n}={model}" for n in names),
+                                         "--data", root, "--langs", "de", "--xltc", fake, "--append"],
+                                        capture_output=True, text=True)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                with open(os.path.join(out, "margin.md")) as f:
+                    return [l.split(" | ") for l in f.read().splitlines() if l.startswith("| ")][1:]
+
+            first = run("one")
+            # By hand: "a cat" [2, 0, 0, 0.5] with "aa" [2, 0, 0, 0.2]:
+            # 4.1 / (2.0616 x 2.0100) = 0.98943; the translations' cosines
+            # average 0.99136 (first sentences) and 0.98556 (second), 0.9885;
+            # the others' (0.5 x 0.2 = 0.1 over the norms, ...) 0.02259 and
+            # 0.02550, 0.0240. Each English sentence is nearest its own
+            # translation (a, e, i).
+            self.assertEqual(first[0][:5], ["| one", "0.9885", "0.0240", "0.9644", "100.0"])
+            self.assertEqual([r[0] for r in run("two")], ["| one", "| two"])
+            # Measured again: its row replaced, not repeated.
+            self.assertEqual([r[0] for r in run("one")], ["| two", "| one"])
 
     def test_mean_losses_of_translation_pairs(self):
         with tempfile.TemporaryDirectory() as root:
