@@ -610,7 +610,7 @@ def seeds_paired_table(runs):
             compared = paired_table([base, method], rows)
             for name, value in (compared[1][method].items() if compared else []):
                 figures.setdefault(method, {}).setdefault(name, []).append(value)
-            signs = rows[method] and original_signs(rows[base], rows[method], "alignment_worst")
+            signs = rows[base] and rows[method] and original_signs(rows[base], rows[method], "alignment_worst")
             if signs:
                 figures.setdefault(method, {}).setdefault(TYPICAL, []).append(signs)
     if not figures:

@@ -228,6 +228,12 @@ class SeedsPaired(unittest.TestCase):
                                      os.path.join(root, "seed-7"), os.path.join(root, "seed-8")],
                                     check=True, capture_output=True, text=True)
             self.assertNotIn("Each method minus", result.stdout)
+            # adv alone with pairs.tsv (vanilla's report is an older one):
+            # still nothing to pair, and no failure.
+            write_pairs(os.path.join(root, "seed-7"), "adv", set(range(8)), [0.01] * 10)
+            result = subprocess.run([sys.executable, SCRIPT, "--seeds", root, os.path.join(root, "seed-7")],
+                                    check=True, capture_output=True, text=True)
+            self.assertNotIn("Each method minus", result.stdout)
 
 
 class Paired(unittest.TestCase):
