@@ -208,25 +208,27 @@ def margins(english, translated, vectors):
     n = len(english)
     own, other, found = 0.0, [], 0
     for i in range(n):
-        e = vectors[english[i]]
-        mine = dot(e, vectors[translated[i]])
-        own += mine
-        rest = [dot(e, vectors[translated[j]]) for j in range(n) if j != i]
-        other += rest
-        rivals = {translated[j] for j in range(n) if translated[j] != translated[i]}
-        if all(mine > dot(e, vectors[t]) for t in rivals):
+        scores = [dot(vectors[english[i]], vectors[t]) for t in translated]
+        own += scores[i]
+        other += scores[:i] + scores[i + 1:]
+        # A repeat of the translation's own text is no rival.
+        if all(scores[i] > score for t, score in zip(translated, scores) if t != translated[i]):
             found += 1
     return own / n, sum(other) / len(other) if other else float("nan"), found / n
 
 
-def chosen_pairs(data, language, count):
-    """(id, English original, translation) of the first `count` pairs of
-    test-{language}.tsv that test-en.tsv holds."""
+def chosen_pairs(data, languages, count):
+    """For each language, (id, English original, translation) of the first
+    `count` pairs of test-{language}.tsv that test-en.tsv holds."""
     english = read_pairs(os.path.join(data, "test-en.tsv"))
-    translated = read_pairs(os.path.join(data, f"test-{language}.tsv"))
-    shared = [(i, english[i], translated[i]) for i in list(translated)[:count] if i in english]
-    # `xltc run --file` skips lines that start with # or are empty.
-    return [(i, e, t) for i, e, t in shared if not any(s.startswith("#") or not s.strip() for s in e + t)]
+    chosen = {}
+    for language in languages:
+        translated = read_pairs(os.path.join(data, f"test-{language}.tsv"))
+        shared = [(i, english[i], translated[i]) for i in list(translated)[:count] if i in english]
+        # `xltc run --file` skips lines that start with # or are empty.
+        chosen[language] = [(i, e, t) for i, e, t in shared
+                            if not any(s.startswith("#") or not s.strip() for s in e + t)]
+    return chosen
 
 
 def worst_draws(shared, substituted, vectors):
@@ -243,11 +245,16 @@ def worst_draws(shared, substituted, vectors):
     return out
 
 
-def mean_losses(pairs_tsv):
-    """Mean alignment lost to the class attack and to the worst draw over
-    the translation pairs of an evaluation's pairs.tsv."""
+def read_records(pairs_tsv):
+    """The rows of an evaluation's pairs.tsv."""
     with open(pairs_tsv, newline="") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["english"] != ""]
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def mean_losses(records):
+    """Mean alignment lost to the class attack and to the worst draw over
+    the translation pairs of pairs.tsv's rows."""
+    rows = [r for r in records if r["english"] != ""]
     out = []
     for column in ("alignment_attacked", "alignment_worst"):
         values = [float(r["alignment"]) - float(r[column]) for r in rows if r.get(column, "") != ""]
@@ -283,9 +290,8 @@ def measure(name, model, pairs, substituted, args, work, losses):
     if name not in losses:
         return cells + ["-", "-"]
     path = os.path.join(losses[name], "pairs.tsv")
-    with open(path, newline="") as f:
-        recorded = {(r["file"], r["id"]): r["alignment_worst"]
-                    for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
+    records = read_records(path)
+    recorded = {(r["file"], r["id"]): r["alignment_worst"] for r in records}
     gaps = [abs(float(recorded[k]) - v) for k, v in replayed.items() if recorded.get(k, "") != ""]
     if not gaps or max(gaps) > 1e-5:
         raise MarginError(f"{path}: the replayed worst draws do not give eval's alignment_worst "
@@ -293,7 +299,7 @@ def measure(name, model, pairs, substituted, args, work, losses):
     print(f"alignment_margin: {name}: the replayed worst draw gives eval's alignment_worst on "
           f"{len(gaps)} pairs (largest difference {max(gaps):.1e})", file=sys.stderr)
     return cells + [f"{v:.4f} ({100 * v / (own - other):.1f}% of the gap)" if v is not None else "-"
-                    for v in mean_losses(path)]
+                    for v in mean_losses(records)]
 
 
 def main():
@@ -316,7 +322,7 @@ def main():
         if any(len(m) != 2 for m in models):
             raise MarginError("each model is NAME=MODEL")
         losses = dict(m.split("=", 1) for m in args.losses)
-        pairs = {language: chosen_pairs(args.data, language, args.pairs) for language in args.langs.split(",")}
+        pairs = chosen_pairs(args.data, args.langs.split(","), args.pairs)
         with open(SYNONYMS) as f:
             neighbours = json.load(f)
         substituted = {i: draws(i, e, neighbours, args.draws, args.seed)

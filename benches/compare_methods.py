@@ -46,6 +46,7 @@ label agrees with itself under any attack and in every language.
 import json
 import math
 import os
+import statistics
 import sys
 
 # One colour a method for the experiment's eight (and two to spare); past
@@ -323,7 +324,7 @@ def spread_table(methods, rows):
             if not losses:
                 continue
             n = len(losses)
-            middle = (losses[(n - 1) // 2] + losses[n // 2]) / 2
+            middle = statistics.median(losses)
             rest = f"{sum(losses[:-10]) / (n - 10):.4f}" if n > 10 else "-"
             table.append([method, name, str(n), f"{sum(losses) / n:.4f}", f"{middle:.4f}",
                           f"{losses[math.ceil(0.9 * n) - 1]:.4f}", f"{losses[-1]:.4f}",
@@ -370,9 +371,8 @@ def sign_table(methods, rows):
     table = []
     for (method, name, (ds, _, _)), (less, more), p, adjusted in zip(found, counts, ps, holm(ps)):
         n = len(ds)
-        middle = (ds[(n - 1) // 2] + ds[n // 2]) / 2
         table.append([method, name, str(n), str(less), str(more), str(n - less - more),
-                      f"{middle:+.4f}", f"{p:.2g}", f"{adjusted:.2g}"])
+                      f"{statistics.median(ds):+.4f}", f"{p:.2g}", f"{adjusted:.2g}"])
     header = ["method", "alignment lost to", "English originals", f"loses less than {base}", "loses more",
               "the same", "median difference", "p", "Holm"]
     return (f"Original by original, which loses less alignment than {base} (an English original's "

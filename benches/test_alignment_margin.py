@@ -136,8 +136,8 @@ class Data(unittest.TestCase):
             # run --file would skip it); 3 is past the first three.
             self.write(root, "test-de.tsv", [("9", "neun", "Neun"), ("2", "zwei", "Zwei"), ("1", "eins", "Eins"),
                                              ("3", "drei", "Drei")])
-            self.assertEqual(alignment_margin.chosen_pairs(root, "de", 3),
-                             [("1", ("one", "One"), ("eins", "Eins"))])
+            self.assertEqual(alignment_margin.chosen_pairs(root, ["de"], 3),
+                             {"de": [("1", ("one", "One"), ("eins", "Eins"))]})
 
     def test_a_missing_file_is_named(self):
         with tempfile.TemporaryDirectory() as root:
@@ -197,7 +197,7 @@ class Data(unittest.TestCase):
                         "test-en.tsv\t1\t\t\t\t\n"
                         "test-de.tsv\t1\t1\t0.9\t0.8\t0.7\n"
                         "test-de.tsv\t2\t0\t0.9\t0.9\t0.5\n")
-            attack, worst = alignment_margin.mean_losses(path)
+            attack, worst = alignment_margin.mean_losses(alignment_margin.read_records(path))
         self.assertAlmostEqual(attack, 0.05)
         self.assertAlmostEqual(worst, 0.3)
 
