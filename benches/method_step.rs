@@ -4,8 +4,8 @@
 //! reference, each as a ratio to vanilla fine-tuning measured in the same
 //! run on the same device: adversarial training with 1 and 3 ascent steps
 //! (clean loss mixed in, so 2 + K passes), RS-RP (one pass with noise), and
-//! vanilla with the parallel-data alignment term (one more pass on as many
-//! sentence pairs). RS-DA changes the data only: a step costs what vanilla's
+//! vanilla with the parallel-data alignment term, cosine and contrastive
+//! (one more pass on as many sentence pairs). RS-DA changes the data only: a step costs what vanilla's
 //! does. A markdown table with the adapter named.
 //!
 //!     cargo bench -p xltc --bench method_step
@@ -18,17 +18,19 @@ mod common;
 use std::time::Duration;
 
 use xltc::frontend::Model;
+use xltc::ir::AlignmentLoss;
 use xltc::train::method::{Adversarial, Law, Method, Noise, Norm, Parallel, Start};
 use xltc::train::{Example, Settings, Trainer};
 use xltc_runtime::Encoding;
 
 /// The median time of an optimizer step under `method` (and the alignment
-/// term when `align`), after a warm-up step that compiles the programs.
+/// term measured as `align` says, if given), after a warm-up step that
+/// compiles the programs.
 fn step_time(
     model: &Model,
     examples: &[Example],
     method: &Method,
-    align: bool,
+    align: Option<AlignmentLoss>,
     on_gpu: bool,
     runs: usize,
 ) -> Duration {
@@ -36,11 +38,12 @@ fn step_time(
         batch: examples.len(),
         accumulation: 1,
         method: method.clone(),
-        parallel: align.then(|| Parallel {
+        parallel: align.map(|align_loss| Parallel {
             files: Vec::new(),
             align_weight: 1.0,
             code_switch: 0.0,
             align_attack: false,
+            align_loss,
         }),
         ..Settings::default()
     };
@@ -50,7 +53,7 @@ fn step_time(
         Trainer::new(model, settings)
     }
     .unwrap_or_else(|e| panic!("the method benchmark needs a trainer: {e}"));
-    if align {
+    if align.is_some() {
         // Each sentence alone, as the alignment term reads parallel lines.
         trainer.parallel = examples
             .iter()
@@ -94,19 +97,28 @@ fn main() {
             clean_weight: 0.5,
         })
     };
-    let methods: Vec<(&str, Method, bool)> = vec![
-        ("vanilla (and RS-DA)", Method::Vanilla, false),
-        ("adversarial, 1 ascent step", adversarial(1), false),
-        ("adversarial, 3 ascent steps", adversarial(3), false),
+    let methods: Vec<(&str, Method, Option<AlignmentLoss>)> = vec![
+        ("vanilla (and RS-DA)", Method::Vanilla, None),
+        ("adversarial, 1 ascent step", adversarial(1), None),
+        ("adversarial, 3 ascent steps", adversarial(3), None),
         (
             "RS-RP (Gaussian noise)",
             Method::RsRp(Noise {
                 law: Law::Gaussian,
                 sigma: 0.02,
             }),
-            false,
+            None,
         ),
-        ("vanilla + alignment term", Method::Vanilla, true),
+        (
+            "vanilla + alignment term (cosine)",
+            Method::Vanilla,
+            Some(AlignmentLoss::Cosine),
+        ),
+        (
+            "vanilla + alignment term (contrastive)",
+            Method::Vanilla,
+            Some(AlignmentLoss::Contrastive { temperature: 0.05 }),
+        ),
     ];
     common::gpu(); // names the adapter
     println!("cpu threads: {}", rayon::current_num_threads());

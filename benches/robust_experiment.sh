@@ -14,7 +14,11 @@
 # majority class, benches/results/robust-e5/sweep-*; chosen on English dev),
 # XLTC_EXP_ALIGN_WEIGHT (0.1, the +par runs' alignment term weight: 1 kept
 # e5-small on the majority class or slowed it, benches/results/robust-e5/align-weight-1;
-# chosen on English dev).
+# chosen on English dev; also the +con runs'), XLTC_EXP_ALIGN_TEMPERATURE
+# (0.05, the +con runs' contrastive temperature). A method name ending in
+# +con (not among the default eight) is NAME+par with the contrastive
+# alignment term (each sentence nearer its own translation than the
+# batch's others) in place of 1 - cosine.
 # Needs the models (python3 models/fetch.py) and the benchmark
 # (python3 datasets/debian_pairs.py). Every setting is written to OUT/settings.txt.
 set -euo pipefail
@@ -44,16 +48,18 @@ common=(--labels 0,1 --cpu --batch 8 --accum 1 --lr 5e-5 --max-steps "$steps"
 parallel=()
 for l in ${langs//,/ }; do parallel+=("$data/parallel-en-$l.tsv"); done
 settings() {
-  case ${1%+par} in
+  local base=${1%+par}
+  case ${base%+con} in
     vanilla) echo "--method vanilla" ;;
     rs-da) echo "--method rs-da --copies 3" ;;
     rs-rp) echo "--method rs-rp --noise gaussian --sigma 0.02" ;;
     adv) echo "--method adv --adv-eps ${XLTC_EXP_ADV_EPS:-0.02} --adv-step ${XLTC_EXP_ADV_EPS:-0.02} --adv-steps 1 --adv-norm l2-token --adv-clean-weight 0.5" ;;
     *) echo "experiment: unknown method $1" >&2; exit 2 ;;
   esac
-  if [[ $1 == *+par ]]; then echo "--parallel ${parallel[*]} --align-weight ${XLTC_EXP_ALIGN_WEIGHT:-0.1}"; fi
+  if [[ $1 == *+par || $1 == *+con ]]; then echo "--parallel ${parallel[*]} --align-weight ${XLTC_EXP_ALIGN_WEIGHT:-0.1}"; fi
+  if [[ $1 == *+con ]]; then echo "--align-loss contrastive --align-temperature ${XLTC_EXP_ALIGN_TEMPERATURE:-0.05}"; fi
   # Adversarial training attacks the alignment term's English side too.
-  if [[ $1 == adv+par ]]; then echo "--align-attack"; fi
+  if [[ $1 == adv+par || $1 == adv+con ]]; then echo "--align-attack"; fi
 }
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ), CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"

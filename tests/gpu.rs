@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::{gpu, model_dir, relative_error, Golden};
 use xltc::codegen::{lower, CodegenError, CodegenOptions, GemmKernel};
 use xltc::frontend::{Model, ModelOutput};
-use xltc::ir::{Graph, Input, Op, Source, ValueId};
+use xltc::ir::{AlignmentLoss, Graph, Input, Op, Source, ValueId};
 use xltc::passes::fuse;
 use xltc::reference::{self, run_in};
 use xltc_runtime::{Executor, ModelInputs, TrainingInputs};
@@ -687,22 +687,63 @@ fn pooling_loss_and_dropout_gradients() {
     }
 }
 
-/// The alignment loss of five sentence pairs (ten rows, width 37: off
-/// every tile) and its gradient, against the reference.
+/// The alignment losses of five sentence pairs (ten rows, width 37: off
+/// every tile) and their gradients, against the reference: the cosine, and
+/// the contrastive loss at two temperatures with pairs weighted unevenly
+/// and one pair masked out (its rows must get a zero gradient, the others'
+/// softmaxes must leave it out).
 #[test]
 fn alignment_loss_and_its_gradient() {
     let (pairs, width) = (5, 37);
-    for backward in [false, true] {
-        check_op(&format!("alignment {backward}"), 2 * pairs, 3, |g, r| {
-            let x = weight(g, r, "x", &[2 * pairs, width]);
+    let losses = [
+        AlignmentLoss::Cosine,
+        AlignmentLoss::Contrastive { temperature: 0.05 },
+        AlignmentLoss::Contrastive { temperature: 1.0 },
+    ];
+    for loss in losses {
+        for backward in [false, true] {
+            let label = format!("alignment {loss:?} backward {backward}");
+            let mut random = Random::fresh();
+            let seed = random.0;
+            let mut g = Graph::new(2 * pairs, 3);
+            let x = weight(&mut g, &mut random, "x", &[2 * pairs, width]);
             let example_mask = g.input(Input::ExampleMask);
             let op = if backward {
-                Op::AlignmentBackward { x, example_mask }
+                Op::AlignmentBackward {
+                    x,
+                    example_mask,
+                    loss,
+                }
             } else {
-                Op::Alignment { x, example_mask }
+                Op::Alignment {
+                    x,
+                    example_mask,
+                    loss,
+                }
             };
-            g.op("loss", op)
-        });
+            let out = g.op("loss", op);
+            g.mark_output("out", out);
+            let inputs = inputs_for(&g, &mut random, 29);
+            let mut training = training_inputs_for(&g, &mut random);
+            // Pair 1 is not a pair; pair 3 weighs half.
+            training.example_mask[..pairs].copy_from_slice(&[1.0, 0.0, 1.0, 0.5, 1.0]);
+            let error = gpu_vs_reference(&g, &inputs, &training, &CodegenOptions::default());
+            eprintln!("{label}: relative error {error:.2e}");
+            assert!(
+                error < TOLERANCE,
+                "{label}: relative error {error:e} (seed {seed})"
+            );
+            if backward {
+                let reference = &run_in::<f64>(&g, &inputs, &training).unwrap()["out"].data;
+                let masked = [width..2 * width, (pairs + 1) * width..(pairs + 2) * width];
+                for rows in masked {
+                    assert!(
+                        reference[rows].iter().all(|&v| v == 0.0),
+                        "{label}: masked pair"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use xltc::frontend::Model;
+use xltc::ir::AlignmentLoss;
 use xltc::train::method::{Adversarial, Method, Norm, Start};
 use xltc::train::{AscentRecord, Example, Settings, Trainer};
 use xltc_runtime::Encoding;
@@ -429,6 +430,7 @@ fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
             align_weight: 1.0,
             code_switch: 0.0,
             align_attack: true,
+            align_loss: AlignmentLoss::Cosine,
         }),
         ..Settings::default()
     };
@@ -473,15 +475,17 @@ fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
 
 /// One optimizer step with the alignment term (weight 1, two micro-batches
 /// of four pairs and four parallel lines each, dropout off) on the GPU and
-/// on the CPU reference: the same alignment loss and gradient norm (within
-/// 1e-4; the gradients include the term's), a norm above the task's alone.
+/// on the CPU reference, for the cosine term and the contrastive one: the
+/// same alignment loss and gradient norm (within 1e-4; the gradients
+/// include the term's), a norm above the task's alone, and the two terms
+/// differ.
 #[test]
 fn the_alignment_term_on_the_gpu_is_the_references() {
     use xltc::train::method::Parallel;
 
     let model = Model::load(&model_dir("tiny-xlmr")).unwrap();
     let lines = parallel_lines(&model);
-    let settings = |align_weight| Settings {
+    let settings = |align_weight, align_loss| Settings {
         batch: 4,
         accumulation: 2,
         lr: 1e-3,
@@ -491,43 +495,55 @@ fn the_alignment_term_on_the_gpu_is_the_references() {
             align_weight,
             code_switch: 0.0,
             align_attack: false,
+            align_loss,
         }),
         ..Settings::default()
     };
     let examples = common::training_examples();
     let group: Vec<&Example> = examples.iter().collect();
-    let step = |on_gpu: bool, weight: f64| {
+    let step = |on_gpu: bool, weight: f64, loss: AlignmentLoss| {
         let mut trainer = if on_gpu {
-            Trainer::on_gpu(&model, settings(weight)).unwrap()
+            Trainer::on_gpu(&model, settings(weight, loss)).unwrap()
         } else {
-            Trainer::new(&model, settings(weight)).unwrap()
+            Trainer::new(&model, settings(weight, loss)).unwrap()
         };
         trainer.parallel = lines.clone();
         trainer.train_step(&group, 0, 10).unwrap()
     };
-    let (cpu, gpu) = (step(false, 1.0), step(true, 1.0));
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs());
-    let (a, b) = (cpu.alignment_loss.unwrap(), gpu.alignment_loss.unwrap());
-    assert!(a > 0.0 && close(a, b), "alignment loss: cpu {a} gpu {b}");
-    assert!(
-        close(cpu.gradient_norm, gpu.gradient_norm),
-        "gradient norm: cpu {} gpu {}",
-        cpu.gradient_norm,
-        gpu.gradient_norm
-    );
-    assert!(
-        close(cpu.loss, gpu.loss),
-        "loss: cpu {} gpu {}",
-        cpu.loss,
-        gpu.loss
-    );
-    let task_only = step(false, 0.0);
+    let task_only = step(false, 0.0, AlignmentLoss::Cosine);
     assert!(task_only.alignment_loss.is_none());
-    assert_ne!(
-        task_only.gradient_norm, cpu.gradient_norm,
-        "the term added no gradient"
-    );
-    eprintln!("alignment: cpu {cpu:?}\ngpu {gpu:?}");
+    let mut norms = Vec::new();
+    for loss in [
+        AlignmentLoss::Cosine,
+        AlignmentLoss::Contrastive { temperature: 0.05 },
+    ] {
+        let (cpu, gpu) = (step(false, 1.0, loss), step(true, 1.0, loss));
+        let (a, b) = (cpu.alignment_loss.unwrap(), gpu.alignment_loss.unwrap());
+        assert!(
+            a > 0.0 && close(a, b),
+            "{loss:?}: alignment loss: cpu {a} gpu {b}"
+        );
+        assert!(
+            close(cpu.gradient_norm, gpu.gradient_norm),
+            "{loss:?}: gradient norm: cpu {} gpu {}",
+            cpu.gradient_norm,
+            gpu.gradient_norm
+        );
+        assert!(
+            close(cpu.loss, gpu.loss),
+            "{loss:?}: loss: cpu {} gpu {}",
+            cpu.loss,
+            gpu.loss
+        );
+        assert_ne!(
+            task_only.gradient_norm, cpu.gradient_norm,
+            "{loss:?}: the term added no gradient"
+        );
+        eprintln!("alignment {loss:?}: cpu {cpu:?}\ngpu {gpu:?}");
+        norms.push(cpu.gradient_norm);
+    }
+    assert_ne!(norms[0], norms[1], "the two terms gave the same gradient");
 }
 
 /// Parallel data from the command line, beside a method (RS-RP here): a
@@ -541,10 +557,9 @@ fn the_alignment_term_on_the_gpu_is_the_references() {
 fn parallel_data_trains_an_alignment_term_and_code_switches() {
     let dir = tempfile::tempdir().unwrap();
     let parallel = path(&parallel_file(dir.path()));
-    let run = |weight: &str| {
-        let out = dir.path().join(format!("run-{weight}"));
-        let log = train(
-            &out,
+    let run = |weight: &str, measure: &[&str]| {
+        let out = dir.path().join(format!("run-{weight}{}", measure.join("")));
+        let flags = [
             &[
                 "--epochs",
                 "4",
@@ -560,8 +575,11 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
                 weight,
                 "--code-switch",
                 "0.5",
-            ],
-        );
+            ][..],
+            measure,
+        ]
+        .concat();
+        let log = train(&out, &flags);
         let alignment: Vec<f64> = log
             .iter()
             .filter_map(|l| l.get("alignment_loss").and_then(|v| v.as_f64()))
@@ -569,8 +587,8 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
         assert_eq!(alignment.len(), 32, "64 pairs, batch 8, 4 epochs");
         (out, log, alignment)
     };
-    let (out, log, strong) = run("10");
-    let (_, _, weak) = run("0.000001");
+    let (out, log, strong) = run("10", &[]);
+    let (_, _, weak) = run("0.000001", &[]);
     let last = |s: &[f64]| s[24..].iter().sum::<f64>() / 8.0;
     eprintln!(
         "alignment loss, last 8 steps: weight 10 {}, weight 1e-6 {}",
@@ -586,6 +604,27 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
     let settings = &log[0]["settings"]["parallel"];
     assert_eq!(settings["align_weight"], 10.0);
     assert_eq!(settings["code_switch"], 0.5);
+    assert_eq!(settings["align_loss"], "cosine");
+    // The contrastive term: recorded with its temperature, and a strong
+    // one ends lower than a negligible one (the tiny model's sentences all
+    // start close together, near the loss of guessing, ln 8 a direction).
+    let contrastive = ["--align-loss", "contrastive", "--align-temperature", "0.1"];
+    let (_, log, strong) = run("10", &contrastive);
+    let (_, _, weak) = run("0.000001", &contrastive);
+    eprintln!(
+        "contrastive loss, last 8 steps: weight 10 {}, weight 1e-6 {}",
+        last(&strong),
+        last(&weak)
+    );
+    assert!(
+        last(&strong) < 0.8 * last(&weak),
+        "contrastive loss at the end: weight 10 {} vs 1e-6 {}",
+        last(&strong),
+        last(&weak)
+    );
+    let settings = &log[0]["settings"]["parallel"];
+    let recorded = settings["align_loss"]["contrastive"]["temperature"].as_f64();
+    assert_eq!(recorded, Some(0.1), "{settings}");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("last/config.json")).unwrap())
             .unwrap();
@@ -614,6 +653,45 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
                 "--align-attack",
             ],
             "it needs --align-weight W and --method adv".to_owned(),
+        ),
+        (
+            vec!["--align-loss", "contrastive"],
+            "give --parallel FILE".to_owned(),
+        ),
+        (
+            vec![
+                "--parallel",
+                &parallel,
+                "--code-switch",
+                "0.5",
+                "--align-loss",
+                "contrastive",
+            ],
+            "give --align-weight W".to_owned(),
+        ),
+        (
+            vec![
+                "--parallel",
+                &parallel,
+                "--align-weight",
+                "1",
+                "--align-temperature",
+                "0.1",
+            ],
+            "give --align-loss contrastive".to_owned(),
+        ),
+        (
+            vec![
+                "--parallel",
+                &parallel,
+                "--align-weight",
+                "1",
+                "--align-loss",
+                "contrastive",
+                "--align-temperature",
+                "0",
+            ],
+            "--align-temperature must be above 0 (got 0)".to_owned(),
         ),
     ] {
         refused(dir.path(), &flags, &message);

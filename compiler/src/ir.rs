@@ -21,6 +21,23 @@ pub enum DType {
     U32,
 }
 
+/// What [`Op::Alignment`] measures of n sentences and their translations,
+/// the mean over real pairs (each weighed by its mask entry).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlignmentLoss {
+    /// 1 - cos(sentence, translation): pulls a pair together, and nothing
+    /// keeps a sentence apart from the other sentences' translations.
+    #[default]
+    Cosine,
+    /// Symmetric InfoNCE over the real pairs of the batch: with
+    /// s_ij = cos(sentence i, translation j) / temperature, the mean of
+    /// (logsumexp_j s_ij - s_ii) and (logsumexp_j s_ji - s_ii), so each
+    /// sentence must be nearer its own translation than the others' (and
+    /// each translation nearer its own sentence).
+    Contrastive { temperature: f64 },
+}
+
 /// A graph input, filled by the caller before every run. The encoder's four
 /// are [batch * seq]; training adds the labels and the real-example mask
 /// [batch], and a perturbation added to the word embeddings [batch * seq,
@@ -205,12 +222,19 @@ pub enum Op {
     },
     /// How far apart the representations of sentences and their
     /// translations are: `x` [2n, width] holds n English rows, then their
-    /// translations in the same order; the mean over the pairs whose
-    /// `example_mask` [2n] entry (of the English row) is not 0 of
-    /// mask (1 - cos(x_i, x_{n+i})): [1].
-    Alignment { x: ValueId, example_mask: ValueId },
+    /// translations in the same order; `example_mask` [2n] weighs a pair by
+    /// its English row's entry (0: not a pair). `loss` says how: [1].
+    Alignment {
+        x: ValueId,
+        example_mask: ValueId,
+        loss: AlignmentLoss,
+    },
     /// The gradient of [`Op::Alignment`] with respect to `x`: [2n, width].
-    AlignmentBackward { x: ValueId, example_mask: ValueId },
+    AlignmentBackward {
+        x: ValueId,
+        example_mask: ValueId,
+        loss: AlignmentLoss,
+    },
     /// The gradient of [`Op::CrossEntropy`] with respect to its logits:
     /// mask (softmax - one-hot) / real examples, [batch, labels].
     CrossEntropyBackward {
@@ -358,10 +382,12 @@ impl Op {
             | Op::Alignment {
                 x: a,
                 example_mask: b,
+                ..
             }
             | Op::AlignmentBackward {
                 x: a,
                 example_mask: b,
+                ..
             }
             | Op::Embeddings {
                 table: a, ids: b, ..
@@ -878,7 +904,12 @@ impl Graph {
                 vec![1]
             }
             Op::CrossEntropyBackward { logits, .. } => self.shape(logits).to_vec(),
-            Op::Alignment { x, example_mask } | Op::AlignmentBackward { x, example_mask } => {
+            Op::Alignment {
+                x, example_mask, ..
+            }
+            | Op::AlignmentBackward {
+                x, example_mask, ..
+            } => {
                 let rows = rows_cols(x)?.0;
                 if rows % 2 != 0 || self.value(example_mask).elements() != rows {
                     return Err("an even number of rows (sentences, then translations), one mask entry a row");

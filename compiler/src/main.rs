@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use xltc::train::method::{Law, MethodKind, Norm, Start};
+use xltc::train::method::{AlignLossKind, Law, MethodKind, Norm, Start};
 
 #[derive(Parser)]
 #[command(
@@ -252,7 +252,8 @@ pub struct TrainArgs {
         "lr", "warmup", "weight_decay", "clip", "max_len", "seed", "eval_every", "cpu",
         "no_dropout", "method", "synonyms", "copies", "augment_seed", "ignore_case",
         "every_epoch", "keep_original", "write_augmented", "adv_eps", "adv_step", "adv_steps",
-        "adv_norm", "adv_init", "adv_clean_weight", "parallel", "align_weight", "align_attack", "code_switch",
+        "adv_norm", "adv_init", "adv_clean_weight", "parallel", "align_weight", "align_attack", "align_loss",
+        "align_temperature", "code_switch",
         "noise", "sigma",
     ])]
     pub resume: Option<PathBuf>,
@@ -360,6 +361,16 @@ pub struct TrainArgs {
     /// the mean-pooled states of a sentence and its translation.
     #[arg(long, help_heading = "Parallel data")]
     pub align_weight: Option<f64>,
+    /// What the alignment term measures [default: cosine]: cosine, the
+    /// mean 1 - cosine of a sentence and its translation (pulls a pair
+    /// together only); contrastive, symmetric InfoNCE over the batch's
+    /// lines (each sentence nearer its own translation than the batch's
+    /// others, at --align-temperature).
+    #[arg(long, value_enum, help_heading = "Parallel data")]
+    pub align_loss: Option<AlignLossKind>,
+    /// The contrastive alignment term's temperature [default: 0.05].
+    #[arg(long, help_heading = "Parallel data")]
+    pub align_temperature: Option<f64>,
     /// With --method adv: attack the alignment term's English sentences
     /// first (the method's ball, step and steps, on the alignment loss, the
     /// English side only), so that it pulls an attacked sentence and its

@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use xltc::frontend::{Family, Model, ModelOutput};
 use xltc::plot;
 
+use xltc::ir::AlignmentLoss;
 use xltc::train::augment::{augment, code_switch, Row};
 use xltc::train::method::{
-    Adversarial, Augmentation, Law, Method, MethodKind, Noise, Norm, Parallel, Start,
+    Adversarial, AlignLossKind, Augmentation, Law, Method, MethodKind, Noise, Norm, Parallel, Start,
 };
 use xltc::train::programs::Parameter;
 use xltc::train::{encode, Example, Settings, Trainer};
@@ -255,10 +256,15 @@ fn method(args: &TrainArgs) -> Result<Method> {
 /// How the parallel files are used, if any are given.
 fn parallel(args: &TrainArgs) -> Result<Option<Parallel>> {
     if args.parallel.is_empty() {
-        if args.align_weight.is_some() || args.code_switch.is_some() || args.align_attack {
+        if args.align_weight.is_some()
+            || args.code_switch.is_some()
+            || args.align_attack
+            || args.align_loss.is_some()
+            || args.align_temperature.is_some()
+        {
             bail!(
-                "--align-weight, --align-attack and --code-switch use parallel data: \
-                 give --parallel FILE..."
+                "--align-weight, --align-loss, --align-temperature, --align-attack and \
+                 --code-switch use parallel data: give --parallel FILE..."
             );
         }
         return Ok(None);
@@ -282,11 +288,32 @@ fn parallel(args: &TrainArgs) -> Result<Option<Parallel>> {
              it needs --align-weight W and --method adv"
         );
     }
+    if align_weight == 0.0 && (args.align_loss.is_some() || args.align_temperature.is_some()) {
+        bail!("--align-loss and --align-temperature set the alignment term: give --align-weight W");
+    }
+    let align_loss = match args.align_loss.unwrap_or(AlignLossKind::Cosine) {
+        AlignLossKind::Cosine => {
+            if args.align_temperature.is_some() {
+                bail!(
+                    "--align-temperature is the contrastive term's: give --align-loss contrastive"
+                );
+            }
+            AlignmentLoss::Cosine
+        }
+        AlignLossKind::Contrastive => {
+            let temperature = args.align_temperature.unwrap_or(0.05);
+            if !(temperature.is_finite() && temperature > 0.0) {
+                bail!("--align-temperature must be above 0 (got {temperature})");
+            }
+            AlignmentLoss::Contrastive { temperature }
+        }
+    };
     Ok(Some(Parallel {
         files: args.parallel.clone(),
         align_weight,
         code_switch,
         align_attack: args.align_attack,
+        align_loss,
     }))
 }
 

@@ -1,7 +1,7 @@
 //! One kernel instance for each IR op: which template, with which constants,
 //! reading which values, over how many workgroups.
 
-use crate::ir::{Graph, Op, ValueId};
+use crate::ir::{AlignmentLoss, Graph, Op, ValueId};
 
 use super::memory::table_parts;
 use super::templates::Template;
@@ -445,17 +445,38 @@ pub fn instance(
             let reads = vec![logits, labels, example_mask];
             (Template::CrossEntropy, c, reads, workgroups)
         }
-        Op::Alignment { x, example_mask } | Op::AlignmentBackward { x, example_mask } => {
+        Op::Alignment {
+            x,
+            example_mask,
+            loss,
+        }
+        | Op::AlignmentBackward {
+            x,
+            example_mask,
+            loss,
+        } => {
             let mode = u32::from(matches!(op, Op::AlignmentBackward { .. }));
             let pairs = graph.value(x).shape[0] / 2;
-            let (workgroups, _) = per_row_thread(pairs);
-            let c = vec![
+            let mut c = vec![
                 ("PAIRS", pairs.to_string()),
                 ("WIDTH", last(x).to_string()),
                 ("MODE", mode.to_string()),
                 ("WORKGROUP", ROW_WORKGROUP.to_string()),
             ];
-            (Template::Alignment, c, vec![x, example_mask], workgroups)
+            let reads = vec![x, example_mask];
+            match loss {
+                // A thread a pair (it writes both rows).
+                AlignmentLoss::Cosine => (Template::Alignment, c, reads, per_row_thread(pairs).0),
+                // A thread a row.
+                AlignmentLoss::Contrastive { temperature } => {
+                    c.push((
+                        "TEMPERATURE_BITS",
+                        (temperature as f32).to_bits().to_string(),
+                    ));
+                    let workgroups = per_row_thread(2 * pairs).0;
+                    (Template::Contrastive, c, reads, workgroups)
+                }
+            }
         }
         Op::Dropout { x: a, key, site, p }
         | Op::DropoutBackward {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use xltc_runtime::artifact::{Artifact, ModelInfo};
 use xltc_runtime::PositionScheme;
 
-use crate::ir::{Graph, Input, Op};
+use crate::ir::{AlignmentLoss, Graph, Input, Op};
 
 pub use checkpoint::{Checkpoint, Tensor};
 pub use config::{Family, ModelConfig};
@@ -234,9 +234,15 @@ impl Model {
     /// their translations in the same order) through the encoder (with
     /// `word_embedding_delta`, and dropout when `dropout`), the mean of each
     /// row's last hidden states over its real tokens, and the loss
-    /// [`Op::Alignment`]: mean 1 - cosine of a sentence's and its
-    /// translation's. `passes::autodiff` adds the backward.
-    pub fn alignment_graph(&self, pairs: usize, seq: usize, dropout: bool) -> Graph {
+    /// [`Op::Alignment`] of those means, measured as `loss` says.
+    /// `passes::autodiff` adds the backward.
+    pub fn alignment_graph(
+        &self,
+        pairs: usize,
+        seq: usize,
+        dropout: bool,
+        loss: AlignmentLoss,
+    ) -> Graph {
         let mut g = Graph::new(2 * pairs, seq);
         let mut sites = if dropout {
             encoder::Dropout::on(&mut g)
@@ -252,6 +258,7 @@ impl Model {
             Op::Alignment {
                 x: pooled,
                 example_mask,
+                loss,
             },
         );
         g.mark_output("loss", loss);

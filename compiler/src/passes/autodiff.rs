@@ -131,8 +131,17 @@ fn contributions(
         };
         return Ok(vec![(logits, g.op(format!("grad.{name}"), grad))]);
     }
-    if let Op::Alignment { x, example_mask } = *op {
-        let grad = Op::AlignmentBackward { x, example_mask };
+    if let Op::Alignment {
+        x,
+        example_mask,
+        loss,
+    } = *op
+    {
+        let grad = Op::AlignmentBackward {
+            x,
+            example_mask,
+            loss,
+        };
         return Ok(vec![(x, g.op(format!("grad.{name}"), grad))]);
     }
     let dy = dy.ok_or_else(no_rule)?;
@@ -233,6 +242,7 @@ mod tests {
 
     use super::*;
     use crate::frontend::Model;
+    use crate::ir::AlignmentLoss;
     use crate::reference::{run_in, TrainingInputs};
 
     fn tiny(name: &str) -> Model {
@@ -405,6 +415,16 @@ mod tests {
     /// gradient, and a weight of 0.5 on both pairs halves the loss.
     #[test]
     fn the_alignment_loss_matches_finite_differences() {
+        alignment_matches_finite_differences(AlignmentLoss::Cosine);
+    }
+
+    /// The same for the contrastive loss (InfoNCE over the two real pairs).
+    #[test]
+    fn the_contrastive_alignment_loss_matches_finite_differences() {
+        alignment_matches_finite_differences(AlignmentLoss::Contrastive { temperature: 0.1 });
+    }
+
+    fn alignment_matches_finite_differences(measure: AlignmentLoss) {
         let model = tiny("tiny-xlmr");
         let mut rng = SplitMix64::new(21);
         let vocab = model.config.vocab as u64;
@@ -433,12 +453,17 @@ mod tests {
             word_embedding_delta: delta,
             dropout_key: vec![3, 0, 1, 0],
         };
-        let forward = model.alignment_graph(3, inputs.seq, true);
+        let forward = model.alignment_graph(3, inputs.seq, true, measure);
         let graph = autodiff(&forward).unwrap();
         graph.validate().unwrap();
         let out = run_in::<f64>(&graph, &inputs, &training).unwrap();
         let value = out["loss"].data[0];
-        assert!(value > 0.0 && value < 2.0, "{value}");
+        let bound = match measure {
+            AlignmentLoss::Cosine => 2.0,
+            // Two pairs: log 2 plus at most 2 / temperature a direction.
+            AlignmentLoss::Contrastive { temperature } => 2f64.ln() + 2.0 / temperature,
+        };
+        assert!(value > 0.0 && value < bound, "{value}");
         let mut checked = 0;
         for (_, v) in forward.values() {
             let Source::Weight(data) = &v.source else {

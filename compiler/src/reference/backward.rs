@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::{AttentionShape, Real};
+use crate::ir::AlignmentLoss;
 
 fn to<T: Real>(values: Vec<f64>) -> Vec<T> {
     values.into_iter().map(T::from_f64).collect()
@@ -310,13 +311,29 @@ pub fn softmax_cross_entropy<T: Real>(
     (T::from_f64(loss / real), dlogits)
 }
 
+/// [`AlignmentLoss`] of `x` [2n, width] (n rows, then their translations)
+/// under `example_mask` [2n], and its gradient with respect to x.
+pub fn alignment<T: Real>(
+    x: &[T],
+    width: usize,
+    example_mask: &[T],
+    loss: AlignmentLoss,
+) -> (T, Vec<T>) {
+    match loss {
+        AlignmentLoss::Cosine => cosine_alignment(x, width, example_mask),
+        AlignmentLoss::Contrastive { temperature } => {
+            contrastive_alignment(x, width, example_mask, temperature)
+        }
+    }
+}
+
 /// How far apart sentences and their translations are: `x` [2n, width]
 /// holds n rows, then their translations; the mean over the pairs whose
 /// `example_mask` entry (the first row's) is not 0 of mask (1 - cos), and
 /// its gradient with respect to x: for a pair (a, b), d cos / d a =
 /// b / (|a| |b|) - cos a / |a|^2, and the same with a and b swapped. A zero
 /// row counts as norm 1e-12 (its cosine is 0).
-pub fn alignment<T: Real>(x: &[T], width: usize, example_mask: &[T]) -> (T, Vec<T>) {
+fn cosine_alignment<T: Real>(x: &[T], width: usize, example_mask: &[T]) -> (T, Vec<T>) {
     let rows = x.len() / width.max(1);
     let n = rows / 2;
     let real = example_mask[..n]
@@ -343,6 +360,86 @@ pub fn alignment<T: Real>(x: &[T], width: usize, example_mask: &[T]) -> (T, Vec<
         }
     }
     (T::from_f64(loss / real), dx)
+}
+
+/// Symmetric InfoNCE over the real pairs (mask entry not 0) of `x` [2n,
+/// width]: with u_i, v_j the unit rows of sentence i and translation j and
+/// s_ij = u_i . v_j / temperature, the loss is
+/// sum_i m_i ((lse_j s_ij - s_ii) + (lse_j s_ji - s_ii)) / (2 R), R the
+/// number of real pairs, j over real pairs only. Its gradient: d/ds_ij =
+/// (m_i (P_ij - [i = j]) + m_j (Q_ij - [i = j])) / (2 R), P the softmax of a
+/// row of s and Q of a column; then d/du_i = sum_j d/ds_ij v_j / temperature
+/// (and for v_j the same over i), and d/da = (g - (g . u) u) / |a| through
+/// the normalisation. A zero row counts as norm 1e-12; a pair whose mask is
+/// 0 gets a zero gradient.
+fn contrastive_alignment<T: Real>(
+    x: &[T],
+    width: usize,
+    example_mask: &[T],
+    temperature: f64,
+) -> (T, Vec<T>) {
+    let n = x.len() / width.max(1) / 2;
+    let mask: Vec<f64> = example_mask[..n].iter().map(|m| m.to_f64()).collect();
+    let real: Vec<usize> = (0..n).filter(|&i| mask[i] != 0.0).collect();
+    let count = real.len().max(1) as f64;
+    let unit = |row: usize| -> (Vec<f64>, f64) {
+        let v: Vec<f64> = x[row * width..(row + 1) * width]
+            .iter()
+            .map(|v| v.to_f64())
+            .collect();
+        let norm = v.iter().map(|p| p * p).sum::<f64>().sqrt().max(1e-12);
+        (v.iter().map(|p| p / norm).collect(), norm)
+    };
+    let (u, v): (Vec<_>, Vec<_>) = (0..n).map(|i| (unit(i), unit(n + i))).unzip();
+    // s over the real pairs only: s[a][b] for real[a], real[b].
+    let s: Vec<Vec<f64>> = real
+        .iter()
+        .map(|&i| {
+            real.iter()
+                .map(|&j| u[i].0.iter().zip(&v[j].0).map(|(p, q)| p * q).sum::<f64>() / temperature)
+                .collect()
+        })
+        .collect();
+    let softmax = |scores: Vec<f64>| -> (f64, Vec<f64>) {
+        let top = scores.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        let sum: f64 = scores.iter().map(|v| (v - top).exp()).sum();
+        let lse = top + sum.ln();
+        let p = scores.iter().map(|v| (v - lse).exp()).collect();
+        (lse, p)
+    };
+    let r = real.len();
+    let rows: Vec<(f64, Vec<f64>)> = (0..r).map(|a| softmax(s[a].clone())).collect();
+    let columns: Vec<(f64, Vec<f64>)> = (0..r)
+        .map(|b| softmax((0..r).map(|a| s[a][b]).collect()))
+        .collect();
+    let mut loss = 0.0;
+    for a in 0..r {
+        loss += mask[real[a]] * ((rows[a].0 - s[a][a]) + (columns[a].0 - s[a][a]));
+    }
+    // d loss / d s, then back to the rows of x.
+    let mut du = vec![vec![0.0; width]; n];
+    let mut dv = vec![vec![0.0; width]; n];
+    for a in 0..r {
+        for b in 0..r {
+            let same = if a == b { 1.0 } else { 0.0 };
+            let ds = (mask[real[a]] * (rows[a].1[b] - same)
+                + mask[real[b]] * (columns[b].1[a] - same))
+                / (2.0 * count * temperature);
+            let (i, j) = (real[a], real[b]);
+            for k in 0..width {
+                du[i][k] += ds * v[j].0[k];
+                dv[j][k] += ds * u[i].0[k];
+            }
+        }
+    }
+    let mut dx = vec![T::from_f64(0.0); x.len()];
+    for (row, ((unit, norm), g)) in u.iter().zip(&du).chain(v.iter().zip(&dv)).enumerate() {
+        let along: f64 = g.iter().zip(unit).map(|(p, q)| p * q).sum();
+        for k in 0..width {
+            dx[row * width + k] = T::from_f64((g[k] - along * unit[k]) / norm);
+        }
+    }
+    (T::from_f64(loss / (2.0 * count)), dx)
 }
 
 #[cfg(test)]
@@ -614,5 +711,37 @@ mod tests {
                 assert!((*a as f64 - b).abs() < 1e-6);
             }
         }
+    }
+
+    /// The contrastive loss's value where it is known: unit rows, each
+    /// sentence equal to its translation and orthogonal to the others,
+    /// give s_ii = 1 / t and s_ij = 0, so each direction of each pair
+    /// costs ln(e^(1/t) + R - 1) - 1 / t; a masked pair is no candidate
+    /// (R counts real pairs only), and scaling a row changes nothing.
+    #[test]
+    fn the_contrastive_loss_of_orthogonal_pairs() {
+        let (n, width, t) = (4, 5, 0.5);
+        let mut x = vec![0.0f64; 2 * n * width];
+        for i in 0..n {
+            x[i * width + i] = 1.0 + i as f64;
+            x[(n + i) * width + i] = 2.0;
+        }
+        let mask = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let loss = AlignmentLoss::Contrastive { temperature: t };
+        let (value, dx) = alignment(&x, width, &mask, loss);
+        let expected = ((1.0 / t).exp() + 2.0).ln() - 1.0 / t;
+        assert!((value - expected).abs() < 1e-12, "{value} vs {expected}");
+        assert!(dx[2 * width..3 * width].iter().all(|&v| v == 0.0));
+        assert!(dx[(n + 2) * width..(n + 3) * width]
+            .iter()
+            .all(|&v| v == 0.0));
+        // Sentence 0 is its translation's direction already (no gradient
+        // along it) and is pushed away from the other real translations
+        // (a positive gradient along theirs), not from the masked one's.
+        let row = &dx[..width];
+        assert!(row[0].abs() < 1e-12 && row[2] == 0.0, "{row:?}");
+        assert!(row[1] > 0.0 && row[3] > 0.0, "{row:?}");
+        let cosine = alignment(&x, width, &mask, AlignmentLoss::Cosine).0;
+        assert!(cosine.abs() < 1e-12);
     }
 }

@@ -90,10 +90,15 @@ impl<T: Real> Data<'_, T> {
 /// Runs `graph` on `inputs` in f32 and returns its named outputs.
 /// max |actual - expected| / max |expected|: the error relative to the
 /// tensor's scale, so that values near zero do not dominate; infinite when
-/// the two differ in length. The tolerance every GPU kernel, tuned choice
+/// the two differ in length or either holds a NaN or an infinity. The tolerance every GPU kernel, tuned choice
 /// and fast product is held to is stated in these terms.
 pub fn relative_error<T: Copy + Into<f64>>(actual: &[T], expected: &[T]) -> f64 {
     if actual.len() != expected.len() {
+        return f64::INFINITY;
+    }
+    // A NaN or an infinity anywhere is no agreement (max() would skip a NaN).
+    let finite = |v: &[T]| v.iter().all(|&x| x.into().is_finite());
+    if !finite(actual) || !finite(expected) {
         return f64::INFINITY;
     }
     let scale = expected.iter().fold(0.0f64, |m, &v| m.max(v.into().abs()));
@@ -370,12 +375,16 @@ fn execute<T: Real>(
             let (l, y, m) = (get(logits).f(), get(labels).u32(), get(example_mask).f());
             softmax_cross_entropy(l, y, m).1
         }
-        Op::Alignment { x, example_mask } => {
-            vec![alignment(get(x).f(), width(x), get(example_mask).f()).0]
-        }
-        Op::AlignmentBackward { x, example_mask } => {
-            alignment(get(x).f(), width(x), get(example_mask).f()).1
-        }
+        Op::Alignment {
+            x,
+            example_mask,
+            loss,
+        } => vec![alignment(get(x).f(), width(x), get(example_mask).f(), loss).0],
+        Op::AlignmentBackward {
+            x,
+            example_mask,
+            loss,
+        } => alignment(get(x).f(), width(x), get(example_mask).f(), loss).1,
         Op::MatMulBackwardX { dy, weight } => {
             products.matmul_backward_x(get(dy).f(), get(weight).f(), width(weight))
         }
@@ -472,4 +481,23 @@ fn split_columns<T: Real>(x: &[T], width: usize, parts: usize) -> Vec<Vec<T>> {
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_error;
+
+    /// A NaN or an infinity on either side is an infinite error (a GPU
+    /// kernel that writes NaN must fail its test), a length mismatch too,
+    /// and otherwise the error is relative to the expected tensor's scale.
+    #[test]
+    fn relative_error_fails_on_nan_and_infinity() {
+        let expected = [1.0f32, -2.0, 4.0];
+        assert_eq!(relative_error(&[1.0f32, -2.0, 4.5], &expected), 0.125);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(relative_error(&[1.0, bad, 4.0], &expected), f64::INFINITY);
+            assert_eq!(relative_error(&expected, &[1.0, bad, 4.0]), f64::INFINITY);
+        }
+        assert_eq!(relative_error(&[1.0f32], &expected), f64::INFINITY);
+    }
 }

@@ -134,17 +134,21 @@ impl GpuSteps {
                 &mut self.train_steps,
                 Box::new(|| programs::train_step(model, key.0, key.1, dropout, options)),
             ),
-            Pass::Alignment => (
+            Pass::Alignment(loss) => (
                 &mut self.alignment_steps,
-                Box::new(|| programs::alignment_step(model, key.0 / 2, key.1, dropout, options)),
+                Box::new(move || {
+                    programs::alignment_step(model, key.0 / 2, key.1, dropout, loss, options)
+                }),
             ),
             Pass::Ascent => (
                 &mut self.ascents,
                 Box::new(|| programs::ascent(model, key.0, key.1, dropout, options)),
             ),
-            Pass::AlignmentAscent => (
+            Pass::AlignmentAscent(loss) => (
                 &mut self.alignment_ascents,
-                Box::new(|| programs::alignment_ascent(model, key.0 / 2, key.1, dropout, options)),
+                Box::new(move || {
+                    programs::alignment_ascent(model, key.0 / 2, key.1, dropout, loss, options)
+                }),
             ),
         };
         let executor = cached(cache, key, &self.gpu, &self.shared, || {

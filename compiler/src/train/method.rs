@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+use crate::ir::AlignmentLoss;
+
 /// How a run trains.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
@@ -31,6 +33,13 @@ pub enum MethodKind {
     RsDa,
     Adv,
     RsRp,
+}
+
+/// The alignment term's measures, as `xltc train --align-loss` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AlignLossKind {
+    Cosine,
+    Contrastive,
 }
 
 impl Method {
@@ -132,8 +141,8 @@ pub struct Parallel {
     pub files: Vec<PathBuf>,
     /// The alignment term's weight in the objective (0: none): each
     /// micro-batch also takes `batch` lines, and the loss adds this times
-    /// the mean of 1 - cosine of the mean-pooled last hidden states of a
-    /// sentence and of its translation.
+    /// `align_loss` of the mean-pooled last hidden states of the sentences
+    /// and of their translations.
     pub align_weight: f64,
     /// The chance that a training sentence with a translation in the files
     /// is replaced by one (drawn once, before training; 0: none).
@@ -144,4 +153,8 @@ pub struct Parallel {
     /// its clean translation together.
     #[serde(default)]
     pub align_attack: bool,
+    /// What the alignment term measures (runs from before it was a
+    /// setting measured 1 - cosine).
+    #[serde(default)]
+    pub align_loss: AlignmentLoss,
 }

@@ -25,7 +25,7 @@ use xltc_runtime::{Encoding, ModelInputs, Overflow, SplitMix64, TextTokenizer, T
 
 use crate::evaluate::argmax;
 use crate::frontend::Model;
-use crate::ir::Graph;
+use crate::ir::{AlignmentLoss, Graph};
 use crate::passes::{
     autodiff, gradient_name, perturbation_gradient, AutodiffError, WORD_EMBEDDING_GRADIENT,
 };
@@ -138,15 +138,16 @@ pub enum Pass {
     /// The task's cross-entropy on a micro-batch of training pairs, with
     /// every parameter's gradient.
     Task,
-    /// The alignment term on parallel lines, with every parameter's gradient.
-    Alignment,
+    /// The alignment term (measured as it says) on parallel lines, with
+    /// every parameter's gradient.
+    Alignment(AlignmentLoss),
     /// The task's loss and its gradient with respect to the word-embedding
     /// perturbation only (an adversarial ascent step).
     Ascent,
     /// The alignment term and its gradient with respect to the
     /// word-embedding perturbation only (the ascent on the English side of
     /// parallel lines).
-    AlignmentAscent,
+    AlignmentAscent(AlignmentLoss),
 }
 
 /// Set in the micro-batch word of an alignment pass's dropout key, so its
@@ -165,8 +166,8 @@ pub struct StepRecord {
     /// Adversarial training's ascent, over the step's micro-batches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ascent: Option<AscentRecord>,
-    /// The alignment term's mean 1 - cosine (before its weight), over the
-    /// step's micro-batches; with the English side attacked, the attacked one.
+    /// The alignment term's loss (before its weight: the mean 1 - cosine,
+    /// or the contrastive loss), over the step's micro-batches; with the English side attacked, the attacked one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alignment_loss: Option<f64>,
     /// The ascent on the alignment term's English sentences, when attacked.
@@ -425,14 +426,14 @@ impl<'m> Trainer<'m> {
                 ascent.perturbed_loss = last / (1.0 - adv.clean_weight);
                 ascents.push(ascent);
             }
-            if let Some(weight) = self.alignment_weight() {
+            if let Some((weight, measure)) = self.alignment_term() {
                 let (inputs, mut training) = self.parallel_batch(micro, weight);
                 if let Some(adv) = self.alignment_attack() {
                     // The English sentences (the first half of the rows) only.
                     let mut real = real_tokens(&inputs.attention_mask, &training.example_mask);
                     real[inputs.batch / 2 * inputs.seq..].fill(false);
                     let (delta, mut record) = self.attack(
-                        Pass::AlignmentAscent,
+                        Pass::AlignmentAscent(measure),
                         &inputs,
                         &training,
                         &real,
@@ -440,14 +441,24 @@ impl<'m> Trainer<'m> {
                         micro,
                     )?;
                     training.word_embedding_delta = delta;
-                    let pass =
-                        self.backward(&inputs, &training, scale, &mut sums, Pass::Alignment)?;
+                    let pass = self.backward(
+                        &inputs,
+                        &training,
+                        scale,
+                        &mut sums,
+                        Pass::Alignment(measure),
+                    )?;
                     record.perturbed_loss = pass / weight;
                     alignment_ascents.push(record);
                     alignments.push(pass / weight);
                 } else {
-                    let pass =
-                        self.backward(&inputs, &training, scale, &mut sums, Pass::Alignment)?;
+                    let pass = self.backward(
+                        &inputs,
+                        &training,
+                        scale,
+                        &mut sums,
+                        Pass::Alignment(measure),
+                    )?;
                     alignments.push(pass / weight);
                 }
             }
@@ -573,7 +584,7 @@ impl<'m> Trainer<'m> {
     ) -> Result<(Vec<f32>, AscentRecord), TrainError> {
         let (seed, width, seq) = (self.settings.seed, self.model.config.hidden, inputs.seq);
         let purpose = match pass {
-            Pass::AlignmentAscent => Use::AlignmentStart,
+            Pass::AlignmentAscent(_) => Use::AlignmentStart,
             _ => Use::Start,
         };
         let mut delta = match settings.init {
@@ -632,14 +643,13 @@ impl<'m> Trainer<'m> {
             return Ok((out["loss"].data[0] as f64, gradient.data));
         }
         let (cache, alignment) = match pass {
-            Pass::AlignmentAscent => (&mut self.alignment_ascent_graphs, true),
-            _ => (&mut self.ascent_graphs, false),
+            Pass::AlignmentAscent(loss) => (&mut self.alignment_ascent_graphs, Some(loss)),
+            _ => (&mut self.ascent_graphs, None),
         };
         let mut out = run_with_params(cache, &self.params, inputs, training, |b, s| {
-            let graph = if alignment {
-                model.alignment_graph(b / 2, s, dropout)
-            } else {
-                model.training_graph(b, s, dropout)?
+            let graph = match alignment {
+                Some(loss) => model.alignment_graph(b / 2, s, dropout, loss),
+                None => model.training_graph(b, s, dropout)?,
             };
             Ok(perturbation_gradient(&graph)?)
         })?;
@@ -649,10 +659,12 @@ impl<'m> Trainer<'m> {
         Ok((out["loss"].data[0] as f64, gradient.data))
     }
 
-    /// The alignment term's weight, when it has one and there are lines.
-    fn alignment_weight(&self) -> Option<f64> {
+    /// The alignment term's weight and measure, when it has a weight and
+    /// there are lines.
+    fn alignment_term(&self) -> Option<(f64, AlignmentLoss)> {
         let parallel = self.settings.parallel.as_ref()?;
-        (parallel.align_weight > 0.0 && !self.parallel.is_empty()).then_some(parallel.align_weight)
+        (parallel.align_weight > 0.0 && !self.parallel.is_empty())
+            .then_some((parallel.align_weight, parallel.align_loss))
     }
 
     /// Micro-batch `micro`'s parallel lines for the alignment term: `batch`
@@ -729,14 +741,14 @@ impl<'m> Trainer<'m> {
                     Ok(autodiff(&model.training_graph(b, s, dropout)?)?)
                 })?
             }
-            Pass::Alignment => run_with_params(
+            Pass::Alignment(loss) => run_with_params(
                 &mut self.alignment_graphs,
                 &self.params,
                 inputs,
                 training,
-                |b, s| Ok(autodiff(&model.alignment_graph(b / 2, s, dropout))?),
+                |b, s| Ok(autodiff(&model.alignment_graph(b / 2, s, dropout, loss))?),
             )?,
-            Pass::Ascent | Pass::AlignmentAscent => {
+            Pass::Ascent | Pass::AlignmentAscent(_) => {
                 unreachable!("an ascent step keeps no parameter gradient")
             }
         };

@@ -11,8 +11,8 @@ use xltc_runtime::Program;
 use super::TrainError;
 use crate::codegen::{lower, lower_optimizer, lower_train_step, CodegenOptions};
 use crate::frontend::Model;
-use crate::ir::Graph;
 use crate::ir::Source;
+use crate::ir::{AlignmentLoss, Graph};
 use crate::passes::{autodiff, fuse_with, perturbation_gradient, Fusions};
 use crate::reference::AdamW;
 
@@ -115,9 +115,10 @@ pub fn alignment_step(
     pairs: usize,
     seq: usize,
     dropout: bool,
+    loss: AlignmentLoss,
     options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
-    let graph = fused(autodiff(&model.alignment_graph(pairs, seq, dropout))?);
+    let graph = fused(autodiff(&model.alignment_graph(pairs, seq, dropout, loss))?);
     let program = lower_train_step(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
         program: program.program,
@@ -153,10 +154,11 @@ pub fn alignment_ascent(
     pairs: usize,
     seq: usize,
     dropout: bool,
+    loss: AlignmentLoss,
     options: &CodegenOptions,
 ) -> Result<Bucket, TrainError> {
     let graph = fused(perturbation_gradient(
-        &model.alignment_graph(pairs, seq, dropout),
+        &model.alignment_graph(pairs, seq, dropout, loss),
     )?);
     let program = lower(&graph, options).map_err(codegen_error)?;
     Ok(Bucket {
