@@ -128,7 +128,7 @@ fn tune_one(
         trials.push(GemmTrial {
             kernel: kernel.name().into(),
             seconds,
-            relative_error: relative_error(&out, expected),
+            relative_error: recorded_error(&out, expected),
         });
     }
     let best = trials
@@ -226,7 +226,7 @@ pub fn tune_fusions(
             FusionTrial {
                 on: on.collect(),
                 seconds,
-                relative_error: relative_error(&out, expected),
+                relative_error: recorded_error(&out, expected),
                 chosen: false,
             },
         ));
@@ -346,6 +346,14 @@ fn time_model(
     times.sort_by(f64::total_cmp);
     let data = out.remove(output).expect("the graph's output").data;
     Ok((times[RUNS / 2], data))
+}
+
+/// A trial's error as the artifact's manifest records it: JSON has no
+/// infinity (serde_json would write null, and the artifact would not load
+/// again), so a kernel that wrote NaN or infinity is recorded as f64::MAX,
+/// as far from the tolerance as an error goes.
+fn recorded_error(out: &[f32], expected: &[f32]) -> f64 {
+    relative_error(out, expected).min(f64::MAX)
 }
 
 #[cfg(test)]
