@@ -35,7 +35,14 @@ of the gap, and the replayed worst draw is checked against eval's
 (alignment_worst): the largest difference is printed, and over 1e-5 is
 an error.
 
-Writes OUT/margin.md (and prints it). Standard library only.
+Writes OUT/margin.md (and prints it), and each model's retrieval item by
+item (file, id, sentence 1 or 2, found clean, found under the worst draw)
+to OUT/retrieval/NAME.tsv. With --against BASE, OUT/retrieval.md (also
+printed) sets every model with such a file beside BASE's on the same
+items: the difference in retrieval, clean and under the worst draw, with
+a 95% interval and McNemar's p, both clustered by English original (its
+four languages and two sentences share it and its draws; the statistics
+of compare_methods.py). Standard library only.
 """
 import argparse
 import csv
@@ -47,6 +54,8 @@ import struct
 import subprocess
 import sys
 import tempfile
+
+from compare_methods import clustered, clustered_mcnemar
 
 # Base-model class of each model_type, for an encoder without its head.
 ENCODERS = {"bert": "BertModel", "xlm-roberta": "XLMRobertaModel"}
@@ -202,19 +211,18 @@ def dot(a, b):
 def margins(english, translated, vectors):
     """Over matched lists of English sentences and their translations
     (same length, i-th with i-th): (mean cosine of translations, mean cosine
-    with the other originals' translations, retrieval share). Retrieval
-    compares each original's translation with every other distinct
-    translation text, strictly."""
+    with the other originals' translations, retrieval share, and whether
+    each original retrieves its own). Retrieval compares each original's
+    translation with every other distinct translation text, strictly."""
     n = len(english)
-    own, other, found = 0.0, [], 0
+    own, other, found = 0.0, [], []
     for i in range(n):
         scores = [dot(vectors[english[i]], vectors[t]) for t in translated]
         own += scores[i]
         other += scores[:i] + scores[i + 1:]
         # A repeat of the translation's own text is no rival.
-        if all(scores[i] > score for t, score in zip(translated, scores) if t != translated[i]):
-            found += 1
-    return own / n, sum(other) / len(other) if other else float("nan"), found / n
+        found.append(all(scores[i] > score for t, score in zip(translated, scores) if t != translated[i]))
+    return own / n, sum(other) / len(other) if other else float("nan"), sum(found) / n, found
 
 
 def chosen_pairs(data, languages, count):
@@ -268,14 +276,15 @@ def pooled(figures):
 
 
 def measure(name, model, pairs, substituted, args, work, losses):
-    """A row of the table for one model."""
+    """A row of the table for one model, and its retrieval item by item:
+    (file, id, sentence, found clean, found under the worst draw)."""
     encoder = strip_head(model, os.path.join(work, "encoder"))
     sentences = sorted({s for shared in pairs.values() for _, e, t in shared for s in e + t}
                        | {s for ds in substituted.values() for d in ds for s in d})
     vectors = embed(args.xltc, encoder, sentences, work)
     if encoder != model:
         shutil.rmtree(encoder)
-    clean, attacked, replayed = [], [], {}
+    clean, attacked, replayed, items = [], [], {}, []
     for language, shared in pairs.items():
         worst = worst_draws(shared, substituted, vectors)
         replayed.update({(f"test-{language}.tsv", i): value for (i, _, _), (_, value) in zip(shared, worst)})
@@ -283,12 +292,14 @@ def measure(name, model, pairs, substituted, args, work, losses):
             translations = [t[slot] for _, _, t in shared]
             clean.append(margins([e[slot] for _, e, _ in shared], translations, vectors))
             attacked.append(margins([draw[slot] for draw, _ in worst], translations, vectors))
-    own, other, found = pooled(clean)
-    under = pooled(attacked)
+            items += [(f"test-{language}.tsv", i, slot + 1, found, under)
+                      for (i, _, _), found, under in zip(shared, clean[-1][3], attacked[-1][3])]
+    own, other, found = pooled([c[:3] for c in clean])
+    under = pooled([a[:3] for a in attacked])
     cells = [name, f"{own:.4f}", f"{other:.4f}", f"{own - other:.4f}", f"{100 * found:.1f}",
              f"{under[0]:.4f}", f"{under[1]:.4f}", f"{under[0] - under[1]:.4f}", f"{100 * under[2]:.1f}"]
     if name not in losses:
-        return cells + ["-", "-"]
+        return cells + ["-", "-"], items
     path = os.path.join(losses[name], "pairs.tsv")
     records = read_records(path)
     recorded = {(r["file"], r["id"]): r["alignment_worst"] for r in records}
@@ -299,7 +310,76 @@ def measure(name, model, pairs, substituted, args, work, losses):
     print(f"alignment_margin: {name}: the replayed worst draw gives eval's alignment_worst on "
           f"{len(gaps)} pairs (largest difference {max(gaps):.1e})", file=sys.stderr)
     return cells + [f"{v:.4f} ({100 * v / (own - other):.1f}% of the gap)" if v is not None else "-"
-                    for v in mean_losses(records)]
+                    for v in mean_losses(records)], items
+
+
+ITEM_COLUMNS = ["file", "id", "sentence", "found", "found_worst"]
+
+
+def write_items(out, name, items):
+    """OUT/retrieval/NAME.tsv: a model's retrieval item by item."""
+    folder = os.path.join(out, "retrieval")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.tsv")
+    with open(path + ".tmp", "w") as f:
+        f.write("\t".join(ITEM_COLUMNS) + "\n")
+        f.write("".join(f"{file}\t{i}\t{slot}\t{int(found)}\t{int(under)}\n"
+                        for file, i, slot, found, under in items))
+    os.replace(path + ".tmp", path)
+
+
+def read_items(path):
+    """{(file, id, sentence): (found, found_worst)} of a retrieval TSV."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except OSError as e:
+        raise MarginError(f"{path}: {e.strerror}") from e
+    if not rows or list(rows[0]) != ITEM_COLUMNS:
+        raise MarginError(f"{path}: needs the columns {', '.join(ITEM_COLUMNS)} and a row")
+    items = {}
+    for number, r in enumerate(rows, start=2):
+        if r["found"] not in ("0", "1") or r["found_worst"] not in ("0", "1"):
+            raise MarginError(f"{path} line {number}: found and found_worst are 0 or 1")
+        items[(r["file"], r["id"], r["sentence"])] = (int(r["found"]), int(r["found_worst"]))
+    return items
+
+
+def against(out, base):
+    """The markdown of OUT/retrieval.md: every model of OUT/retrieval/
+    beside `base` on the same items."""
+    folder = os.path.join(out, "retrieval")
+    path = os.path.join(folder, f"{base}.tsv")
+    if not os.path.exists(path):
+        raise MarginError(f"{path}: no retrieval of --against {base} (measure it first)")
+    first = read_items(path)
+    rows = []
+    for name in sorted(f[:-len(".tsv")] for f in os.listdir(folder) if f.endswith(".tsv")):
+        if name == base:
+            continue
+        other_path = os.path.join(folder, f"{name}.tsv")
+        second = read_items(other_path)
+        if set(second) != set(first):
+            raise MarginError(f"{other_path}: not the items of {path} (measured on other pairs?)")
+        cells = [name]
+        for column in (0, 1):
+            share = 100 * sum(v[column] for v in second.values()) / len(second)
+            outcomes = [(key[1], second[key][column] - first[key][column]) for key in first]
+            mean, half, _ = clustered(outcomes)
+            p = clustered_mcnemar(outcomes)
+            cells += [f"{share:.1f}", f"{100 * mean:+.1f} ({100 * (mean - half):+.1f} to {100 * (mean + half):+.1f})",
+                      f"{p:.2g}"]
+        rows.append(cells)
+    originals = len({key[1] for key in first})
+    shares = [100 * sum(v[c] for v in first.values()) / len(first) for c in (0, 1)]
+    header = ["model", "retrieval (%)", f"minus {base} (points, 95%)", "McNemar p",
+              "retrieval, worst draw (%)", f"minus {base} (points, 95%)", "McNemar p"]
+    return (f"Retrieval item by item against {base} ({shares[0]:.1f}% clean, {shares[1]:.1f}% under the "
+            f"worst draw) on the same {len(first)} items ({originals} English originals): the "
+            f"difference in points with a 95% interval and McNemar's p, both clustered by English "
+            f"original (Durkalski's form; an original's languages and sentences share its draws):\n\n"
+            + "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+            + "".join("| " + " | ".join(r) + " |\n" for r in rows))
 
 
 def main():
@@ -313,14 +393,16 @@ def main():
     parser.add_argument("--seed", type=int, default=7, help="eval's --seed")
     parser.add_argument("--xltc", default="target/release/xltc")
     parser.add_argument("--losses", nargs="*", default=[], help="NAME=EVAL_DIR")
+    parser.add_argument("--against", metavar="BASE",
+                        help="write OUT/retrieval.md: every model of OUT/retrieval/ beside BASE's")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of OUT/margin.md measured on the same pairs (a model measured "
                              "again replaces its row)")
     args = parser.parse_args()
     try:
         models = [m.split("=", 1) for m in args.models]
-        if any(len(m) != 2 for m in models):
-            raise MarginError("each model is NAME=MODEL")
+        if any(len(m) != 2 or not m[0] or "/" in m[0] or m[0].startswith(".") for m in models):
+            raise MarginError("each model is NAME=MODEL (a NAME names a file: no /, no leading dot)")
         losses = dict(m.split("=", 1) for m in args.losses)
         pairs = chosen_pairs(args.data, args.langs.split(","), args.pairs)
         with open(SYNONYMS) as f:
@@ -331,7 +413,9 @@ def main():
         with tempfile.TemporaryDirectory() as work:
             for number, (name, model) in enumerate(models):
                 print(f"alignment_margin: {name} ({number + 1} of {len(models)})", file=sys.stderr)
-                rows.append(measure(name, model, pairs, substituted, args, work, losses))
+                cells, items = measure(name, model, pairs, substituted, args, work, losses)
+                rows.append(cells)
+                write_items(args.out, name, items)
     except (MarginError, OSError, ValueError, KeyError) as e:
         print(f"alignment_margin: {e}", file=sys.stderr)
         sys.exit(2)
@@ -365,6 +449,17 @@ def main():
         f.write(text)
     os.replace(path + ".tmp", path)
     print(text, end="")
+    if args.against:
+        try:
+            paired = against(args.out, args.against)
+        except MarginError as e:
+            print(f"alignment_margin: {e}", file=sys.stderr)
+            sys.exit(2)
+        path = os.path.join(args.out, "retrieval.md")
+        with open(path + ".tmp", "w") as f:
+            f.write(paired)
+        os.replace(path + ".tmp", path)
+        print("\n" + paired, end="")
 
 
 if __name__ == "__main__":

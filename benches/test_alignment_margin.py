@@ -43,10 +43,11 @@ class Margins(unittest.TestCase):
         # own a.x 1, b.y 0.8, c.z 0.8; others a.y 0.6, a.z 0, b.x 0, b.z 1,
         # c.x 0.6, c.y 1; only a's translation is its nearest.
         vectors = {"a": [1, 0], "b": [0, 1], "c": [0.6, 0.8], "x": [1, 0], "y": [0.6, 0.8], "z": [0, 1]}
-        own, other, found = alignment_margin.margins(["a", "b", "c"], ["x", "y", "z"], vectors)
+        own, other, found, each = alignment_margin.margins(["a", "b", "c"], ["x", "y", "z"], vectors)
         self.assertAlmostEqual(own, 2.6 / 3)
         self.assertAlmostEqual(other, 3.2 / 6)
         self.assertAlmostEqual(found, 1 / 3)
+        self.assertEqual(each, [True, False, False])
 
     def test_a_repeated_translation_is_no_rival_and_ties_are_misses(self):
         vectors = {"a": [1, 0], "b": [0.6, 0.8], "c": [0, 1], "x": [1, 0], "z": [1, 0]}
@@ -169,9 +170,10 @@ class Data(unittest.TestCase):
             self.write(root, "test-de.tsv", [("1", "aa", "aaa"), ("2", "ee", "eee"), ("3", "ii", "iii")])
             out = os.path.join(root, "out")
 
-            def run(*names):
+            def run(*names, extra=()):
                 result = subprocess.run([sys.executable, SCRIPT, out, *(f"{n}={model}" for n in names),
-                                         "--data", root, "--langs", "de", "--xltc", fake, "--append"],
+                                         "--data", root, "--langs", "de", "--xltc", fake, "--append",
+                                         *extra],
                                         capture_output=True, text=True)
                 self.assertEqual(result.returncode, 0, result.stderr)
                 with open(os.path.join(out, "margin.md")) as f:
@@ -188,6 +190,45 @@ class Data(unittest.TestCase):
             self.assertEqual([r[0] for r in run("two")], ["| one", "| two"])
             # Measured again: its row replaced, not repeated.
             self.assertEqual([r[0] for r in run("one")], ["| two", "| one"])
+            # Item by item: three ids, two sentences each, all found; the
+            # same model under another name differs by nothing.
+            items = alignment_margin.read_items(os.path.join(out, "retrieval", "one.tsv"))
+            self.assertEqual(len(items), 6)
+            self.assertEqual(items[("test-de.tsv", "2", "1")][0], 1)
+            run("two", extra=("--against", "one"))
+            with open(os.path.join(out, "retrieval.md")) as f:
+                rows = [l.split(" | ") for l in f.read().splitlines() if l.startswith("| ")][1:]
+            self.assertEqual(rows[0][:4], ["| two", "100.0", "+0.0 (+0.0 to +0.0)", "1"])
+
+    def write_items(self, folder, name, rows):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{name}.tsv"), "w") as f:
+            f.write("file\tid\tsentence\tfound\tfound_worst\n")
+            f.write("".join("\t".join(map(str, r)) + "\n" for r in rows))
+
+    def test_retrieval_against_a_base_by_hand(self):
+        with tempfile.TemporaryDirectory() as out:
+            folder = os.path.join(out, "retrieval")
+            keys = [("test-de.tsv", i, s) for i in (1, 2, 3) for s in (1, 2)]
+            self.write_items(folder, "base", [k + (0, 1) for k in keys])
+            # Found: both sentences of id 1, one of id 2, none of id 3.
+            self.write_items(folder, "new", [k + (int(k[1] == 1 or k == ("test-de.tsv", 2, 1)), 1)
+                                             for k in keys])
+            text = alignment_margin.against(out, "base")
+            row = [l for l in text.splitlines() if l.startswith("| new")][0].rstrip(" |").split(" | ")
+            # Differences 1, 1 | 1, 0 | 0, 0: mean 0.5; cluster sums 2, 1, 0,
+            # variance 2 x 3/2 / 36, half-width 1.96 x 0.28868 = 0.5658;
+            # Durkalski: 3^2 / (4 + 1) = 1.8, p = erfc(sqrt(0.9)) = 0.18.
+            self.assertEqual(row[1:4], ["50.0", "+50.0 (-6.6 to +106.6)", "0.18"])
+            self.assertEqual(row[4:7], ["100.0", "+0.0 (+0.0 to +0.0)", "1"])
+            self.write_items(folder, "other-pairs", [k + (1, 1) for k in keys[:4]])
+            with self.assertRaisesRegex(alignment_margin.MarginError, "other-pairs.tsv: not the items"):
+                alignment_margin.against(out, "base")
+            with self.assertRaisesRegex(alignment_margin.MarginError, "no retrieval of --against missing"):
+                alignment_margin.against(out, "missing")
+            self.write_items(folder, "other-pairs", [keys[0] + (2, 1)])
+            with self.assertRaisesRegex(alignment_margin.MarginError, "other-pairs.tsv line 2: found"):
+                alignment_margin.against(out, "base")
 
     def test_mean_losses_of_translation_pairs(self):
         with tempfile.TemporaryDirectory() as root:
