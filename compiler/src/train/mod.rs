@@ -167,7 +167,8 @@ pub struct StepRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ascent: Option<AscentRecord>,
     /// The alignment term's loss (before its weight: the mean 1 - cosine,
-    /// or the contrastive loss), over the step's micro-batches; with the English side attacked, the attacked one.
+    /// or the contrastive loss), over the step's micro-batches; with the
+    /// English side attacked, the attacked one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alignment_loss: Option<f64>,
     /// The ascent on the alignment term's English sentences, when attacked.
