@@ -119,13 +119,18 @@ def draws(pair_id, english, neighbours, count, seed):
             for _ in range(count)]
 
 
-def read_pairs(path):
-    """{id: (sentence1, sentence2)} of a test TSV, in file order."""
+def read_tsv(path):
+    """The rows of a TSV with a header, as dictionaries."""
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+            return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     except OSError as e:
         raise MarginError(f"{path}: {e.strerror}") from e
+
+
+def read_pairs(path):
+    """{id: (sentence1, sentence2)} of a test TSV, in file order."""
+    rows = read_tsv(path)
     if rows and not {"id", "sentence1", "sentence2"} <= set(rows[0]):
         raise MarginError(f"{path}: needs columns id, sentence1, sentence2")
     return {r["id"]: (r["sentence1"], r["sentence2"]) for r in rows}
@@ -253,12 +258,6 @@ def worst_draws(shared, substituted, vectors):
     return out
 
 
-def read_records(pairs_tsv):
-    """The rows of an evaluation's pairs.tsv."""
-    with open(pairs_tsv, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
 def mean_losses(records):
     """Mean alignment lost to the class attack and to the worst draw over
     the translation pairs of pairs.tsv's rows."""
@@ -301,7 +300,7 @@ def measure(name, model, pairs, substituted, args, work, losses):
     if name not in losses:
         return cells + ["-", "-"], items
     path = os.path.join(losses[name], "pairs.tsv")
-    records = read_records(path)
+    records = read_tsv(path)
     recorded = {(r["file"], r["id"]): r["alignment_worst"] for r in records}
     gaps = [abs(float(recorded[k]) - v) for k, v in replayed.items() if recorded.get(k, "") != ""]
     if not gaps or max(gaps) > 1e-5:
@@ -330,11 +329,7 @@ def write_items(out, name, items):
 
 def read_items(path):
     """{(file, id, sentence): (found, found_worst)} of a retrieval TSV."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except OSError as e:
-        raise MarginError(f"{path}: {e.strerror}") from e
+    rows = read_tsv(path)
     if not rows or list(rows[0]) != ITEM_COLUMNS:
         raise MarginError(f"{path}: needs the columns {', '.join(ITEM_COLUMNS)} and a row")
     items = {}

@@ -238,7 +238,7 @@ class Data(unittest.TestCase):
                         "test-en.tsv\t1\t\t\t\t\n"
                         "test-de.tsv\t1\t1\t0.9\t0.8\t0.7\n"
                         "test-de.tsv\t2\t0\t0.9\t0.9\t0.5\n")
-            attack, worst = alignment_margin.mean_losses(alignment_margin.read_records(path))
+            attack, worst = alignment_margin.mean_losses(alignment_margin.read_tsv(path))
         self.assertAlmostEqual(attack, 0.05)
         self.assertAlmostEqual(worst, 0.3)
 

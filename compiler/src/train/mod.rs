@@ -429,11 +429,12 @@ impl<'m> Trainer<'m> {
             }
             if let Some((weight, measure)) = self.alignment_term() {
                 let (inputs, mut training) = self.parallel_batch(micro, weight);
+                let mut attacked = None;
                 if let Some(adv) = self.alignment_attack() {
                     // The English sentences (the first half of the rows) only.
                     let mut real = real_tokens(&inputs.attention_mask, &training.example_mask);
                     real[inputs.batch / 2 * inputs.seq..].fill(false);
-                    let (delta, mut record) = self.attack(
+                    let (delta, record) = self.attack(
                         Pass::AlignmentAscent(measure),
                         &inputs,
                         &training,
@@ -442,26 +443,20 @@ impl<'m> Trainer<'m> {
                         micro,
                     )?;
                     training.word_embedding_delta = delta;
-                    let pass = self.backward(
-                        &inputs,
-                        &training,
-                        scale,
-                        &mut sums,
-                        Pass::Alignment(measure),
-                    )?;
+                    attacked = Some(record);
+                }
+                let pass = self.backward(
+                    &inputs,
+                    &training,
+                    scale,
+                    &mut sums,
+                    Pass::Alignment(measure),
+                )?;
+                if let Some(mut record) = attacked {
                     record.perturbed_loss = pass / weight;
                     alignment_ascents.push(record);
-                    alignments.push(pass / weight);
-                } else {
-                    let pass = self.backward(
-                        &inputs,
-                        &training,
-                        scale,
-                        &mut sums,
-                        Pass::Alignment(measure),
-                    )?;
-                    alignments.push(pass / weight);
                 }
+                alignments.push(pass / weight);
             }
         }
         let adam = self.adam();
