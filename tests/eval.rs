@@ -495,7 +495,7 @@ fn synonym_substitution_is_measured_on_english_and_reproducible() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     let row: Vec<&str> = md
         .lines()
-        .find(|l| l.starts_with("| de | ") && l.split('|').count() == 12)
+        .find(|l| l.starts_with("| de | ") && l.split('|').count() == 14)
         .unwrap_or_else(|| panic!("no consistency row for de in {md}"))
         .split('|')
         .map(str::trim)
@@ -740,11 +740,34 @@ fn pairs_tsv_records_what_the_report_counts_pair_by_pair() {
             .any(|(r, w)| *w < number(r["alignment_attacked"]) - 1e-4),
         "{german:?}"
     );
+    // Retrieval: each row's count of its two sentences, 0 to 2, gives the
+    // file's figures, clean and on the draw of lowest alignment; some of
+    // the tiny test files' translations are retrieved.
+    for (column, figure) in [
+        ("retrieved", "retrieval"),
+        ("retrieved_worst", "worst_retrieval"),
+    ] {
+        let counts: Vec<f64> = german.iter().map(|r| number(r[column])).collect();
+        assert!(
+            counts.iter().all(|&c| [0.0, 1.0, 2.0].contains(&c)),
+            "{counts:?}"
+        );
+        let mean = counts.iter().sum::<f64>() / (2 * counts.len()) as f64;
+        let reported = consistency[figure].as_f64().unwrap();
+        assert!(
+            (mean - reported).abs() < 1e-9,
+            "{figure}: {mean} {reported}"
+        );
+    }
+    let clean = consistency["retrieval"].as_f64().unwrap();
+    assert!(clean > 0.0 && clean <= 1.0, "retrieval {clean}");
     // Columns that do not apply to a file stay empty.
     for r in of("test-en-de.tsv").iter().chain(&english) {
         assert_eq!(r["english"], "", "{r:?}");
         assert_eq!(r["alignment"], "", "{r:?}");
         assert_eq!(r["alignment_worst"], "", "{r:?}");
+        assert_eq!(r["retrieved"], "", "{r:?}");
+        assert_eq!(r["retrieved_worst"], "", "{r:?}");
     }
     for r in &german {
         assert_eq!(r["substituted"], "", "{r:?}");

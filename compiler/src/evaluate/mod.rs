@@ -141,6 +141,15 @@ pub struct Consistency {
     /// hurts the English class, which need not be the one that moves the
     /// embeddings most).
     pub worst_alignment: Option<f64>,
+    /// Retrieval: the share of the shared examples' sentences (two an
+    /// example) whose English original's sentence is nearer its own
+    /// translation than every other distinct translation in the same place
+    /// of the file's shared examples (strictly: a tie is a miss). A cosine
+    /// near 1 says little when non-translations are as near; this says
+    /// whether the translation still stands out.
+    pub retrieval: Option<f64>,
+    /// The same with each English original on its draw of lowest alignment.
+    pub worst_retrieval: Option<f64>,
 }
 
 /// One test pair's predictions, written to pairs.tsv so that two runs
@@ -169,6 +178,11 @@ pub struct PairRecord {
     /// The lowest alignment over the English original's K draws
     /// (`--attack worst-of-k`).
     pub alignment_worst: Option<f64>,
+    /// Of the two sentences, how many their English original's retrieve
+    /// ([`Consistency::retrieval`]), clean and on the draw of lowest
+    /// alignment.
+    pub retrieved: Option<u8>,
+    pub retrieved_worst: Option<u8>,
 }
 
 /// A smoothed classifier's abstentions and certificates on one file.
@@ -677,6 +691,17 @@ fn pair_records(
     for t in &suite.tests {
         let is_english = t.name == "test-en.tsv";
         let is_translation = t.is_monolingual() && t.languages.0 != "en";
+        let retrieved: HashMap<&str, (Option<u8>, Option<u8>)> = if is_translation {
+            let shared = shared_pairs(t, english);
+            let hits = retrieval(scored, &shared, english.draws, attack);
+            shared
+                .iter()
+                .map(|(_, p)| p.id.as_str())
+                .zip(hits)
+                .collect()
+        } else {
+            HashMap::new()
+        };
         for pair in &t.file.pairs {
             let gold = gold(&t.file, pair);
             let mut record = PairRecord {
@@ -691,6 +716,8 @@ fn pair_records(
                 alignment: None,
                 alignment_attacked: None,
                 alignment_worst: None,
+                retrieved: None,
+                retrieved_worst: None,
             };
             if is_english {
                 if let Some(list) = english.draws.get(pair.id.as_str()) {
@@ -713,6 +740,7 @@ fn pair_records(
                     record.alignment_worst =
                         lowest_alignment(scored, &english.draws[e.id.as_str()], pair);
                 }
+                (record.retrieved, record.retrieved_worst) = retrieved[pair.id.as_str()];
             }
             records.push(record);
         }
@@ -892,12 +920,7 @@ fn consistency_of(
     decision: &Decision,
     perturbation: Option<&Perturbation>,
 ) -> Option<Consistency> {
-    let shared: Vec<(&LabelledPair, &LabelledPair)> = test
-        .file
-        .pairs
-        .iter()
-        .filter_map(|p| english.by_id.get(p.id.as_str()).map(|e| (*e, p)))
-        .collect();
+    let shared = shared_pairs(test, english);
     if shared.is_empty() {
         return None;
     }
@@ -919,7 +942,14 @@ fn consistency_of(
         attacked_agreement: None,
         attacked_alignment: None,
         worst_alignment: None,
+        retrieval: None,
+        worst_retrieval: None,
     };
+    let attack = perturbation.is_some_and(|p| p.worst_of_k);
+    let hits = retrieval(scored, &shared, english.draws, attack);
+    let share = |found: Option<Vec<u8>>| mean(found?.into_iter().map(|n| f64::from(n) / 2.0));
+    result.retrieval = share(hits.iter().map(|h| h.0).collect());
+    result.worst_retrieval = share(hits.iter().map(|h| h.1).collect());
     let Some(p) = perturbation else {
         return Some(result);
     };
@@ -958,6 +988,71 @@ fn consistency_of(
     Some(result)
 }
 
+/// A translated file's examples whose English original is known, with it.
+fn shared_pairs<'a>(
+    test: &'a suite::TestFile,
+    english: &EnglishSide<'a>,
+) -> Vec<(&'a LabelledPair, &'a LabelledPair)> {
+    test.file
+        .pairs
+        .iter()
+        .filter_map(|p| english.by_id.get(p.id.as_str()).map(|e| (*e, p)))
+        .collect()
+}
+
+/// For each shared (English original, translation) example, in order: of
+/// its two sentences, how many the English original's retrieves
+/// ([`Consistency::retrieval`]), clean and (with `attack`, where the
+/// original has draws) on its draw of lowest alignment; None without
+/// sentence embeddings.
+fn retrieval(
+    scored: &Scored,
+    shared: &[(&LabelledPair, &LabelledPair)],
+    draws: &HashMap<&str, Vec<(String, String)>>,
+    attack: bool,
+) -> Vec<(Option<u8>, Option<u8>)> {
+    let firsts: Vec<&str> = shared.iter().map(|(_, t)| t.sentence1.as_str()).collect();
+    let seconds: Vec<&str> = shared.iter().map(|(_, t)| t.sentence2.as_str()).collect();
+    let embedding = |s: &str| scored.embedding(s);
+    let found = |english: (&str, &str), own: usize| -> Option<u8> {
+        let first = retrieves(&embedding, english.0, &firsts, own)?;
+        let second = retrieves(&embedding, english.1, &seconds, own)?;
+        Some(u8::from(first) + u8::from(second))
+    };
+    shared
+        .iter()
+        .enumerate()
+        .map(|(i, (e, t))| {
+            let clean = found((&e.sentence1, &e.sentence2), i);
+            let worst = draws
+                .get(e.id.as_str())
+                .filter(|_| attack)
+                .and_then(|list| lowest_draw(scored, list, t))
+                .and_then(|(a, b)| found((a, b), i));
+            (clean, worst)
+        })
+        .collect()
+}
+
+/// Whether `query`'s embedding is nearer `candidates[own]`'s than every
+/// other candidate's of a different text (a repeat of its own text is no
+/// rival; a tie is a miss); None when an embedding is missing.
+fn retrieves<'a>(
+    embedding: &impl Fn(&str) -> Option<&'a [f32]>,
+    query: &str,
+    candidates: &[&str],
+    own: usize,
+) -> Option<bool> {
+    let query = embedding(query)?;
+    let own_score = cosine(query, embedding(candidates[own])?);
+    for &other in candidates {
+        if other != candidates[own] && cosine(query, embedding(other)?) >= own_score {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
 /// Mean cosine between the embeddings of the English sentences `english`
 /// gives for each shared example (its original, or substituted versions) and
 /// of their translations; None for a model without sentence embeddings.
@@ -979,12 +1074,24 @@ fn alignment(
 /// draws (each draw's two cosines averaged); None without sentence
 /// embeddings or draws.
 fn lowest_alignment(scored: &Scored, draws: &[(String, String)], t: &LabelledPair) -> Option<f64> {
-    draws
+    let (a, b) = lowest_draw(scored, draws, t)?;
+    pair_cosines(scored, (a, b), t).and_then(|c| mean(c.into_iter()))
+}
+
+/// The draw of lowest alignment with a translation (the first on a tie);
+/// None without sentence embeddings or draws.
+fn lowest_draw<'d>(
+    scored: &Scored,
+    draws: &'d [(String, String)],
+    t: &LabelledPair,
+) -> Option<(&'d str, &'d str)> {
+    let values = draws
         .iter()
         .map(|(a, b)| pair_cosines(scored, (a, b), t).and_then(|c| mean(c.into_iter())))
-        .collect::<Option<Vec<f64>>>()?
-        .into_iter()
-        .min_by(f64::total_cmp)
+        .collect::<Option<Vec<f64>>>()?;
+    let lowest = values.iter().copied().min_by(f64::total_cmp)?;
+    let i = values.iter().position(|&v| v == lowest)?;
+    Some((draws[i].0.as_str(), draws[i].1.as_str()))
 }
 
 /// The cosines of an English pair's sentences with a translation's, first
@@ -997,4 +1104,34 @@ fn pair_cosines(scored: &Scored, english: (&str, &str), t: &LabelledPair) -> Opt
         align(english.0, &t.sentence1)?,
         align(english.1, &t.sentence2)?,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retrieves;
+    use std::collections::HashMap;
+
+    /// Retrieval by hand: a query nearest its own candidate is found; one
+    /// nearer another is not; a repeat of its own text is no rival; a tie
+    /// with another text is a miss; a missing embedding gives None.
+    #[test]
+    fn retrieval_by_hand() {
+        let vectors: HashMap<&str, Vec<f32>> = HashMap::from([
+            ("q", vec![1.0, 0.0]),
+            ("own", vec![0.8, 0.6]),
+            ("far", vec![0.0, 1.0]),
+            ("near", vec![1.0, 0.1]),
+            ("twin", vec![0.8, 0.6]),
+        ]);
+        let embedding = |s: &str| vectors.get(s).map(|v| &v[..]);
+        assert_eq!(retrieves(&embedding, "q", &["far", "own"], 1), Some(true));
+        assert_eq!(retrieves(&embedding, "q", &["own", "near"], 0), Some(false));
+        assert_eq!(
+            retrieves(&embedding, "q", &["own", "far", "own"], 0),
+            Some(true)
+        );
+        assert_eq!(retrieves(&embedding, "q", &["own", "twin"], 0), Some(false));
+        assert_eq!(retrieves(&embedding, "q", &["own", "missing"], 0), None);
+        assert_eq!(retrieves(&embedding, "missing", &["own"], 0), None);
+    }
 }

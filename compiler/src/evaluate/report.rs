@@ -122,17 +122,17 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
             w,
             "\n## Cross-lingual consistency (against the English original of each example)\n"
         );
-        let _ = writeln!(w, "Agreement: share of examples predicted as their English original; alignment: mean cosine of the sentence embeddings of an English sentence and of its translation (for a classifier, the mean of its last hidden states over real tokens, each sentence run alone). Substituted and attacked: every example's English original is substituted (K draws); attacked: its draw of highest loss against the English gold class; alignment, worst draw: its draw of lowest alignment with the translation, an attack on the alignment itself.\n");
-        let _ = writeln!(w, "| language | examples | agreement (%) | alignment | examples substituted | agreement, substituted en (%) | alignment, substituted en | agreement, attacked en (%) | alignment, attacked en | alignment, worst draw |");
+        let _ = writeln!(w, "Agreement: share of examples predicted as their English original; alignment: mean cosine of the sentence embeddings of an English sentence and of its translation (for a classifier, the mean of its last hidden states over real tokens, each sentence run alone). Substituted and attacked: every example's English original is substituted (K draws); attacked: its draw of highest loss against the English gold class; alignment, worst draw: its draw of lowest alignment with the translation, an attack on the alignment itself. Retrieval: the share of sentences whose English original is nearer its own translation than every other translation of the file's shared examples (a cosine near 1 says little when non-translations are as near), clean and on the draw of lowest alignment.\n");
+        let _ = writeln!(w, "| language | examples | agreement (%) | alignment | examples substituted | agreement, substituted en (%) | alignment, substituted en | agreement, attacked en (%) | alignment, attacked en | alignment, worst draw | retrieval (%) | retrieval, worst draw (%) |");
         let _ = writeln!(
             w,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         let cos = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.4}"));
         for c in &e.consistency {
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.language,
                 c.shared_pairs,
                 percent(c.agreement),
@@ -142,7 +142,9 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
                 cos(c.perturbed_alignment),
                 optional_percent(c.attacked_agreement),
                 cos(c.attacked_alignment),
-                cos(c.worst_alignment)
+                cos(c.worst_alignment),
+                optional_percent(c.retrieval),
+                optional_percent(c.worst_retrieval)
             );
         }
     }
@@ -222,19 +224,21 @@ pub fn markdown(header: &Header, e: &Evaluation) -> String {
 /// the English test the classes under each substitution, comma-separated,
 /// and under the worst-of-K draw; on a translation its English original's
 /// class and the alignment with it, clean, attacked and under the draw of
-/// lowest alignment). An empty cell: not
-/// measured for that pair.
+/// lowest alignment, and how many of its two sentences the original's
+/// retrieve, clean and under that draw). An empty cell: not measured for
+/// that pair.
 pub fn pairs_tsv(e: &Evaluation) -> String {
     let mut tsv = String::from(
-        "file\tid\tgold\tpredicted\tsubstituted\tworst\tenglish\tenglish_attacked\talignment\talignment_attacked\talignment_worst\n",
+        "file\tid\tgold\tpredicted\tsubstituted\tworst\tenglish\tenglish_attacked\talignment\talignment_attacked\talignment_worst\tretrieved\tretrieved_worst\n",
     );
     let class = |c: Option<usize>| c.map_or(String::new(), |c| c.to_string());
+    let count = |c: Option<u8>| c.map_or(String::new(), |c| c.to_string());
     let cosine = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.6}"));
     for r in &e.pairs {
         let substituted: Vec<String> = r.substituted.iter().map(usize::to_string).collect();
         let _ = writeln!(
             tsv,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.file,
             r.id,
             r.gold,
@@ -245,7 +249,9 @@ pub fn pairs_tsv(e: &Evaluation) -> String {
             class(r.english_attacked),
             cosine(r.alignment),
             cosine(r.alignment_attacked),
-            cosine(r.alignment_worst)
+            cosine(r.alignment_worst),
+            count(r.retrieved),
+            count(r.retrieved_worst)
         );
     }
     tsv
