@@ -587,20 +587,23 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
         assert_eq!(alignment.len(), 32, "64 pairs, batch 8, 4 epochs");
         (out, log, alignment)
     };
-    let (out, log, strong) = run("10", &[]);
-    let (_, _, weak) = run("0.000001", &[]);
-    let last = |s: &[f64]| s[24..].iter().sum::<f64>() / 8.0;
-    eprintln!(
-        "alignment loss, last 8 steps: weight 10 {}, weight 1e-6 {}",
-        last(&strong),
-        last(&weak)
-    );
-    assert!(
-        last(&strong) < 0.5 * last(&weak),
-        "alignment loss at the end: weight 10 {} vs 1e-6 {}",
-        last(&strong),
-        last(&weak)
-    );
+    // The term's loss over the last 8 steps: weight 10 against 1e-6, from
+    // the same start, must end below `factor` times the negligible one's.
+    let ends_lower = |measure: &[&str], factor: f64| {
+        let (out, log, strong) = run("10", measure);
+        let (_, _, weak) = run("0.000001", measure);
+        let last = |s: &[f64]| s[24..].iter().sum::<f64>() / 8.0;
+        let (strong, weak) = (last(&strong), last(&weak));
+        eprintln!(
+            "{measure:?}: alignment loss, last 8 steps: weight 10 {strong}, weight 1e-6 {weak}"
+        );
+        assert!(
+            strong < factor * weak,
+            "{measure:?}: alignment loss at the end: weight 10 {strong} vs 1e-6 {weak}"
+        );
+        (out, log)
+    };
+    let (out, log) = ends_lower(&[], 0.5);
     let settings = &log[0]["settings"]["parallel"];
     assert_eq!(settings["align_weight"], 10.0);
     assert_eq!(settings["code_switch"], 0.5);
@@ -609,19 +612,7 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
     // one ends lower than a negligible one (the tiny model's sentences all
     // start close together, near the loss of guessing, ln 8 a direction).
     let contrastive = ["--align-loss", "contrastive", "--align-temperature", "0.1"];
-    let (_, log, strong) = run("10", &contrastive);
-    let (_, _, weak) = run("0.000001", &contrastive);
-    eprintln!(
-        "contrastive loss, last 8 steps: weight 10 {}, weight 1e-6 {}",
-        last(&strong),
-        last(&weak)
-    );
-    assert!(
-        last(&strong) < 0.8 * last(&weak),
-        "contrastive loss at the end: weight 10 {} vs 1e-6 {}",
-        last(&strong),
-        last(&weak)
-    );
+    let (_, log) = ends_lower(&contrastive, 0.8);
     let settings = &log[0]["settings"]["parallel"];
     let recorded = settings["align_loss"]["contrastive"]["temperature"].as_f64();
     assert_eq!(recorded, Some(0.1), "{settings}");
