@@ -5,7 +5,9 @@
 //! run on the same device: adversarial training with 1 and 3 ascent steps
 //! (clean loss mixed in, so 2 + K passes), RS-RP (one pass with noise), and
 //! vanilla with the parallel-data alignment term, cosine and contrastive
-//! (one more pass on as many sentence pairs). RS-DA changes the data only: a step costs what vanilla's
+//! (one more pass on as many sentences and their translations), and with
+//! the head's symmetric KL (one more pass on as many pairs and their
+//! translated versions, twice the rows). RS-DA changes the data only: a step costs what vanilla's
 //! does. A markdown table with the adapter named.
 //!
 //!     cargo bench -p xltc --bench method_step
@@ -53,7 +55,18 @@ fn step_time(
         Trainer::new(model, settings)
     }
     .unwrap_or_else(|e| panic!("the method benchmark needs a trainer: {e}"));
-    if align.is_some() {
+    if align.is_some_and(|a| a.on_head()) {
+        // Each pair and a "translated" version of it (its ids reversed: the
+        // same length, so the same cost), as the head's term reads them.
+        trainer.parallel = examples
+            .iter()
+            .map(|e| {
+                let mut translated = e.encoding.clone();
+                translated.ids.reverse();
+                (e.encoding.clone(), translated)
+            })
+            .collect();
+    } else if align.is_some() {
         // Each sentence alone, as the alignment term reads parallel lines.
         trainer.parallel = examples
             .iter()
@@ -118,6 +131,11 @@ fn main() {
             "vanilla + alignment term (contrastive)",
             Method::Vanilla,
             Some(AlignmentLoss::Contrastive { temperature: 0.05 }),
+        ),
+        (
+            "vanilla + head's symmetric KL (pairs in translation)",
+            Method::Vanilla,
+            Some(AlignmentLoss::SymmetricKl),
         ),
     ];
     common::gpu(); // names the adapter

@@ -18,7 +18,9 @@
 # (0.05, the +con runs' contrastive temperature). A method name ending in
 # +con (not among the default eight) is NAME+par with the contrastive
 # alignment term (each sentence nearer its own translation than the
-# batch's others) in place of 1 - cosine.
+# batch's others) in place of 1 - cosine; one ending in +kl is NAME with
+# the head's symmetric KL between a training pair and the same pair in
+# translation (--align-loss symmetric-kl) at weight XLTC_EXP_KL_WEIGHT (1).
 # Needs the models (python3 models/fetch.py) and the benchmark
 # (python3 datasets/debian_pairs.py). Every setting is written to OUT/settings.txt.
 set -euo pipefail
@@ -49,7 +51,8 @@ parallel=()
 for l in ${langs//,/ }; do parallel+=("$data/parallel-en-$l.tsv"); done
 settings() {
   local base=${1%+par}
-  case ${base%+con} in
+  base=${base%+con}
+  case ${base%+kl} in
     vanilla) echo "--method vanilla" ;;
     rs-da) echo "--method rs-da --copies 3" ;;
     rs-rp) echo "--method rs-rp --noise gaussian --sigma 0.02" ;;
@@ -58,6 +61,7 @@ settings() {
   esac
   if [[ $1 == *+par || $1 == *+con ]]; then echo "--parallel ${parallel[*]} --align-weight ${XLTC_EXP_ALIGN_WEIGHT:-0.1}"; fi
   if [[ $1 == *+con ]]; then echo "--align-loss contrastive --align-temperature ${XLTC_EXP_ALIGN_TEMPERATURE:-0.05}"; fi
+  if [[ $1 == *+kl ]]; then echo "--parallel ${parallel[*]} --align-weight ${XLTC_EXP_KL_WEIGHT:-1} --align-loss symmetric-kl"; fi
   # Adversarial training attacks the alignment term's English side too.
   if [[ $1 == adv+par || $1 == adv+con ]]; then echo "--align-attack"; fi
 }

@@ -688,21 +688,24 @@ fn pooling_loss_and_dropout_gradients() {
 }
 
 /// The alignment losses of five sentence pairs (ten rows, width 37: off
-/// every tile) and their gradients, against the reference: the cosine, and
-/// the contrastive loss at two temperatures with pairs weighted unevenly
-/// and one pair masked out (its rows must get a zero gradient, the others'
+/// every tile) and their gradients, against the reference: the cosine, the
+/// contrastive loss at two temperatures, and the head's symmetric KL (on
+/// three labels' logits and on 37), with pairs weighted unevenly and one
+/// pair masked out (its rows must get a zero gradient, the others'
 /// softmaxes must leave it out).
 #[test]
 fn alignment_loss_and_its_gradient() {
-    let (pairs, width) = (5, 37);
+    let pairs = 5;
     let losses = [
-        AlignmentLoss::Cosine,
-        AlignmentLoss::Contrastive { temperature: 0.05 },
-        AlignmentLoss::Contrastive { temperature: 1.0 },
+        (AlignmentLoss::Cosine, 37),
+        (AlignmentLoss::Contrastive { temperature: 0.05 }, 37),
+        (AlignmentLoss::Contrastive { temperature: 1.0 }, 37),
+        (AlignmentLoss::SymmetricKl, 3),
+        (AlignmentLoss::SymmetricKl, 37),
     ];
-    for loss in losses {
+    for (loss, width) in losses {
         for backward in [false, true] {
-            let label = format!("alignment {loss:?} backward {backward}");
+            let label = format!("alignment {loss:?} width {width} backward {backward}");
             let mut random = Random::fresh();
             let seed = random.0;
             let mut g = Graph::new(2 * pairs, 3);

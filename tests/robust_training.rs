@@ -401,6 +401,37 @@ fn parallel_lines(model: &Model) -> Vec<(Encoding, Encoding)> {
         .collect()
 }
 
+/// The symmetric-KL term's rows for `model`: the fixture's first twelve
+/// training pairs, and each with both sentences replaced by their
+/// `parallel_file` translations.
+fn translated_pairs(model: &Model) -> Vec<(Encoding, Encoding)> {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer =
+        xltc_runtime::TextTokenizer::from_json(&model.tokenizer_json, &model.origin, 64).unwrap();
+    let translation: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(parallel_file(dir.path()))
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once('\t').unwrap())
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+    let train = std::fs::read_to_string(fixtures().join("train/train.tsv")).unwrap();
+    let pair = |a: &str, b: &str| {
+        tokenizer
+            .encode(a, Some(b), xltc_runtime::Overflow::Truncate)
+            .unwrap()
+    };
+    train
+        .lines()
+        .take(12)
+        .map(|l| {
+            let fields: Vec<&str> = l.split('\t').collect();
+            let (a, b) = (fields[0], fields[1]);
+            (pair(a, b), pair(&translation[a], &translation[b]))
+        })
+        .collect()
+}
+
 /// Adversarial training with the alignment term attacked on its English
 /// side (--align-attack): the ascent raises the alignment loss above where
 /// it started and stays inside the ball, and the GPU's step is the CPU
@@ -475,16 +506,17 @@ fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
 
 /// One optimizer step with the alignment term (weight 1, two micro-batches
 /// of four pairs and four parallel lines each, dropout off) on the GPU and
-/// on the CPU reference, for the cosine term and the contrastive one: the
-/// same alignment loss and gradient norm (within 1e-4; the gradients
-/// include the term's), a norm above the task's alone, and the two terms
+/// on the CPU reference, for the cosine term, the contrastive one and the
+/// head's symmetric KL (on training pairs and their translated versions):
+/// the same alignment loss and gradient norm (within 1e-4; the gradients
+/// include the term's), a norm other than the task's alone, and the terms
 /// differ.
 #[test]
 fn the_alignment_term_on_the_gpu_is_the_references() {
     use xltc::train::method::Parallel;
 
     let model = Model::load(&model_dir("tiny-xlmr")).unwrap();
-    let lines = parallel_lines(&model);
+    let (lines, pairs) = (parallel_lines(&model), translated_pairs(&model));
     let settings = |align_weight, align_loss| Settings {
         batch: 4,
         accumulation: 2,
@@ -507,7 +539,10 @@ fn the_alignment_term_on_the_gpu_is_the_references() {
         } else {
             Trainer::new(&model, settings(weight, loss)).unwrap()
         };
-        trainer.parallel = lines.clone();
+        trainer.parallel = match loss {
+            AlignmentLoss::SymmetricKl => pairs.clone(),
+            _ => lines.clone(),
+        };
         trainer.train_step(&group, 0, 10).unwrap()
     };
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs());
@@ -517,6 +552,7 @@ fn the_alignment_term_on_the_gpu_is_the_references() {
     for loss in [
         AlignmentLoss::Cosine,
         AlignmentLoss::Contrastive { temperature: 0.05 },
+        AlignmentLoss::SymmetricKl,
     ] {
         let (cpu, gpu) = (step(false, 1.0, loss), step(true, 1.0, loss));
         let (a, b) = (cpu.alignment_loss.unwrap(), gpu.alignment_loss.unwrap());
@@ -543,7 +579,10 @@ fn the_alignment_term_on_the_gpu_is_the_references() {
         eprintln!("alignment {loss:?}: cpu {cpu:?}\ngpu {gpu:?}");
         norms.push(cpu.gradient_norm);
     }
-    assert_ne!(norms[0], norms[1], "the two terms gave the same gradient");
+    assert!(
+        norms[0] != norms[1] && norms[1] != norms[2] && norms[0] != norms[2],
+        "two terms gave the same gradient: {norms:?}"
+    );
 }
 
 /// Parallel data from the command line, beside a method (RS-RP here): a
@@ -616,12 +655,18 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
     let settings = &log[0]["settings"]["parallel"];
     let recorded = settings["align_loss"]["contrastive"]["temperature"].as_f64();
     assert_eq!(recorded, Some(0.1), "{settings}");
+    // The head's symmetric KL between training pairs and their translated
+    // versions: recorded, and a strong one ends lower.
+    let (_, log) = ends_lower(&["--align-loss", "symmetric-kl"], 0.5);
+    assert_eq!(log[0]["settings"]["parallel"]["align_loss"], "symmetric-kl");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("last/config.json")).unwrap())
             .unwrap();
     assert_eq!(config["xltc_training"]["parallel"]["align_weight"], 10.0);
     let bad = dir.path().join("bad.tsv");
     std::fs::write(&bad, "one\tein\ntwo zwei\n").unwrap();
+    let unrelated = dir.path().join("unrelated.tsv");
+    std::fs::write(&unrelated, "one\tein\n").unwrap();
     for (flags, message) in [
         (
             vec!["--align-weight", "1"],
@@ -683,6 +728,30 @@ fn parallel_data_trains_an_alignment_term_and_code_switches() {
                 "0",
             ],
             "--align-temperature must be above 0 (got 0)".to_owned(),
+        ),
+        (
+            vec![
+                "--parallel",
+                &parallel,
+                "--align-weight",
+                "1",
+                "--align-loss",
+                "symmetric-kl",
+                "--align-temperature",
+                "0.1",
+            ],
+            "give --align-loss contrastive".to_owned(),
+        ),
+        (
+            vec![
+                "--parallel",
+                unrelated.to_str().unwrap(),
+                "--align-weight",
+                "1",
+                "--align-loss",
+                "symmetric-kl",
+            ],
+            "no training pair has a sentence in the --parallel files".to_owned(),
         ),
     ] {
         refused(dir.path(), &flags, &message);

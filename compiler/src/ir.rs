@@ -36,6 +36,19 @@ pub enum AlignmentLoss {
     /// sentence must be nearer its own translation than the others' (and
     /// each translation nearer its own sentence).
     Contrastive { temperature: f64 },
+    /// On the classification head's logits, not the pooled states: the
+    /// symmetric KL divergence KL(p || q) + KL(q || p) between the head's
+    /// distributions p for an English training pair and q for the same pair
+    /// with its sentences replaced by translations.
+    SymmetricKl,
+}
+
+impl AlignmentLoss {
+    /// Whether the term measures the head's output distribution (its x is
+    /// the logits of pairs) rather than mean-pooled states of sentences.
+    pub fn on_head(&self) -> bool {
+        matches!(self, AlignmentLoss::SymmetricKl)
+    }
 }
 
 /// A graph input, filled by the caller before every run. The encoder's four

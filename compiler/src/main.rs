@@ -365,7 +365,11 @@ pub struct TrainArgs {
     /// mean 1 - cosine of a sentence and its translation (pulls a pair
     /// together only); contrastive, symmetric InfoNCE over the batch's
     /// lines (each sentence nearer its own translation than the batch's
-    /// others, at --align-temperature).
+    /// others, at --align-temperature); symmetric-kl, on the head: the
+    /// symmetric KL between the head's distributions for a training pair
+    /// and for the same pair with its sentences replaced by translations
+    /// from the parallel files (the micro-batch then takes --batch such
+    /// pairs).
     #[arg(long, value_enum, help_heading = "Parallel data")]
     pub align_loss: Option<AlignLossKind>,
     /// The contrastive alignment term's temperature [default: 0.05].

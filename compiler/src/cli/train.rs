@@ -24,7 +24,7 @@ use xltc::train::programs::Parameter;
 use xltc::train::{encode, Example, Settings, Trainer};
 use xltc_runtime::artifact::Training;
 use xltc_runtime::pairs::label_index;
-use xltc_runtime::{Overflow, PairFile, SplitMix64, SynonymSets, TextTokenizer};
+use xltc_runtime::{Encoding, Overflow, PairFile, SplitMix64, SynonymSets, TextTokenizer};
 
 use super::progress::Progress;
 use clap::ValueEnum;
@@ -291,15 +291,13 @@ fn parallel(args: &TrainArgs) -> Result<Option<Parallel>> {
     if align_weight == 0.0 && (args.align_loss.is_some() || args.align_temperature.is_some()) {
         bail!("--align-loss and --align-temperature set the alignment term: give --align-weight W");
     }
-    let align_loss = match args.align_loss.unwrap_or(AlignLossKind::Cosine) {
-        AlignLossKind::Cosine => {
-            if args.align_temperature.is_some() {
-                bail!(
-                    "--align-temperature is the contrastive term's: give --align-loss contrastive"
-                );
-            }
-            AlignmentLoss::Cosine
-        }
+    let kind = args.align_loss.unwrap_or(AlignLossKind::Cosine);
+    if args.align_temperature.is_some() && kind != AlignLossKind::Contrastive {
+        bail!("--align-temperature is the contrastive term's: give --align-loss contrastive");
+    }
+    let align_loss = match kind {
+        AlignLossKind::Cosine => AlignmentLoss::Cosine,
+        AlignLossKind::SymmetricKl => AlignmentLoss::SymmetricKl,
         AlignLossKind::Contrastive => {
             let temperature = args.align_temperature.unwrap_or(0.05);
             if !(temperature.is_finite() && temperature > 0.0) {
@@ -340,6 +338,54 @@ fn read_parallel(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
         }
     }
     Ok(lines)
+}
+
+/// Each English text of `lines` (English text, translation) and its
+/// translations.
+fn translations(lines: &[(String, String)]) -> HashMap<String, Vec<String>> {
+    let mut translations: HashMap<String, Vec<String>> = HashMap::new();
+    for (english, other) in lines {
+        translations
+            .entry(english.clone())
+            .or_default()
+            .push(other.clone());
+    }
+    translations
+}
+
+/// The symmetric-KL term's pairs: each training pair (as the file has it)
+/// with a sentence in `lines`, and the same pair with every such sentence
+/// replaced by one of its translations (a uniform draw, once, from `seed`).
+fn translated_pairs(
+    tokenizer: &TextTokenizer,
+    rows: &[Row],
+    lines: &[(String, String)],
+    seed: u64,
+) -> Result<Vec<(Encoding, Encoding)>> {
+    let switched = code_switch(rows, &translations(lines), 1.0, seed ^ 0x4B4C_0000);
+    let (original, translated): (Vec<Row>, Vec<Row>) = rows
+        .iter()
+        .cloned()
+        .zip(switched)
+        .filter(|(a, b)| (&a.0, &a.1) != (&b.0, &b.1))
+        .unzip();
+    if original.is_empty() {
+        bail!("--align-loss symmetric-kl: no training pair has a sentence in the --parallel files");
+    }
+    eprintln!(
+        "xltc: the symmetric-KL term: {} of {} training pairs have a translated version",
+        original.len(),
+        rows.len()
+    );
+    let (original, translated) = (
+        encode(tokenizer, &original)?,
+        encode(tokenizer, &translated)?,
+    );
+    Ok(original
+        .into_iter()
+        .zip(translated)
+        .map(|(a, b)| (a.encoding, b.encoding))
+        .collect())
 }
 
 /// The synonym sets RS-DA draws from.
@@ -384,14 +430,7 @@ impl TrainingSet {
     /// Code-switching: each sentence found in `lines` (English text, its
     /// translation) becomes a translation with chance `p`, drawn from `seed`.
     fn code_switch(&mut self, lines: &[(String, String)], p: f64, seed: u64) {
-        let mut translations: HashMap<String, Vec<String>> = HashMap::new();
-        for (english, other) in lines {
-            translations
-                .entry(english.clone())
-                .or_default()
-                .push(other.clone());
-        }
-        self.rows = code_switch(&self.rows, &translations, p, seed);
+        self.rows = code_switch(&self.rows, &translations(lines), p, seed);
     }
 
     fn rows(&self, epoch: usize) -> Vec<Row> {
@@ -447,6 +486,29 @@ fn execute(
         None => Vec::new(),
     };
     let mut training_set = TrainingSet::read(&run.train, &labels, &settings.method)?;
+    // The alignment term's rows (for the head's term, the file's pairs
+    // before code-switching), before anything is written.
+    let term = settings.parallel.as_ref().filter(|p| p.align_weight > 0.0);
+    let aligned = match term {
+        None => Vec::new(),
+        Some(p) if p.align_loss.on_head() => translated_pairs(
+            &tokenizer,
+            &training_set.rows,
+            &parallel_lines,
+            settings.seed,
+        )?,
+        Some(_) => parallel_lines
+            .iter()
+            .map(|(english, other)| {
+                let one = |text: &str| {
+                    tokenizer
+                        .encode(text, None, Overflow::Truncate)
+                        .with_context(|| format!("the parallel line {english:?}"))
+                };
+                Ok((one(english)?, one(other)?))
+            })
+            .collect::<Result<_>>()?,
+    };
     if let Some(p) = settings.parallel.as_ref().filter(|p| p.code_switch > 0.0) {
         training_set.code_switch(&parallel_lines, p.code_switch, settings.seed);
     }
@@ -478,23 +540,7 @@ fn execute(
             }
         })?
     };
-    if settings
-        .parallel
-        .as_ref()
-        .is_some_and(|p| p.align_weight > 0.0)
-    {
-        trainer.parallel = parallel_lines
-            .iter()
-            .map(|(english, other)| {
-                let one = |text: &str| {
-                    tokenizer
-                        .encode(text, None, Overflow::Truncate)
-                        .with_context(|| format!("the parallel line {english:?}"))
-                };
-                Ok((one(english)?, one(other)?))
-            })
-            .collect::<Result<_>>()?;
-    }
+    trainer.parallel = aligned;
     let mut position = Position::default();
     let log_path = out.join("log.jsonl");
     match saved {

@@ -467,6 +467,10 @@ pub fn instance(
             match loss {
                 // A thread a pair (it writes both rows).
                 AlignmentLoss::Cosine => (Template::Alignment, c, reads, per_row_thread(pairs).0),
+                // A thread a pair (it writes both rows' logits).
+                AlignmentLoss::SymmetricKl => {
+                    (Template::SymmetricKl, c, reads, per_row_thread(pairs).0)
+                }
                 // A thread a row.
                 AlignmentLoss::Contrastive { temperature } => {
                     c.push((

@@ -234,7 +234,9 @@ impl Model {
     /// their translations in the same order) through the encoder (with
     /// `word_embedding_delta`, and dropout when `dropout`), the mean of each
     /// row's last hidden states over its real tokens, and the loss
-    /// [`Op::Alignment`] of those means, measured as `loss` says.
+    /// [`Op::Alignment`] of those means, measured as `loss` says; a loss on
+    /// the head ([`AlignmentLoss::on_head`]) measures the classifier's
+    /// logits instead, and its rows are pairs and their translated versions.
     /// `passes::autodiff` adds the backward.
     pub fn alignment_graph(
         &self,
@@ -250,13 +252,17 @@ impl Model {
             encoder::Dropout::off()
         };
         let hidden = self.encoder(&mut g, true, &mut sites);
-        let mask = g.input(Input::AttentionMask);
-        let pooled = g.op("alignment.mean", Op::MeanPool { x: hidden, mask });
+        let x = if loss.on_head() {
+            self.classifier(&mut g, hidden, &mut sites)
+        } else {
+            let mask = g.input(Input::AttentionMask);
+            g.op("alignment.mean", Op::MeanPool { x: hidden, mask })
+        };
         let example_mask = g.input(Input::ExampleMask);
         let loss = g.op(
             "loss",
             Op::Alignment {
-                x: pooled,
+                x,
                 example_mask,
                 loss,
             },

@@ -292,16 +292,22 @@ mod tests {
         run_in::<f64>(graph, inputs, training).unwrap()["loss"].data[0]
     }
 
-    /// d loss / d x[i] by central differences, x[i] moved by about 1e-3 in
-    /// f32; the move actually made (a difference of f32 values, exact in
-    /// f64) is the denominator.
+    /// d loss / d x[i] by central differences, x[i] moved by about 1e-3 and
+    /// by half that in f32, the two combined by Richardson extrapolation
+    /// (their h^2 errors cancel); the move actually made (a difference of
+    /// f32 values, exact in f64) is each denominator.
     fn numeric(x: &[f32], i: usize, loss_at: impl Fn(Vec<f32>) -> f64) -> f64 {
+        let central = |h: f32| {
+            let (mut up, mut down) = (x.to_vec(), x.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            let step = up[i] as f64 - down[i] as f64;
+            ((loss_at(up) - loss_at(down)) / step, step)
+        };
         let h = 1e-3f32.max(x[i].abs() * 1e-3);
-        let (mut up, mut down) = (x.to_vec(), x.to_vec());
-        up[i] += h;
-        down[i] -= h;
-        let step = up[i] as f64 - down[i] as f64;
-        (loss_at(up) - loss_at(down)) / step
+        let ((wide, a), (narrow, b)) = (central(h), central(h / 2.0));
+        let r2 = (a / b) * (a / b);
+        (r2 * narrow - wide) / (r2 - 1.0)
     }
 
     /// Every weight's gradient and the word-embedding gradient, from the
@@ -424,6 +430,13 @@ mod tests {
         alignment_matches_finite_differences(AlignmentLoss::Contrastive { temperature: 0.1 });
     }
 
+    /// The same for the head's symmetric KL (the classifier's logits of
+    /// two pairs and their translated versions): the head's weights too.
+    #[test]
+    fn the_symmetric_kl_alignment_loss_matches_finite_differences() {
+        alignment_matches_finite_differences(AlignmentLoss::SymmetricKl);
+    }
+
     fn alignment_matches_finite_differences(measure: AlignmentLoss) {
         let model = tiny("tiny-xlmr");
         let mut rng = SplitMix64::new(21);
@@ -462,6 +475,8 @@ mod tests {
             AlignmentLoss::Cosine => 2.0,
             // Two pairs: log 2 plus at most 2 / temperature a direction.
             AlignmentLoss::Contrastive { temperature } => 2f64.ln() + 2.0 / temperature,
+            // Unbounded in general; the tiny model's logits are small.
+            AlignmentLoss::SymmetricKl => 1.0,
         };
         assert!(value > 0.0 && value < bound, "{value}");
         let mut checked = 0;
@@ -490,6 +505,17 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 10, "only {checked} weights checked");
+        let head = forward
+            .values()
+            .filter(|(_, v)| matches!(v.source, Source::Weight(_)))
+            .any(|(_, v)| {
+                v.name.contains("classifier") && out.contains_key(&gradient_name(&v.name))
+            });
+        assert_eq!(
+            head,
+            measure.on_head(),
+            "the head's weights learn from a term on the head only"
+        );
         let grad = &out[WORD_EMBEDDING_GRADIENT].data;
         let hidden = model.config.hidden;
         for i in [1, hidden + 3, 3 * inputs.seq * hidden + 2] {

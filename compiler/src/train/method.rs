@@ -40,6 +40,7 @@ pub enum MethodKind {
 pub enum AlignLossKind {
     Cosine,
     Contrastive,
+    SymmetricKl,
 }
 
 impl Method {
@@ -142,7 +143,8 @@ pub struct Parallel {
     /// The alignment term's weight in the objective (0: none): each
     /// micro-batch also takes `batch` lines, and the loss adds this times
     /// `align_loss` of the mean-pooled last hidden states of the sentences
-    /// and of their translations.
+    /// and of their translations (for a loss on the head, `batch` training
+    /// pairs and their translated versions, and the head's distributions).
     pub align_weight: f64,
     /// The chance that a training sentence with a translation in the files
     /// is replaced by one (drawn once, before training; 0: none).
