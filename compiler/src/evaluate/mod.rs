@@ -586,14 +586,35 @@ pub fn evaluate(
         class: &english_class,
         gold: &english_gold,
     };
+    // Each translation's retrieval, one entry a shared pair in file order,
+    // computed once for its report row and for its pairs' records.
+    let attack = perturbation.is_some_and(|p| p.worst_of_k);
+    let retrieved: HashMap<&str, Retrieved> = others
+        .iter()
+        .map(|t| {
+            let shared = shared_pairs(t, &english);
+            let hits = retrieval(&scored, &shared, english.draws, attack);
+            (t.name.as_str(), hits)
+        })
+        .collect();
     let consistency = others
         .iter()
-        .filter_map(|t| consistency_of(t, &english, &scored, &decision, perturbation))
+        .filter_map(|t| {
+            let hits = &retrieved[t.name.as_str()];
+            consistency_of(t, &english, &scored, &decision, perturbation, hits)
+        })
         .collect();
     if suite.english.is_none() && !others.is_empty() {
         notes.push("no test-en.tsv: cross-lingual consistency needs the English originals".into());
     }
-    let pairs = pair_records(suite, &english, &scored, &decision, perturbation, &gold_of);
+    let pairs = pair_records(
+        suite,
+        &english,
+        &scored,
+        &decision,
+        (perturbation, &retrieved),
+        &gold_of,
+    );
     let smoothing = match scorer {
         Scorer::Model {
             smoothing: Some(settings),
@@ -677,7 +698,7 @@ fn pair_records(
     english: &EnglishSide,
     scored: &Scored,
     decision: &Decision,
-    perturbation: Option<&Perturbation>,
+    (perturbation, retrieved): (Option<&Perturbation>, &HashMap<&str, Retrieved>),
     gold: &dyn Fn(&PairFile, &LabelledPair) -> usize,
 ) -> Vec<PairRecord> {
     let class = |a: &str, b: &str| decision.class(&scored.pair(a, b));
@@ -693,11 +714,8 @@ fn pair_records(
         let is_translation = t.is_monolingual() && t.languages.0 != "en";
         let retrieved: HashMap<&str, (Option<u8>, Option<u8>)> = if is_translation {
             let shared = shared_pairs(t, english);
-            let hits = retrieval(scored, &shared, english.draws, attack);
-            shared
-                .iter()
-                .map(|(_, p)| p.id.as_str())
-                .zip(hits)
+            let ids = shared.iter().map(|(_, p)| p.id.as_str());
+            ids.zip(retrieved[t.name.as_str()].iter().copied())
                 .collect()
         } else {
             HashMap::new()
@@ -919,6 +937,7 @@ fn consistency_of(
     scored: &Scored,
     decision: &Decision,
     perturbation: Option<&Perturbation>,
+    hits: &Retrieved,
 ) -> Option<Consistency> {
     let shared = shared_pairs(test, english);
     if shared.is_empty() {
@@ -945,8 +964,6 @@ fn consistency_of(
         retrieval: None,
         worst_retrieval: None,
     };
-    let attack = perturbation.is_some_and(|p| p.worst_of_k);
-    let hits = retrieval(scored, &shared, english.draws, attack);
     let share = |found: Option<Vec<u8>>| mean(found?.into_iter().map(|n| f64::from(n) / 2.0));
     result.retrieval = share(hits.iter().map(|h| h.0).collect());
     result.worst_retrieval = share(hits.iter().map(|h| h.1).collect());
@@ -1000,6 +1017,10 @@ fn shared_pairs<'a>(
         .collect()
 }
 
+/// A translation's [`retrieval`]: one (clean, worst draw) entry a shared
+/// example, in file order.
+type Retrieved = Vec<(Option<u8>, Option<u8>)>;
+
 /// For each shared (English original, translation) example, in order: of
 /// its two sentences, how many the English original's retrieves
 /// ([`Consistency::retrieval`]), clean and (with `attack`, where the
@@ -1010,7 +1031,7 @@ fn retrieval(
     shared: &[(&LabelledPair, &LabelledPair)],
     draws: &HashMap<&str, Vec<(String, String)>>,
     attack: bool,
-) -> Vec<(Option<u8>, Option<u8>)> {
+) -> Retrieved {
     let firsts: Vec<&str> = shared.iter().map(|(_, t)| t.sentence1.as_str()).collect();
     let seconds: Vec<&str> = shared.iter().map(|(_, t)| t.sentence2.as_str()).collect();
     let embedding = |s: &str| scored.embedding(s);
