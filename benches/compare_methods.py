@@ -110,7 +110,12 @@ def metrics(report, dev):
             "attacked_agreement": pooled(consistency, "attacked_agreement", "perturbed_pairs"),
             "alignment": pooled(consistency, "alignment", "shared_pairs"),
             "attacked_alignment": pooled(consistency, "attacked_alignment", "perturbed_pairs"),
-            "worst_alignment": pooled(consistency, "worst_alignment", "perturbed_pairs")}
+            "worst_alignment": pooled(consistency, "worst_alignment", "perturbed_pairs"),
+            # Of the translations' sentences, the share whose English original
+            # finds them nearest among the file's (reports from before xltc
+            # eval measured it have none).
+            "retrieval": pooled(consistency, "retrieval", "shared_pairs"),
+            "worst_retrieval": pooled(consistency, "worst_retrieval", "perturbed_pairs")}
 
 
 def table(out, methods, reports):
@@ -118,7 +123,8 @@ def table(out, methods, reports):
     header = ["method", "best dev-en"] + languages + [
         "mean", "mean without en", "matrix", "matrix off diagonal",
         "en substituted", "en worst of k", "agreement", "agreement attacked",
-        "alignment", "alignment attacked", "alignment, worst draw", "agreement lost to attack (points)",
+        "alignment", "alignment attacked", "alignment, worst draw", "retrieval", "retrieval, worst draw",
+        "agreement lost to attack (points)",
         "alignment lost to attack", "alignment lost to its worst draw"]
     rows = []
     for method in methods:
@@ -130,6 +136,7 @@ def table(out, methods, reports):
                     + [percent(m[k]) for k in ["mean", "mean_without_en", "matrix", "matrix_off_diagonal",
                                                "substituted", "worst_of_k", "agreement", "attacked_agreement"]]
                     + [cosine(m["alignment"]), cosine(m["attacked_alignment"]), cosine(m["worst_alignment"]),
+                       percent(m["retrieval"]), percent(m["worst_retrieval"]),
                        percent(m["agreement_lost"]), cosine(m["alignment_lost"]),
                        cosine(m["alignment_lost_worst"])])
     return markdown_table(header, rows), languages
@@ -501,6 +508,7 @@ SEED_METRICS = [("best dev-en", "dev", percent), ("mean", "mean", percent),
                 ("agreement attacked", "attacked_agreement", percent),
                 ("alignment", "alignment", cosine), ("alignment attacked", "attacked_alignment", cosine),
                 ("alignment, worst draw", "worst_alignment", cosine),
+                ("retrieval", "retrieval", percent), ("retrieval, worst draw", "worst_retrieval", percent),
                 ("agreement lost to attack", "agreement_lost", percent),
                 ("alignment lost to attack", "alignment_lost", cosine),
                 ("alignment lost to its worst draw", "alignment_lost_worst", cosine)]

@@ -7,7 +7,8 @@ agreement and alignment is shown only where both rest on the same pairs;
 where reports have pairs.tsv, methods are compared pair by pair (McNemar,
 with Holm's adjustment over the table), and the alignment each attack takes
 is described pair by pair (median, 90th percentile, largest, the tail);
-over seeds too, alignment under its own worst draw and what that draw takes.
+over seeds too, alignment under its own worst draw and what that draw takes;
+retrieval (clean and on the worst draw) pooled like agreement, where reports have it.
 
     python3 -m unittest benches/test_compare_methods.py
 """
@@ -122,10 +123,12 @@ class Lost(unittest.TestCase):
             write_run(same, "vanilla", [0.9], 0.8, None, None, consistency=[
                 {"language": "de", "shared_pairs": 100, "perturbed_pairs": 100,
                  "agreement": 0.9, "attacked_agreement": 0.7,
-                 "alignment": 0.9, "attacked_alignment": 0.85, "worst_alignment": 0.8},
+                 "alignment": 0.9, "attacked_alignment": 0.85, "worst_alignment": 0.8,
+                 "retrieval": 0.95, "worst_retrieval": 0.8},
                 {"language": "zh", "shared_pairs": 50, "perturbed_pairs": 50,
                  "agreement": 0.8, "attacked_agreement": 0.8,
-                 "alignment": 0.9, "attacked_alignment": 0.9, "worst_alignment": 0.87}])
+                 "alignment": 0.9, "attacked_alignment": 0.9, "worst_alignment": 0.87,
+                 "retrieval": 0.8, "worst_retrieval": 0.5}])
             write_run(older, "vanilla", [0.9], 0.8, 0.7, 0.9)
             out = os.path.join(root, "out")
             os.makedirs(out)
@@ -143,7 +146,11 @@ class Lost(unittest.TestCase):
             # alignment's own worst draw: (80 + 43.5) / 150 = 0.8233, 0.9 - that = 0.0767.
             self.assertEqual(row[header.index("alignment, worst draw")], "0.8233")
             self.assertEqual(row[header.index("alignment lost to its worst draw")], "0.0767")
+            # retrieval, pooled: (95 + 40) / 150 = 90.0%; worst draw (80 + 25) / 150 = 70.0%.
+            self.assertEqual(row[header.index("retrieval")], "90.0")
+            self.assertEqual(row[header.index("retrieval, worst draw")], "70.0")
             self.assertNotIn("worst draw", tables[older][0], "older reports have no worst draw")
+            self.assertNotIn("retrieval", tables[older][0], "older reports have no retrieval")
             self.assertNotIn("lost to attack", tables[older][0],
                              "attacked on 60 of 100 pairs: not comparable with clean")
 
