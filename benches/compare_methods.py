@@ -177,12 +177,11 @@ def paired(first, second, success):
     `success` on the pairs both runs have where it applies: second minus
     first. Pairs with the same id are one English original and its
     translations, so they are one cluster (clustered())."""
-    outcomes = [(k[1], success(first[k]), success(second[k])) for k in first if k in second]
-    outcomes = [(i, int(y) - int(x)) for i, x, y in outcomes if x is not None and y is not None]
-    if not outcomes:
+    found = outcomes(first, second, success)
+    if not found:
         return None
-    centre, half, n = clustered(outcomes)
-    return 100 * centre, clustered_mcnemar(outcomes), n, 100 * half
+    centre, half, n = clustered(found)
+    return 100 * centre, clustered_mcnemar(found), n, 100 * half
 
 
 def by_cluster(values):
@@ -266,6 +265,25 @@ def lost_differences(first, second, column):
     return [(i, y - x) for i, x, y in both if x is not None and y is not None]
 
 
+# What paired_table compares pair by pair: a name and whether a pairs.tsv
+# row counts as a success (None where the check does not apply).
+CHECKS = [
+    ("accuracy, every language's own test", lambda r: r["predicted"] == r["gold"]
+     if r["file"] == "test-en.tsv" or translation(r) else None),
+    ("en worst of k", lambda r: r["worst"] == r["gold"] if r["worst"] != "" else None),
+    ("agreement", lambda r: r["predicted"] == r["english"] if translation(r) else None),
+    ("agreement attacked", lambda r: r["predicted"] == r["english_attacked"]
+     if translation(r) and r["english_attacked"] != "" else None),
+]
+
+
+def outcomes(first, second, success):
+    """(English original's id, second's success minus first's) of every pair
+    both runs have where `success` applies."""
+    both = [(k[1], success(first[k]), success(second[k])) for k in first if k in second]
+    return [(i, int(y) - int(x)) for i, x, y in both if x is not None and y is not None]
+
+
 def paired_table(methods, rows):
     """Each method against the first on the same pairs, where both have
     pairs.tsv (`rows`: each method's pair_rows): (markdown, {method:
@@ -274,14 +292,7 @@ def paired_table(methods, rows):
     base = methods[0]
     if rows[base] is None or not any(rows[m] for m in methods[1:]):
         return None
-    checks = [
-        ("accuracy, every language's own test", lambda r: r["predicted"] == r["gold"]
-         if r["file"] == "test-en.tsv" or translation(r) else None),
-        ("en worst of k", lambda r: r["worst"] == r["gold"] if r["worst"] != "" else None),
-        ("agreement", lambda r: r["predicted"] == r["english"] if translation(r) else None),
-        ("agreement attacked", lambda r: r["predicted"] == r["english_attacked"]
-         if translation(r) and r["english_attacked"] != "" else None),
-    ]
+    checks = CHECKS
     losses = [("alignment lost to attack", "alignment_attacked"),
               ("alignment lost to its worst draw", "alignment_worst")]
     header = ["method"] + [f"{name} (points (95% interval), p, Holm, pairs)" for name, _ in checks] + [
@@ -609,12 +620,17 @@ def seeds_paired_table(runs):
     base = next(iter(runs))
     # The first method's learned runs by folder, each pairs.tsv read once.
     firsts = {v["folder"]: pair_rows(v["folder"], base) for v in runs[base] if v["learned"]}
-    figures = {}
+    figures, pooled_outcomes, seeds_pooled = {}, {}, {}
     for method in list(runs)[1:]:
         for run in runs[method]:
             if run["folder"] not in firsts or not run["learned"]:
                 continue
             rows = {base: firsts[run["folder"]], method: pair_rows(run["folder"], method)}
+            if rows[base] and rows[method]:
+                seeds_pooled[method] = seeds_pooled.get(method, 0) + 1
+                for name, success in CHECKS:
+                    pooled_outcomes.setdefault(method, {}).setdefault(name, []).extend(
+                        outcomes(rows[base], rows[method], success))
             compared = paired_table([base, method], rows)
             for name, value in (compared[1][method].items() if compared else []):
                 figures.setdefault(method, {}).setdefault(name, []).append(value)
@@ -669,11 +685,45 @@ def seeds_paired_table(runs):
             f"The last column: the share of English originals whose translations lose less alignment "
             f"to its worst draw than {base}'s, mean (range) over seeds, and the seeds where the exact "
             f"sign test (p under 0.05, unadjusted) finds more or fewer than half:\n\n"
+            + markdown_table(header, table)
+            # Taken together where a method has two seeds or more.
+            + ("\n\n" + pooled_table(base, {m: v for m, v in pooled_outcomes.items() if seeds_pooled[m] > 1})
+               if max(seeds_pooled.values(), default=0) > 1 else ""))
+
+
+def pooled_table(base, found):
+    """The seeds' pairs taken together, each method against `base`: the
+    difference in points with its 95% interval, Durkalski's clustered
+    McNemar p and the pairs. An English original's pairs in every language
+    and every seed are one cluster: the same test item, so its outcomes
+    move together across seeds as across languages. Holm over the table."""
+    cells = {m: {name: (clustered(v), clustered_mcnemar(v)) for name, v in by_name.items() if v}
+             for m, by_name in found.items()}
+    tested = [(m, name) for m in cells for name in cells[m]]
+    adjusted = dict(zip(tested, holm([cells[m][name][1] for m, name in tested])))
+    header = ["method"] + [f"{name} (points (95% interval), p, Holm, pairs)" for name, _ in CHECKS]
+    table = []
+    for method, by_name in cells.items():
+        row = [method]
+        for name, _ in CHECKS:
+            if name not in by_name:
+                row.append("-")
+                continue
+            (centre, half, n), p = by_name[name]
+            row.append(f"{100 * centre:+.1f} ({100 * (centre - half):+.1f} to {100 * (centre + half):+.1f}), "
+                       f"p {p:.2g}, Holm {adjusted[(method, name)]:.2g}, {n}")
+        table.append(row)
+    return (f"The same comparisons with every seed's pairs taken together, against {base} of the same "
+            f"seed (an English original's pairs in every language and seed are one cluster; p: "
+            f"Durkalski's clustered McNemar; Holm over the table's {len(tested)} tests):\n\n"
             + markdown_table(header, table))
 
 
 def seeds(out, folders, learned_above):
     methods = ["vanilla", "rs-da", "rs-rp", "adv", "vanilla+par", "adv+par", "rs-rp+par", "rs-da+par"]
+    # Then any other run the folders hold (vanilla+con, ...), by name.
+    methods += sorted({m for f in folders for m in os.listdir(f)
+                       if m not in methods and os.path.exists(os.path.join(f, m, "eval", "report.json"))})
     runs = {}
     for method in methods:
         found = [f for f in folders if os.path.exists(os.path.join(f, method, "eval", "report.json"))]

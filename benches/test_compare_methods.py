@@ -205,10 +205,24 @@ class SeedsPaired(unittest.TestCase):
                            check=True, capture_output=True, text=True)
             with open(os.path.join(out, "seeds.md")) as f:
                 one = f.read().splitlines()[-1]
-        lines = text[text.index("Each method minus vanilla"):].splitlines()
+        lines = text[text.index("Each method minus vanilla"):text.index("The same comparisons")]
+        lines = lines.strip().splitlines()
         header = [c.strip() for c in lines[2].strip("|").split("|")]
         rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[4:]]
         self.assertEqual([r[0] for r in rows], ["adv"])
+        # Seeds 7 and 8 taken together (9's adv did not learn): 20 pairs in
+        # 10 clusters (an original's pair in both seeds), +1 on originals
+        # 5, 6, 7 of seed 7: 3 / 20 = +15 points; half-width
+        # 1.96 sqrt((3 0.7^2 + 7 0.3^2) 10 / 9) / 20 = 15.0; Durkalski's
+        # p = erfc(sqrt(3^2 / 3 / 2)) = 0.083, Holm over 3 tests (en worst
+        # of k has no pairs) 0.25.
+        pooled = text[text.index("The same comparisons"):].strip().splitlines()
+        pooled_header = [c.strip() for c in pooled[2].strip("|").split("|")]
+        pooled_row = dict(zip(pooled_header, [c.strip() for c in pooled[4].strip("|").split("|")]))
+        self.assertEqual(len(pooled), 5, "one method")
+        self.assertEqual(pooled_row["agreement attacked (points (95% interval), p, Holm, pairs)"],
+                         "+15.0 (+0.0 to +30.0), p 0.083, Holm 0.25, 20")
+        self.assertNotIn("en worst of k", pooled[2], "no pair has it: no column")
         row = dict(zip(header, rows[0]))
         # +30 and 0: mean 15, sd sqrt(2 * 15^2) = 21.2.
         self.assertEqual(row["agreement attacked (points)"],
