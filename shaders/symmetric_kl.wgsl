@@ -3,12 +3,11 @@
 // pairs, then of their translations in the same order; with p and q the
 // softmax of a pair's two rows, the loss is the mean over the pairs whose
 // example_mask entry (the first row's) is not 0 of
-//   mask (KL(p || q) + KL(q || p)) = mask sum_k (p_k - q_k)(log p_k - log q_k).
-// Chosen by MODE:
-//   0: the loss, one thread for the whole batch (out [1]);
-//   1: its gradient, one thread a pair writing both rows (out [2 PAIRS, WIDTH]):
-//      d/dz_k = (mask / real) (p_k (log p_k - log q_k) + p_k - q_k - p_k KL(p || q))
-//      for the first row's logits z, and the same with p and q swapped.
+//   mask (KL(p || q) + KL(q || p)) = mask sum_k (p_k - q_k)(log p_k - log q_k);
+// its gradient, for a pair,
+//   d/dz_k = (mask / real) (p_k (log p_k - log q_k) + p_k - q_k - p_k KL(p || q))
+// for the first row's logits z, and the same with p and q swapped. The
+// modes and the entry point: pair_loss_main.wgsl.
 // Inputs:  x [2 PAIRS, WIDTH] f32, example_mask [2 PAIRS] f32
 // Output:  out, as the mode says
 const PAIRS: u32 = {{PAIRS}}u;
@@ -48,33 +47,19 @@ fn divergences(pair: u32, lse_p: f32, lse_q: f32) -> vec2<f32> {
     return vec2<f32>(pq, qp);
 }
 
-@compute @workgroup_size(WORKGROUP)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    var real = 0.0;
-    for (var i = 0u; i < PAIRS; i++) {
-        real += select(0.0, 1.0, example_mask[i] != 0.0);
-    }
-    real = max(real, 1.0);
-    if (MODE == 0u) {
-        if (gid.x != 0u) {
-            return;
-        }
-        var loss = 0.0;
-        for (var i = 0u; i < PAIRS; i++) {
-            let d = divergences(i, logsumexp(i), logsumexp(PAIRS + i));
-            loss = fma(example_mask[i], d.x + d.y, loss);
-        }
-        out[0] = loss / real;
-        return;
-    }
-    let pair = gid.x;
-    if (pair >= PAIRS) {
-        return;
-    }
+// KL(p || q) + KL(q || p) of pair `pair`.
+fn pair_loss(pair: u32) -> f32 {
+    let d = divergences(pair, logsumexp(pair), logsumexp(PAIRS + pair));
+    return d.x + d.y;
+}
+
+// d/dz_k = p_k (log p_k - log q_k) + p_k - q_k - p_k KL(p || q) for the
+// first row's logits, the same with p and q swapped for the second's, each
+// times `scale`.
+fn write_gradient(pair: u32, scale: f32) {
     let lse_p = logsumexp(pair);
     let lse_q = logsumexp(PAIRS + pair);
     let d = divergences(pair, lse_p, lse_q);
-    let scale = example_mask[pair] / real;
     let a = pair * WIDTH;
     let b = (PAIRS + pair) * WIDTH;
     for (var k = 0u; k < WIDTH; k++) {

@@ -175,9 +175,15 @@ impl Template {
             Template::AttentionDots => include_str!("../../../shaders/attention_dots.wgsl"),
             Template::PoolingBackward => include_str!("../../../shaders/pooling_backward.wgsl"),
             Template::CrossEntropy => include_str!("../../../shaders/cross_entropy.wgsl"),
-            Template::Alignment => include_str!("../../../shaders/alignment.wgsl"),
+            Template::Alignment => concat!(
+                include_str!("../../../shaders/alignment.wgsl"),
+                include_str!("../../../shaders/pair_loss_main.wgsl")
+            ),
             Template::Contrastive => include_str!("../../../shaders/contrastive.wgsl"),
-            Template::SymmetricKl => include_str!("../../../shaders/symmetric_kl.wgsl"),
+            Template::SymmetricKl => concat!(
+                include_str!("../../../shaders/symmetric_kl.wgsl"),
+                include_str!("../../../shaders/pair_loss_main.wgsl")
+            ),
             Template::Dropout => include_str!("../../../shaders/dropout.wgsl"),
             Template::GatherBackward => include_str!("../../../shaders/gather_backward.wgsl"),
             Template::Fill => include_str!("../../../shaders/fill.wgsl"),
