@@ -292,18 +292,17 @@ def paired_table(methods, rows):
     base = methods[0]
     if rows[base] is None or not any(rows[m] for m in methods[1:]):
         return None
-    checks = CHECKS
     losses = [("alignment lost to attack", "alignment_attacked"),
               ("alignment lost to its worst draw", "alignment_worst")]
-    header = ["method"] + [f"{name} (points (95% interval), p, Holm, pairs)" for name, _ in checks] + [
+    header = ["method"] + [f"{name} (points (95% interval), p, Holm, pairs)" for name, _ in CHECKS] + [
         f"{name} (difference (95% interval), pairs)" for name, _ in losses]
     results, intervals, figures = {}, {}, {}
     for method in methods[1:]:
         if rows[method] is None:
             continue
         a, b = rows[base], rows[method]
-        results[method] = [paired(a, b, success) for _, success in checks]
-        figures[method] = {name: (r[0], r[3]) for (name, _), r in zip(checks, results[method]) if r is not None}
+        results[method] = [paired(a, b, success) for _, success in CHECKS]
+        figures[method] = {name: (r[0], r[3]) for (name, _), r in zip(CHECKS, results[method]) if r is not None}
         intervals[method] = []
         for name, column in losses:
             differences = lost_differences(a, b, column)

@@ -380,24 +380,35 @@ fn parallel_file(dir: &Path) -> PathBuf {
     path
 }
 
-/// The first twelve lines of `parallel_file`, tokenized for `model`.
-fn parallel_lines(model: &Model) -> Vec<(Encoding, Encoding)> {
+/// `model`'s tokenizer (64 tokens) and the lines of `parallel_file`
+/// (English text, translation).
+fn tokenizer_and_translations(
+    model: &Model,
+) -> (xltc_runtime::TextTokenizer, Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let tokenizer =
         xltc_runtime::TextTokenizer::from_json(&model.tokenizer_json, &model.origin, 64).unwrap();
-    std::fs::read_to_string(parallel_file(dir.path()))
+    let lines = std::fs::read_to_string(parallel_file(dir.path()))
         .unwrap()
         .lines()
+        .map(|l| l.split_once('\t').unwrap())
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+    (tokenizer, lines)
+}
+
+/// The first twelve lines of `parallel_file`, tokenized for `model`.
+fn parallel_lines(model: &Model) -> Vec<(Encoding, Encoding)> {
+    let (tokenizer, lines) = tokenizer_and_translations(model);
+    let one = |t: &str| {
+        tokenizer
+            .encode(t, None, xltc_runtime::Overflow::Truncate)
+            .unwrap()
+    };
+    lines
+        .iter()
         .take(12)
-        .map(|l| {
-            let (a, b) = l.split_once('\t').unwrap();
-            let one = |t: &str| {
-                tokenizer
-                    .encode(t, None, xltc_runtime::Overflow::Truncate)
-                    .unwrap()
-            };
-            (one(a), one(b))
-        })
+        .map(|(a, b)| (one(a), one(b)))
         .collect()
 }
 
@@ -405,16 +416,8 @@ fn parallel_lines(model: &Model) -> Vec<(Encoding, Encoding)> {
 /// training pairs, and each with both sentences replaced by their
 /// `parallel_file` translations.
 fn translated_pairs(model: &Model) -> Vec<(Encoding, Encoding)> {
-    let dir = tempfile::tempdir().unwrap();
-    let tokenizer =
-        xltc_runtime::TextTokenizer::from_json(&model.tokenizer_json, &model.origin, 64).unwrap();
-    let translation: std::collections::HashMap<String, String> =
-        std::fs::read_to_string(parallel_file(dir.path()))
-            .unwrap()
-            .lines()
-            .map(|l| l.split_once('\t').unwrap())
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .collect();
+    let (tokenizer, lines) = tokenizer_and_translations(model);
+    let translation: std::collections::HashMap<String, String> = lines.into_iter().collect();
     let train = std::fs::read_to_string(fixtures().join("train/train.tsv")).unwrap();
     let pair = |a: &str, b: &str| {
         tokenizer

@@ -612,7 +612,8 @@ pub fn evaluate(
         &english,
         &scored,
         &decision,
-        (perturbation, &retrieved),
+        perturbation,
+        &retrieved,
         &gold_of,
     );
     let smoothing = match scorer {
@@ -698,7 +699,8 @@ fn pair_records(
     english: &EnglishSide,
     scored: &Scored,
     decision: &Decision,
-    (perturbation, retrieved): (Option<&Perturbation>, &HashMap<&str, Retrieved>),
+    perturbation: Option<&Perturbation>,
+    retrieved: &HashMap<&str, Retrieved>,
     gold: &dyn Fn(&PairFile, &LabelledPair) -> usize,
 ) -> Vec<PairRecord> {
     let class = |a: &str, b: &str| decision.class(&scored.pair(a, b));
