@@ -436,17 +436,19 @@ fn translated_pairs(model: &Model) -> Vec<(Encoding, Encoding)> {
 }
 
 /// Adversarial training with the alignment term attacked on its English
-/// side (--align-attack): the ascent raises the alignment loss above where
-/// it started and stays inside the ball, and the GPU's step is the CPU
-/// reference's (losses and gradient norm within 1e-4).
+/// side (--align-attack), for each alignment measure (the cosine, the
+/// contrastive term and the head's symmetric KL on translated training
+/// pairs): the ascent raises the alignment loss above where it started and
+/// stays inside the ball, and the GPU's step is the CPU reference's (losses
+/// and gradient norm within 1e-4).
 #[test]
 fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
     use xltc::train::method::Parallel;
 
     let model = Model::load(&model_dir("tiny-xlmr")).unwrap();
-    let lines = parallel_lines(&model);
+    let (lines, pairs) = (parallel_lines(&model), translated_pairs(&model));
     let eps = 0.5;
-    let settings = Settings {
+    let settings = |align_loss| Settings {
         batch: 4,
         accumulation: 2,
         lr: 1e-3,
@@ -464,47 +466,62 @@ fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
             align_weight: 1.0,
             code_switch: 0.0,
             align_attack: true,
-            align_loss: AlignmentLoss::Cosine,
+            align_loss,
         }),
         ..Settings::default()
     };
     let examples = common::training_examples();
     let group: Vec<&Example> = examples.iter().collect();
-    let step = |on_gpu: bool| {
+    let step = |on_gpu: bool, loss: AlignmentLoss| {
         let mut trainer = if on_gpu {
-            Trainer::on_gpu(&model, settings.clone()).unwrap()
+            Trainer::on_gpu(&model, settings(loss)).unwrap()
         } else {
-            Trainer::new(&model, settings.clone()).unwrap()
+            Trainer::new(&model, settings(loss)).unwrap()
         };
-        trainer.parallel = lines.clone();
+        trainer.parallel = match loss {
+            AlignmentLoss::SymmetricKl => pairs.clone(),
+            _ => lines.clone(),
+        };
         trainer.train_step(&group, 0, 10).unwrap()
     };
-    let (cpu, gpu) = (step(false), step(true));
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs());
-    for record in [&cpu, &gpu] {
-        let ascent = record.alignment_ascent.as_ref().unwrap();
-        assert!(
-            ascent.perturbed_loss > ascent.start_loss && ascent.start_loss > 0.0,
-            "{ascent:?}"
+    for loss in [
+        AlignmentLoss::Cosine,
+        AlignmentLoss::Contrastive { temperature: 0.05 },
+        AlignmentLoss::SymmetricKl,
+    ] {
+        let (cpu, gpu) = (step(false, loss), step(true, loss));
+        for record in [&cpu, &gpu] {
+            let ascent = record.alignment_ascent.as_ref().unwrap();
+            assert!(
+                ascent.perturbed_loss > ascent.start_loss && ascent.start_loss > 0.0,
+                "{loss:?}: {ascent:?}"
+            );
+            assert!(
+                ascent.largest_norm <= eps * (1.0 + 1e-6),
+                "{loss:?}: {ascent:?}"
+            );
+            assert_eq!(record.alignment_loss, Some(ascent.perturbed_loss));
+        }
+        let (a, b) = (
+            cpu.alignment_ascent.clone().unwrap(),
+            gpu.alignment_ascent.clone().unwrap(),
         );
-        assert!(ascent.largest_norm <= eps * (1.0 + 1e-6), "{ascent:?}");
-        assert_eq!(record.alignment_loss, Some(ascent.perturbed_loss));
+        assert!(
+            close(a.start_loss, b.start_loss),
+            "{loss:?}: cpu {a:?} gpu {b:?}"
+        );
+        assert!(
+            close(a.perturbed_loss, b.perturbed_loss),
+            "{loss:?}: cpu {a:?} gpu {b:?}"
+        );
+        assert!(
+            close(cpu.gradient_norm, gpu.gradient_norm),
+            "{loss:?}: gradient norm: cpu {} gpu {}",
+            cpu.gradient_norm,
+            gpu.gradient_norm
+        );
     }
-    let (a, b) = (
-        cpu.alignment_ascent.clone().unwrap(),
-        gpu.alignment_ascent.clone().unwrap(),
-    );
-    assert!(close(a.start_loss, b.start_loss), "cpu {a:?} gpu {b:?}");
-    assert!(
-        close(a.perturbed_loss, b.perturbed_loss),
-        "cpu {a:?} gpu {b:?}"
-    );
-    assert!(
-        close(cpu.gradient_norm, gpu.gradient_norm),
-        "gradient norm: cpu {} gpu {}",
-        cpu.gradient_norm,
-        gpu.gradient_norm
-    );
 }
 
 /// One optimizer step with the alignment term (weight 1, two micro-batches
