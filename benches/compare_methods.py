@@ -55,10 +55,26 @@ COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
            "#ccb974", "#64b5cd"]
 
 
+USAGE = """usage: python3 benches/compare_methods.py OUT [METHOD ...]
+       python3 benches/compare_methods.py --seeds OUT [--learned-above A] FOLDER [FOLDER ...]"""
+
+
+def fail(message, code=1):
+    """Stops with a message on stderr (and the usage for a bad command line)."""
+    print(f"compare_methods: {message}" + (f"\n{USAGE}" if code == 2 else ""), file=sys.stderr)
+    sys.exit(code)
+
+
 def load(out, method):
-    with open(os.path.join(out, method, "eval", "report.json")) as f:
-        report = json.load(f)["evaluation"]
-    dev = [json.loads(line) for line in open(os.path.join(out, method, "log.jsonl"))]
+    path = os.path.join(out, method, "eval", "report.json")
+    try:
+        with open(path) as f:
+            report = json.load(f)["evaluation"]
+        path = os.path.join(out, method, "log.jsonl")
+        with open(path) as f:
+            dev = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fail(f"{path}: not a run's report or training log ({type(e).__name__}: {e})")
     dev = [r["dev_accuracy"] for r in dev if "dev_accuracy" in r]
     return report, dev
 
@@ -724,6 +740,8 @@ def seeds(out, folders, learned_above):
     methods += sorted({m for f in folders for m in os.listdir(f)
                        if m not in methods and os.path.exists(os.path.join(f, m, "eval", "report.json"))})
     runs = {}
+    if not any(os.path.exists(os.path.join(f, m, "eval", "report.json")) for f in folders for m in methods):
+        fail(f"no METHOD/eval/report.json in {', '.join(folders)}")
     for method in methods:
         found = [f for f in folders if os.path.exists(os.path.join(f, method, "eval", "report.json"))]
         if found:
@@ -738,16 +756,37 @@ def seeds(out, folders, learned_above):
     print(text, end="")
 
 
+def directory(path):
+    if not os.path.isdir(path):
+        fail(f"{path}: no such folder")
+    return path
+
+
 def main():
-    if sys.argv[1] == "--seeds":
-        folders, learned_above = sys.argv[3:], 0.6
-        if folders[:1] == ["--learned-above"]:
-            learned_above, folders = float(folders[1]), folders[2:]
-        seeds(sys.argv[2], folders, learned_above)
+    args = sys.argv[1:]
+    if args[:1] in (["-h"], ["--help"]):
+        print(USAGE)
         return
-    out = sys.argv[1]
-    methods = sys.argv[2:] or [m for m in ["vanilla", "rs-da", "rs-rp", "adv"]
-                               if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
+    if not args or (args[0].startswith("-") and args[0] != "--seeds"):
+        fail("give OUT" if not args else f"unknown option {args[0]}", 2)
+    if args[0] == "--seeds":
+        folders, learned_above = args[2:], 0.6
+        if folders[:1] == ["--learned-above"]:
+            try:
+                learned_above, folders = float(folders[1]), folders[2:]
+            except (IndexError, ValueError):
+                fail("--learned-above takes a fraction of dev pairs, e.g. 0.6", 2)
+        if len(args) < 2 or not folders:
+            fail("--seeds takes OUT and at least one FOLDER of runs", 2)
+        for folder in folders:
+            directory(folder)
+        seeds(directory(args[1]), folders, learned_above)
+        return
+    out = directory(args[0])
+    methods = args[1:] or [m for m in ["vanilla", "rs-da", "rs-rp", "adv"]
+                           if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
+    if not methods:
+        fail(f"{out}: no METHOD/eval/report.json for vanilla, rs-da, rs-rp or adv; name the methods")
     reports = {m: load(out, m) for m in methods}
     text, languages = table(out, methods, reports)
     # Each run's pairs.tsv, read once for both pair-by-pair tables.

@@ -387,5 +387,45 @@ class Paired(unittest.TestCase):
             self.assertNotIn("Paired", result.stdout)
 
 
+class CommandLine(unittest.TestCase):
+    """Bad command lines and missing runs stop with a message that names
+    what is wrong, a non-zero exit and nothing written."""
+
+    def run_script(self, *args):
+        return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
+
+    def test_help_and_bad_command_lines(self):
+        result = self.run_script("--help")
+        self.assertEqual(result.returncode, 0)
+        self.assertIn("--seeds OUT", result.stdout)
+        for args in [(), ("--bogus",), ("--seeds",), ("--seeds", "out"),
+                     ("--seeds", "out", "--learned-above", "x", "folder")]:
+            result = self.run_script(*args)
+            self.assertEqual(result.returncode, 2, args)
+            self.assertIn("usage:", result.stderr)
+
+    def test_missing_and_broken_runs_are_named(self):
+        with tempfile.TemporaryDirectory() as root:
+            write_run(root, "vanilla", [0.9], 0.8, 0.7, 0.9)
+            missing = os.path.join(root, "nowhere")
+            result = self.run_script(missing)
+            self.assertEqual(result.returncode, 1)
+            self.assertIn(f"{missing}: no such folder", result.stderr)
+            result = self.run_script(root, "vanilla", "adv")
+            self.assertEqual(result.returncode, 1)
+            self.assertIn(os.path.join(root, "adv", "eval", "report.json"), result.stderr)
+            with open(os.path.join(root, "vanilla", "eval", "report.json"), "w") as f:
+                f.write("{not json")
+            result = self.run_script(root, "vanilla")
+            self.assertEqual(result.returncode, 1)
+            self.assertIn(os.path.join(root, "vanilla", "eval", "report.json"), result.stderr)
+            empty = os.path.join(root, "empty")
+            os.makedirs(empty)
+            result = self.run_script("--seeds", root, empty)
+            self.assertEqual(result.returncode, 1)
+            self.assertIn(f"no METHOD/eval/report.json in {empty}", result.stderr)
+            self.assertFalse({"results.md", "seeds.md"} & set(os.listdir(root)))
+
+
 if __name__ == "__main__":
     unittest.main()
