@@ -26,7 +26,10 @@ but most pairs get the same answer from both, so the pairs on which they
 differ say far more.
 Standard library only.
 
-    python3 benches/compare_methods.py OUT [METHOD ...]
+    python3 benches/compare_methods.py OUT [METHOD | NAME=RUN ...]
+
+A METHOD is the run folder OUT/METHOD; NAME=RUN takes the run folder RUN
+from anywhere (another seed's or another sweep's) and shows it as NAME.
 
 With --seeds, puts runs of the same methods with different seeds together:
 OUT/seeds.md (each metric's mean, sample standard deviation and range over
@@ -55,7 +58,7 @@ COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
            "#ccb974", "#64b5cd"]
 
 
-USAGE = """usage: python3 benches/compare_methods.py OUT [METHOD ...]
+USAGE = """usage: python3 benches/compare_methods.py OUT [METHOD | NAME=RUN ...]
        python3 benches/compare_methods.py --seeds OUT [--learned-above A] FOLDER [FOLDER ...]"""
 
 
@@ -65,12 +68,13 @@ def fail(message, code=1):
     sys.exit(code)
 
 
-def load(out, method):
-    path = os.path.join(out, method, "eval", "report.json")
+def load(run):
+    """A run folder's (OUT/METHOD: eval/report.json and log.jsonl) report and dev accuracies."""
+    path = os.path.join(run, "eval", "report.json")
     try:
         with open(path) as f:
             report = json.load(f)["evaluation"]
-        path = os.path.join(out, method, "log.jsonl")
+        path = os.path.join(run, "log.jsonl")
         with open(path) as f:
             dev = [json.loads(line) for line in f if line.strip()]
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -167,9 +171,9 @@ def markdown_table(header, rows):
     return "\n".join(lines) + "\n"
 
 
-def pair_rows(out, method):
-    """pairs.tsv of a run's evaluation, keyed by (file, id); None without one."""
-    path = os.path.join(out, method, "eval", "pairs.tsv")
+def pair_rows(run):
+    """pairs.tsv of a run folder's evaluation, keyed by (file, id); None without one."""
+    path = os.path.join(run, "eval", "pairs.tsv")
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -634,13 +638,13 @@ def seeds_paired_table(runs):
     where no seed pairs anything."""
     base = next(iter(runs))
     # The first method's learned runs by folder, each pairs.tsv read once.
-    firsts = {v["folder"]: pair_rows(v["folder"], base) for v in runs[base] if v["learned"]}
+    firsts = {v["folder"]: pair_rows(os.path.join(v["folder"], base)) for v in runs[base] if v["learned"]}
     figures, pooled_outcomes, seeds_pooled = {}, {}, {}
     for method in list(runs)[1:]:
         for run in runs[method]:
             if run["folder"] not in firsts or not run["learned"]:
                 continue
-            rows = {base: firsts[run["folder"]], method: pair_rows(run["folder"], method)}
+            rows = {base: firsts[run["folder"]], method: pair_rows(os.path.join(run["folder"], method))}
             if rows[base] and rows[method]:
                 seeds_pooled[method] = seeds_pooled.get(method, 0) + 1
                 for name, success in CHECKS:
@@ -746,7 +750,7 @@ def seeds(out, folders, learned_above):
         found = [f for f in folders if os.path.exists(os.path.join(f, method, "eval", "report.json"))]
         if found:
             runs[method] = [dict(m, folder=f, learned=m["dev"] >= learned_above)
-                            for f in found for m in [metrics(*load(f, method))]]
+                            for f in found for m in [metrics(*load(os.path.join(f, method)))]]
     text = seeds_table(runs, learned_above)
     compared = seeds_paired_table(runs)
     if compared:
@@ -783,14 +787,19 @@ def main():
         seeds(directory(args[1]), folders, learned_above)
         return
     out = directory(args[0])
-    methods = args[1:] or [m for m in ["vanilla", "rs-da", "rs-rp", "adv"]
-                           if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
-    if not methods:
+    # A method is OUT/METHOD, or NAME=RUN: the run folder RUN (anywhere) shown as NAME.
+    named = [a.split("=", 1) if "=" in a else (a, os.path.join(out, a)) for a in args[1:]]
+    named = named or [(m, os.path.join(out, m)) for m in ["vanilla", "rs-da", "rs-rp", "adv"]
+                      if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
+    if not named:
         fail(f"{out}: no METHOD/eval/report.json for vanilla, rs-da, rs-rp or adv; name the methods")
-    reports = {m: load(out, m) for m in methods}
+    methods = [name for name, _ in named]
+    if len(set(methods)) < len(methods):
+        fail(f"a method named twice in {', '.join(methods)}", 2)
+    reports = {name: load(run) for name, run in named}
     text, languages = table(out, methods, reports)
     # Each run's pairs.tsv, read once for both pair-by-pair tables.
-    rows = {m: pair_rows(out, m) for m in methods}
+    rows = {name: pair_rows(run) for name, run in named}
     compared = paired_table(methods, rows)
     if compared:
         text += "\n" + compared[0]

@@ -15,6 +15,7 @@ retrieval (clean and on the worst draw) pooled like agreement, where reports hav
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -362,7 +363,7 @@ class Paired(unittest.TestCase):
             with open(os.path.join(root, "vanilla", "eval", "pairs.tsv"), "w") as f:
                 f.write("\n".join(lines) + "\n")
             text = compare_methods.spread_table(
-                ["vanilla"], {"vanilla": compare_methods.pair_rows(root, "vanilla")})
+                ["vanilla"], {"vanilla": compare_methods.pair_rows(os.path.join(root, "vanilla"))})
         rows = [[c.strip() for c in l.strip("|").split("|")] for l in text.splitlines()[4:]]
         # Class attack: mean 0.295 / 12; median (0.02 + 0.02) / 2; nearest
         # rank of the 90th percentile ceil(10.8) = 11th, 0.045; none over
@@ -376,7 +377,27 @@ class Paired(unittest.TestCase):
         with tempfile.TemporaryDirectory() as root:
             write_run(root, "vanilla", [0.9], 0.8, 0.7, 0.9)
             self.assertIsNone(compare_methods.spread_table(
-                ["vanilla"], {"vanilla": compare_methods.pair_rows(root, "vanilla")}))
+                ["vanilla"], {"vanilla": compare_methods.pair_rows(os.path.join(root, "vanilla"))}))
+
+    def test_a_run_from_another_folder_by_name(self):
+        # adv's run kept elsewhere and named adv=RUN gives the table and
+        # plots that adv inside OUT gives.
+        with tempfile.TemporaryDirectory() as root:
+            one, other = os.path.join(root, "one"), os.path.join(root, "other")
+            for folder in (one, other):
+                write_run(folder, "vanilla", [0.9], 0.8, 0.7, 0.9)
+                write_pairs(folder, "vanilla", {0, 1, 2, 3, 8}, [0.02] * 10)
+            write_run(one, "adv", [0.8], 0.75, 0.72, 0.88)
+            write_pairs(one, "adv", set(range(8)), [0.02] * 5 + [0.01] * 5)
+            shutil.copytree(os.path.join(one, "adv"), os.path.join(root, "elsewhere"))
+            outputs = []
+            for folder, adv in ((one, "adv"), (other, "adv=" + os.path.join(root, "elsewhere"))):
+                subprocess.run([sys.executable, SCRIPT, folder, "vanilla", adv],
+                               check=True, capture_output=True, text=True)
+                outputs.append([open(os.path.join(folder, name)).read()
+                                for name in ("results.md", "paired.svg", "accuracy.svg")])
+            self.assertIn("| adv |", outputs[1][0])
+            self.assertEqual(outputs[0], outputs[1])
 
     def test_no_section_without_pairs(self):
         with tempfile.TemporaryDirectory() as root:
