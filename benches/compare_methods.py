@@ -33,7 +33,7 @@ from anywhere (another seed's or another sweep's) and shows it as NAME.
 
 With --seeds, puts runs of the same methods with different seeds together:
 OUT/seeds.md (each metric's mean, sample standard deviation and range over
-the runs, a method kept where any folder has it) and OUT/seeds.svg
+the runs, a method kept where any seed has it) and OUT/seeds.svg
 (agreement with English under attack against alignment under attack, a dot
 a run). Where the runs have pairs.tsv, seeds.md also gives each method
 minus vanilla of the same seed, pair by pair, over the seeds (the mean and
@@ -44,7 +44,10 @@ right of 200 by chance is p < 0.01) did not learn the task: it is counted
 and named, but left out of the means, since a classifier that answers one
 label agrees with itself under any attack and in every language.
 
-    python3 benches/compare_methods.py --seeds OUT [--learned-above A] FOLDER [FOLDER ...]
+    python3 benches/compare_methods.py --seeds OUT [--learned-above A] SEED [SEED ...]
+
+A SEED is a FOLDER of runs (FOLDER/METHOD), or NAME=RUN,NAME=RUN... naming
+one seed's runs wherever they are.
 """
 import json
 import math
@@ -59,7 +62,8 @@ COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 
 
 USAGE = """usage: python3 benches/compare_methods.py OUT [METHOD | NAME=RUN ...]
-       python3 benches/compare_methods.py --seeds OUT [--learned-above A] FOLDER [FOLDER ...]"""
+       python3 benches/compare_methods.py --seeds OUT [--learned-above A] SEED [SEED ...]
+           (a SEED: a FOLDER of runs, or NAME=RUN,NAME=RUN... picked from anywhere)"""
 
 
 def fail(message, code=1):
@@ -579,7 +583,7 @@ def seeds_table(runs, learned_above):
         lines.append("")
         lines.append(f"Left out of the means: best dev-en under {percent(learned_above)}, the task not learned.")
         for method, v in failed:
-            lines.append(f"- {method}, {v['folder']}: best dev-en {percent(v['dev'])}, mean {percent(v['mean'])}, "
+            lines.append(f"- {method}, {v['run']}: best dev-en {percent(v['dev'])}, mean {percent(v['mean'])}, "
                          f"agreement attacked {percent(v['attacked_agreement'])}, "
                          f"alignment attacked {cosine(v['attacked_alignment'])}")
     return "\n".join(lines) + "\n"
@@ -637,14 +641,14 @@ def seeds_paired_table(runs):
     the difference varies less than either run. `runs`: seeds()'s. None
     where no seed pairs anything."""
     base = next(iter(runs))
-    # The first method's learned runs by folder, each pairs.tsv read once.
-    firsts = {v["folder"]: pair_rows(os.path.join(v["folder"], base)) for v in runs[base] if v["learned"]}
+    # The first method's learned runs by seed, each pairs.tsv read once.
+    firsts = {v["seed"]: pair_rows(v["run"]) for v in runs[base] if v["learned"]}
     figures, pooled_outcomes, seeds_pooled = {}, {}, {}
     for method in list(runs)[1:]:
         for run in runs[method]:
-            if run["folder"] not in firsts or not run["learned"]:
+            if run["seed"] not in firsts or not run["learned"]:
                 continue
-            rows = {base: firsts[run["folder"]], method: pair_rows(os.path.join(run["folder"], method))}
+            rows = {base: firsts[run["seed"]], method: pair_rows(run["run"])}
             if rows[base] and rows[method]:
                 seeds_pooled[method] = seeds_pooled.get(method, 0) + 1
                 for name, success in CHECKS:
@@ -738,19 +742,32 @@ def pooled_table(base, found):
             + markdown_table(header, table))
 
 
-def seeds(out, folders, learned_above):
+def seed_runs(seed):
+    """A seed's runs by name: every FOLDER/METHOD with eval/report.json, or
+    the runs a list NAME=RUN,NAME=RUN names."""
+    if "=" not in seed:
+        folder = directory(seed)
+        return {m: os.path.join(folder, m) for m in sorted(os.listdir(folder))
+                if os.path.exists(os.path.join(folder, m, "eval", "report.json"))}
+    named = [item.split("=", 1) for item in seed.split(",")]
+    if any(len(item) != 2 or not all(item) for item in named):
+        fail(f"{seed}: a seed is a FOLDER or NAME=RUN,NAME=RUN...", 2)
+    return dict(named)
+
+
+def seeds(out, seed_args, learned_above):
+    by_seed = [(seed, seed_runs(seed)) for seed in seed_args]
+    if not any(found for _, found in by_seed):
+        fail(f"no METHOD/eval/report.json in {', '.join(seed_args)}")
     methods = ["vanilla", "rs-da", "rs-rp", "adv", "vanilla+par", "adv+par", "rs-rp+par", "rs-da+par"]
-    # Then any other run the folders hold (vanilla+con, ...), by name.
-    methods += sorted({m for f in folders for m in os.listdir(f)
-                       if m not in methods and os.path.exists(os.path.join(f, m, "eval", "report.json"))})
+    # Then any other run the seeds hold (vanilla+con, ...), by name.
+    methods += sorted({m for _, found in by_seed for m in found if m not in methods})
     runs = {}
-    if not any(os.path.exists(os.path.join(f, m, "eval", "report.json")) for f in folders for m in methods):
-        fail(f"no METHOD/eval/report.json in {', '.join(folders)}")
     for method in methods:
-        found = [f for f in folders if os.path.exists(os.path.join(f, method, "eval", "report.json"))]
+        found = [(seed, by_name[method]) for seed, by_name in by_seed if method in by_name]
         if found:
-            runs[method] = [dict(m, folder=f, learned=m["dev"] >= learned_above)
-                            for f in found for m in [metrics(*load(os.path.join(f, method)))]]
+            runs[method] = [dict(m, seed=seed, run=run, learned=m["dev"] >= learned_above)
+                            for seed, run in found for m in [metrics(*load(run))]]
     text = seeds_table(runs, learned_above)
     compared = seeds_paired_table(runs)
     if compared:
@@ -781,9 +798,7 @@ def main():
             except (IndexError, ValueError):
                 fail("--learned-above takes a fraction of dev pairs, e.g. 0.6", 2)
         if len(args) < 2 or not folders:
-            fail("--seeds takes OUT and at least one FOLDER of runs", 2)
-        for folder in folders:
-            directory(folder)
+            fail("--seeds takes OUT and at least one SEED (a FOLDER of runs, or NAME=RUN,NAME=RUN...)", 2)
         seeds(directory(args[1]), folders, learned_above)
         return
     out = directory(args[0])

@@ -28,6 +28,11 @@ compare_methods = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(compare_methods)
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def write_run(folder, method, dev, mean, agreement, alignment, consistency=None):
     """A run as robust_experiment.sh leaves it: log.jsonl with dev checks and
     eval/report.json. Every metric but the ones named is a fixed 0.5."""
@@ -92,7 +97,23 @@ class Seeds(unittest.TestCase):
         self.assertEqual(row[8], "67.5 ± 2.7 (65.6–69.4)")
         self.assertEqual(row[10], "0.9100 ± 0.0141 (0.9000–0.9200)")
         self.assertIn("best dev-en under 60.0", table)
-        self.assertIn("- vanilla, " + self.folders[2] + ": best dev-en 50.5", table)
+        self.assertIn("- vanilla, " + os.path.join(self.folders[2], "vanilla") + ": best dev-en 50.5", table)
+
+    def test_seeds_named_run_by_run(self):
+        # Each seed given as NAME=RUN (the runs moved elsewhere) gives the
+        # folders' table and plot.
+        table, _ = self.run_seeds()
+        svg = read(os.path.join(self.out, "seeds.svg"))
+        moved = []
+        for k, folder in enumerate(self.folders):
+            run = os.path.join(self.tmp.name, f"moved-{k}")
+            shutil.copytree(os.path.join(folder, "vanilla"), run)
+            moved.append("vanilla=" + run)
+        subprocess.run([sys.executable, SCRIPT, "--seeds", self.out, *moved],
+                       check=True, capture_output=True, text=True)
+        self.assertEqual(read(os.path.join(self.out, "seeds.svg")), svg)
+        self.assertEqual(read(os.path.join(self.out, "seeds.md")),
+                         table.replace(os.path.join(self.folders[2], "vanilla"), moved[2][len("vanilla="):]))
 
     def test_a_lower_threshold_keeps_every_run(self):
         table, row = self.run_seeds("--learned-above", "0.5")
@@ -394,7 +415,7 @@ class Paired(unittest.TestCase):
             for folder, adv in ((one, "adv"), (other, "adv=" + os.path.join(root, "elsewhere"))):
                 subprocess.run([sys.executable, SCRIPT, folder, "vanilla", adv],
                                check=True, capture_output=True, text=True)
-                outputs.append([open(os.path.join(folder, name)).read()
+                outputs.append([read(os.path.join(folder, name))
                                 for name in ("results.md", "paired.svg", "accuracy.svg")])
             self.assertIn("| adv |", outputs[1][0])
             self.assertEqual(outputs[0], outputs[1])
@@ -420,7 +441,7 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(result.returncode, 0)
         self.assertIn("--seeds OUT", result.stdout)
         for args in [(), ("--bogus",), ("--seeds",), ("--seeds", "out"),
-                     ("--seeds", "out", "--learned-above", "x", "folder")]:
+                     ("--seeds", "out", "--learned-above", "x", "folder"), ("--seeds", ".", "vanilla=")]:
             result = self.run_script(*args)
             self.assertEqual(result.returncode, 2, args)
             self.assertIn("usage:", result.stderr)
