@@ -435,6 +435,68 @@ fn translated_pairs(model: &Model) -> Vec<(Encoding, Encoding)> {
         .collect()
 }
 
+/// The three alignment measures, each with the tiny model's parallel data
+/// it reads: parallel lines for the pooled states' cosine and contrastive
+/// terms, training pairs and their translated versions for the head's
+/// symmetric KL.
+fn alignment_measures(model: &Model) -> Vec<(AlignmentLoss, Vec<(Encoding, Encoding)>)> {
+    let (lines, pairs) = (parallel_lines(model), translated_pairs(model));
+    vec![
+        (AlignmentLoss::Cosine, lines.clone()),
+        (AlignmentLoss::Contrastive { temperature: 0.05 }, lines),
+        (AlignmentLoss::SymmetricKl, pairs),
+    ]
+}
+
+/// One optimizer step over the tiny training examples with `settings` and
+/// the parallel data `parallel`, on the GPU or on the CPU reference.
+fn step_with(
+    model: &Model,
+    settings: Settings,
+    parallel: &[(Encoding, Encoding)],
+    on_gpu: bool,
+) -> xltc::train::StepRecord {
+    let mut trainer = if on_gpu {
+        Trainer::on_gpu(model, settings).unwrap()
+    } else {
+        Trainer::new(model, settings).unwrap()
+    };
+    trainer.parallel = parallel.to_vec();
+    let examples = common::training_examples();
+    let group: Vec<&Example> = examples.iter().collect();
+    trainer.train_step(&group, 0, 10).unwrap()
+}
+
+/// Asserts that the CPU reference's and the GPU's `what` agree within 1e-4.
+fn assert_close(what: &str, cpu: f64, gpu: f64) {
+    assert!(
+        (cpu - gpu).abs() <= 1e-4 * cpu.abs().max(gpu.abs()),
+        "{what}: cpu {cpu} gpu {gpu}"
+    );
+}
+
+/// Settings with the alignment term at `align_weight` (batch 4, two
+/// micro-batches, lr 1e-3, dropout off), its English side attacked when
+/// `method` is adversarial.
+fn aligned(method: Method, align_weight: f64, align_loss: AlignmentLoss) -> Settings {
+    let align_attack = matches!(method, Method::Adv(_));
+    Settings {
+        batch: 4,
+        accumulation: 2,
+        lr: 1e-3,
+        dropout: false,
+        method,
+        parallel: Some(xltc::train::method::Parallel {
+            files: Vec::new(),
+            align_weight,
+            code_switch: 0.0,
+            align_attack,
+            align_loss,
+        }),
+        ..Settings::default()
+    }
+}
+
 /// Adversarial training with the alignment term attacked on its English
 /// side (--align-attack), for each alignment measure (the cosine, the
 /// contrastive term and the head's symmetric KL on translated training
@@ -443,54 +505,20 @@ fn translated_pairs(model: &Model) -> Vec<(Encoding, Encoding)> {
 /// and gradient norm within 1e-4).
 #[test]
 fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
-    use xltc::train::method::Parallel;
-
     let model = Model::load(&model_dir("tiny-xlmr")).unwrap();
-    let (lines, pairs) = (parallel_lines(&model), translated_pairs(&model));
     let eps = 0.5;
-    let settings = |align_loss| Settings {
-        batch: 4,
-        accumulation: 2,
-        lr: 1e-3,
-        dropout: false,
-        method: Method::Adv(Adversarial {
-            eps,
-            step: 0.3,
-            steps: 2,
-            norm: Norm::L2Token,
-            init: Start::Zero,
-            clean_weight: 0.5,
-        }),
-        parallel: Some(Parallel {
-            files: Vec::new(),
-            align_weight: 1.0,
-            code_switch: 0.0,
-            align_attack: true,
-            align_loss,
-        }),
-        ..Settings::default()
-    };
-    let examples = common::training_examples();
-    let group: Vec<&Example> = examples.iter().collect();
-    let step = |on_gpu: bool, loss: AlignmentLoss| {
-        let mut trainer = if on_gpu {
-            Trainer::on_gpu(&model, settings(loss)).unwrap()
-        } else {
-            Trainer::new(&model, settings(loss)).unwrap()
-        };
-        trainer.parallel = match loss {
-            AlignmentLoss::SymmetricKl => pairs.clone(),
-            _ => lines.clone(),
-        };
-        trainer.train_step(&group, 0, 10).unwrap()
-    };
-    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs());
-    for loss in [
-        AlignmentLoss::Cosine,
-        AlignmentLoss::Contrastive { temperature: 0.05 },
-        AlignmentLoss::SymmetricKl,
-    ] {
-        let (cpu, gpu) = (step(false, loss), step(true, loss));
+    let adversarial = Method::Adv(Adversarial {
+        eps,
+        step: 0.3,
+        steps: 2,
+        norm: Norm::L2Token,
+        init: Start::Zero,
+        clean_weight: 0.5,
+    });
+    for (loss, parallel) in alignment_measures(&model) {
+        let settings = aligned(adversarial.clone(), 1.0, loss);
+        let cpu = step_with(&model, settings.clone(), &parallel, false);
+        let gpu = step_with(&model, settings, &parallel, true);
         for record in [&cpu, &gpu] {
             let ascent = record.alignment_ascent.as_ref().unwrap();
             assert!(
@@ -507,19 +535,16 @@ fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
             cpu.alignment_ascent.clone().unwrap(),
             gpu.alignment_ascent.clone().unwrap(),
         );
-        assert!(
-            close(a.start_loss, b.start_loss),
-            "{loss:?}: cpu {a:?} gpu {b:?}"
+        assert_close(&format!("{loss:?}: start"), a.start_loss, b.start_loss);
+        assert_close(
+            &format!("{loss:?}: perturbed"),
+            a.perturbed_loss,
+            b.perturbed_loss,
         );
-        assert!(
-            close(a.perturbed_loss, b.perturbed_loss),
-            "{loss:?}: cpu {a:?} gpu {b:?}"
-        );
-        assert!(
-            close(cpu.gradient_norm, gpu.gradient_norm),
-            "{loss:?}: gradient norm: cpu {} gpu {}",
+        assert_close(
+            &format!("{loss:?}: gradient norm"),
             cpu.gradient_norm,
-            gpu.gradient_norm
+            gpu.gradient_norm,
         );
     }
 }
@@ -533,65 +558,29 @@ fn the_attacked_alignment_term_rises_inside_the_ball_on_both_devices() {
 /// differ.
 #[test]
 fn the_alignment_term_on_the_gpu_is_the_references() {
-    use xltc::train::method::Parallel;
-
     let model = Model::load(&model_dir("tiny-xlmr")).unwrap();
-    let (lines, pairs) = (parallel_lines(&model), translated_pairs(&model));
-    let settings = |align_weight, align_loss| Settings {
-        batch: 4,
-        accumulation: 2,
-        lr: 1e-3,
-        dropout: false,
-        parallel: Some(Parallel {
-            files: Vec::new(),
-            align_weight,
-            code_switch: 0.0,
-            align_attack: false,
-            align_loss,
-        }),
-        ..Settings::default()
-    };
-    let examples = common::training_examples();
-    let group: Vec<&Example> = examples.iter().collect();
-    let step = |on_gpu: bool, weight: f64, loss: AlignmentLoss| {
-        let mut trainer = if on_gpu {
-            Trainer::on_gpu(&model, settings(weight, loss)).unwrap()
-        } else {
-            Trainer::new(&model, settings(weight, loss)).unwrap()
-        };
-        trainer.parallel = match loss {
-            AlignmentLoss::SymmetricKl => pairs.clone(),
-            _ => lines.clone(),
-        };
-        trainer.train_step(&group, 0, 10).unwrap()
-    };
-    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs());
-    let task_only = step(false, 0.0, AlignmentLoss::Cosine);
+    let measures = alignment_measures(&model);
+    let task_only = step_with(
+        &model,
+        aligned(Method::Vanilla, 0.0, AlignmentLoss::Cosine),
+        &measures[0].1,
+        false,
+    );
     assert!(task_only.alignment_loss.is_none());
     let mut norms = Vec::new();
-    for loss in [
-        AlignmentLoss::Cosine,
-        AlignmentLoss::Contrastive { temperature: 0.05 },
-        AlignmentLoss::SymmetricKl,
-    ] {
-        let (cpu, gpu) = (step(false, 1.0, loss), step(true, 1.0, loss));
+    for (loss, parallel) in measures {
+        let settings = aligned(Method::Vanilla, 1.0, loss);
+        let cpu = step_with(&model, settings.clone(), &parallel, false);
+        let gpu = step_with(&model, settings, &parallel, true);
         let (a, b) = (cpu.alignment_loss.unwrap(), gpu.alignment_loss.unwrap());
-        assert!(
-            a > 0.0 && close(a, b),
-            "{loss:?}: alignment loss: cpu {a} gpu {b}"
-        );
-        assert!(
-            close(cpu.gradient_norm, gpu.gradient_norm),
-            "{loss:?}: gradient norm: cpu {} gpu {}",
+        assert!(a > 0.0, "{loss:?}: alignment loss {a}");
+        assert_close(&format!("{loss:?}: alignment loss"), a, b);
+        assert_close(
+            &format!("{loss:?}: gradient norm"),
             cpu.gradient_norm,
-            gpu.gradient_norm
+            gpu.gradient_norm,
         );
-        assert!(
-            close(cpu.loss, gpu.loss),
-            "{loss:?}: loss: cpu {} gpu {}",
-            cpu.loss,
-            gpu.loss
-        );
+        assert_close(&format!("{loss:?}: loss"), cpu.loss, gpu.loss);
         assert_ne!(
             task_only.gradient_norm, cpu.gradient_norm,
             "{loss:?}: the term added no gradient"
