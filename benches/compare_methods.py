@@ -72,6 +72,18 @@ def fail(message, code=1):
     sys.exit(code)
 
 
+def has_report(run):
+    return os.path.exists(os.path.join(run, "eval", "report.json"))
+
+
+def named_run(item):
+    """NAME=RUN as (name, run folder), refused when either side is empty."""
+    name, _, run = item.partition("=")
+    if not name or not run:
+        fail(f"{item}: give a run as NAME=RUN", 2)
+    return name, run
+
+
 def load(run):
     """A run folder's (OUT/METHOD: eval/report.json and log.jsonl) report and dev accuracies."""
     path = os.path.join(run, "eval", "report.json")
@@ -748,11 +760,8 @@ def seed_runs(seed):
     if "=" not in seed:
         folder = directory(seed)
         return {m: os.path.join(folder, m) for m in sorted(os.listdir(folder))
-                if os.path.exists(os.path.join(folder, m, "eval", "report.json"))}
-    named = [item.split("=", 1) for item in seed.split(",")]
-    if any(len(item) != 2 or not all(item) for item in named):
-        fail(f"{seed}: a seed is a FOLDER or NAME=RUN,NAME=RUN...", 2)
-    return dict(named)
+                if has_report(os.path.join(folder, m))}
+    return dict(named_run(item) for item in seed.split(","))
 
 
 def seeds(out, seed_args, learned_above):
@@ -803,9 +812,9 @@ def main():
         return
     out = directory(args[0])
     # A method is OUT/METHOD, or NAME=RUN: the run folder RUN (anywhere) shown as NAME.
-    named = [a.split("=", 1) if "=" in a else (a, os.path.join(out, a)) for a in args[1:]]
+    named = [named_run(a) if "=" in a else (a, os.path.join(out, a)) for a in args[1:]]
     named = named or [(m, os.path.join(out, m)) for m in ["vanilla", "rs-da", "rs-rp", "adv"]
-                      if os.path.exists(os.path.join(out, m, "eval", "report.json"))]
+                      if has_report(os.path.join(out, m))]
     if not named:
         fail(f"{out}: no METHOD/eval/report.json for vanilla, rs-da, rs-rp or adv; name the methods")
     methods = [name for name, _ in named]

@@ -276,12 +276,9 @@ fn adversarial_ascent_raises_the_loss_within_the_ball() {
                     "{device} {norm:?} {init:?}: the ascent barely moved: {record:?}"
                 );
             }
-            let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs());
-            assert!(
-                close(cpu.start_loss, gpu.start_loss)
-                    && close(cpu.perturbed_loss, gpu.perturbed_loss),
-                "{norm:?} {init:?}: cpu {cpu:?} gpu {gpu:?}"
-            );
+            let what = |loss: &str| format!("{norm:?} {init:?}: {loss} loss");
+            assert_close(&what("start"), cpu.start_loss, gpu.start_loss);
+            assert_close(&what("perturbed"), cpu.perturbed_loss, gpu.perturbed_loss);
             eprintln!("{norm:?} {init:?}: cpu {cpu:?} gpu {gpu:?}");
         }
     }

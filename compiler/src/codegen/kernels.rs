@@ -465,13 +465,10 @@ pub fn instance(
             ];
             let reads = vec![x, example_mask];
             match loss {
-                // A thread a pair (it writes both rows): pair_loss_main.wgsl.
-                AlignmentLoss::Cosine | AlignmentLoss::SymmetricKl => {
-                    let template = match loss {
-                        AlignmentLoss::Cosine => Template::Alignment,
-                        _ => Template::SymmetricKl,
-                    };
-                    (template, c, reads, per_row_thread(pairs).0)
+                // A thread a pair, writing both rows (both run pair_loss_main.wgsl).
+                AlignmentLoss::Cosine => (Template::Alignment, c, reads, per_row_thread(pairs).0),
+                AlignmentLoss::SymmetricKl => {
+                    (Template::SymmetricKl, c, reads, per_row_thread(pairs).0)
                 }
                 // A thread a row.
                 AlignmentLoss::Contrastive { temperature } => {
