@@ -38,7 +38,9 @@ the runs, a method kept where any seed has it) and OUT/seeds.svg
 a run). Where the runs have pairs.tsv, seeds.md also gives each method
 minus vanilla of the same seed, pair by pair, over the seeds (the mean and
 spread of the per-seed differences, and how many seeds' intervals exclude
-zero). A run whose best dev-en accuracy stays under --learned-above
+zero) and, for the methods with two seeds or more, every seed's pairs
+taken together, with OUT/pooled.svg (those differences and their
+intervals, a band a method). A run whose best dev-en accuracy stays under --learned-above
 (default 0.6; the experiment's 200 dev pairs are 50.5% one label, and 120
 right of 200 by chance is p < 0.01) did not learn the task: it is counted
 and named, but left out of the means, since a classifier that answers one
@@ -434,10 +436,11 @@ def sign_table(methods, rows):
             f"lose much can carry a mean; these count originals:\n\n" + markdown_table(header, table))
 
 
-def forest(base, figures):
+def forest(base, figures, taken=""):
     """Each method's paired differences from `base` with their 95%
     intervals: points on the left, alignment lost on the right, a line a
-    figure, a band a method."""
+    figure, a band a method. `taken`, if given, says under the title how
+    the pairs were taken."""
     methods = list(figures)
     panels = [([name for name in group if any(name in figures[m] for m in methods)], unit)
               for group, unit in [(["accuracy, every language's own test", "en worst of k", "agreement",
@@ -445,13 +448,16 @@ def forest(base, figures):
                                   (["alignment lost to attack", "alignment lost to its worst draw"], "+.4f")]]
     panels = [(names, unit) for names, unit in panels if names]
     most = max(len(names) for names, _ in panels)
-    band, width, top, left = 16 * most + 10, 360, 54, 90
+    lines = [f"paired difference from {base} on the same pairs, with its 95% interval"] + ([taken] if taken else [])
+    points, cosines = ("points (right of 0: more often right, or in agreement with English)",
+                       "alignment lost (left of 0: loses less)")
+    lines.append(f"left: {points}; right: {cosines}" if len(panels) == 2
+                 else points if panels[0][1] == "+.1f" else cosines)
+    band, width, top, left = 16 * most + 10, 360, 26 + 14 * len(lines), 90
     height = top + band * len(methods) + 20 + 14 * most
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + (width + 30) * len(panels)}" height="{height}" '
-             f'font-family="sans-serif" font-size="11">',
-             f'<text x="10" y="14">paired difference from {base} on the same pairs, with its 95% interval</text>',
-             '<text x="10" y="28">left: points (right of 0: more often right, or in agreement with English); '
-             'right: alignment lost (left of 0: loses less)</text>']
+             f'font-family="sans-serif" font-size="11">']
+    parts += [f'<text x="10" y="{14 * (i + 1)}">{line}</text>' for i, line in enumerate(lines)]
     for i, method in enumerate(methods):
         parts.append(f'<text x="{left - 6}" y="{top + i * band + band / 2 + 4:.1f}" text-anchor="end">{method}</text>')
     for k, (names, unit) in enumerate(panels):
@@ -650,8 +656,10 @@ def seeds_paired_table(runs):
     and in how many seeds the 95% interval lies wholly below or above zero.
     A seed counts only where both runs learned and have pairs.tsv. The seeds
     of a method and of the first share their seed's head and data order, so
-    the difference varies less than either run. `runs`: seeds()'s. None
-    where no seed pairs anything."""
+    the difference varies less than either run; then, for the methods with
+    two seeds or more, every seed's pairs taken together (pooled_table).
+    `runs`: seeds()'s. Returns the text and the pooled differences (None
+    where no method has two seeds); None where no seed pairs anything."""
     base = next(iter(runs))
     # The first method's learned runs by seed, each pairs.tsv read once.
     firsts = {v["seed"]: pair_rows(v["run"]) for v in runs[base] if v["learned"]}
@@ -713,6 +721,9 @@ def seeds_paired_table(runs):
                          f"{show(max(centres))}); {len(values)} seeds, {below} below 0, {above} above")
         table.append(cells)
     header = ["method"] + [f"{name} ({unit})" for name, unit, _ in shown]
+    # Taken together where a method has two seeds or more.
+    together = {m: v for m, v in pooled_outcomes.items() if seeds_pooled[m] > 1}
+    pooled_text, pooled_figures = pooled_table(base, together) if together else ("", None)
     return (f"Each method minus {base} of the same seed, on the same pairs: the per-seed differences' mean ± "
             f"standard deviation (range), and the seeds whose 95% interval lies wholly below or above 0 "
             f"(seeds where both runs learned and have pairs.tsv; each interval is one seed's own, not "
@@ -721,9 +732,7 @@ def seeds_paired_table(runs):
             f"to its worst draw than {base}'s, mean (range) over seeds, and the seeds where the exact "
             f"sign test (p under 0.05, unadjusted) finds more or fewer than half:\n\n"
             + markdown_table(header, table)
-            # Taken together where a method has two seeds or more.
-            + ("\n\n" + pooled_table(base, {m: v for m, v in pooled_outcomes.items() if seeds_pooled[m] > 1})
-               if max(seeds_pooled.values(), default=0) > 1 else ""))
+            + ("\n\n" + pooled_text if pooled_text else "")), pooled_figures
 
 
 def pooled_table(base, found):
@@ -731,7 +740,8 @@ def pooled_table(base, found):
     difference in points with its 95% interval, Durkalski's clustered
     McNemar p and the pairs. An English original's pairs in every language
     and every seed are one cluster: the same test item, so its outcomes
-    move together across seeds as across languages. Holm over the table."""
+    move together across seeds as across languages. Holm over the table.
+    Returns the table and its differences for forest()."""
     cells = {m: {name: (clustered(v), clustered_mcnemar(v)) for name, v in by_name.items() if v}
              for m, by_name in found.items()}
     tested = [(m, name) for m in cells for name in cells[m]]
@@ -748,10 +758,13 @@ def pooled_table(base, found):
             row.append(f"{100 * centre:+.1f} ({100 * (centre - half):+.1f} to {100 * (centre + half):+.1f}), "
                        f"p {p:.2g}, Holm {adjusted[(method, name)]:.2g}, {n}")
         table.append(row)
+    figures = {m: {name: (100 * centre, 100 * half) for name, ((centre, half, _), _) in by_name.items()}
+               for m, by_name in cells.items()}
     return (f"The same comparisons with every seed's pairs taken together, against {base} of the same "
             f"seed (an English original's pairs in every language and seed are one cluster; p: "
-            f"Durkalski's clustered McNemar; Holm over the table's {len(tested)} tests):\n\n"
-            + markdown_table(header, table))
+            f"Durkalski's clustered McNemar; Holm over the table's {len(tested)} tests; "
+            f"plotted in pooled.svg):\n\n"
+            + markdown_table(header, table)), figures
 
 
 def seed_runs(seed):
@@ -778,11 +791,17 @@ def seeds(out, seed_args, learned_above):
             runs[method] = [dict(m, seed=seed, run=run, learned=m["dev"] >= learned_above)
                             for seed, run in found for m in [metrics(*load(run))]]
     text = seeds_table(runs, learned_above)
-    compared = seeds_paired_table(runs)
+    compared, together = seeds_paired_table(runs) or ("", None)
     if compared:
         text += "\n" + compared
     write(os.path.join(out, "seeds.md"), text)
     write(os.path.join(out, "seeds.svg"), seeds_scatter(runs))
+    plot = os.path.join(out, "pooled.svg")
+    if together:
+        write(plot, forest(next(iter(runs)), together, "of the same seed, every seed's pairs taken together"))
+    elif os.path.exists(plot):
+        # An older run's plot would no longer match seeds.md.
+        os.remove(plot)
     print(text, end="")
 
 

@@ -222,11 +222,15 @@ class SeedsPaired(unittest.TestCase):
                            check=True, capture_output=True, text=True)
             with open(os.path.join(out, "seeds.md")) as f:
                 text = f.read()
+            with open(os.path.join(out, "pooled.svg")) as f:
+                plot = f.read()
             # One seed alone: its difference and where its interval lies.
             subprocess.run([sys.executable, SCRIPT, "--seeds", out, seed[8]],
                            check=True, capture_output=True, text=True)
             with open(os.path.join(out, "seeds.md")) as f:
                 one = f.read().splitlines()[-1]
+            self.assertFalse(os.path.exists(os.path.join(out, "pooled.svg")),
+                             "nothing taken together: the earlier plot is gone")
         lines = text[text.index("Each method minus vanilla"):text.index("The same comparisons")]
         lines = lines.strip().splitlines()
         header = [c.strip() for c in lines[2].strip("|").split("|")]
@@ -245,6 +249,22 @@ class SeedsPaired(unittest.TestCase):
         self.assertEqual(pooled_row["agreement attacked (points (95% interval), p, Holm, pairs)"],
                          "+15.0 (+0.0 to +30.0), p 0.083, Holm 0.25, 20")
         self.assertNotIn("en worst of k", pooled[2], "no pair has it: no column")
+        # The plot draws the pooled interval, +0.03 to +29.97 around +15.0,
+        # on the points panel: its left end just right of the zero line
+        # (0.03 of 33 points over 180 pixels), its dot half way to the right
+        # end; nothing for en worst of k.
+        zero = re.search(r'<line x1="([0-9.]+)" x2="\1" y1="[0-9]+" y2="[0-9]+" stroke="#888"/>', plot)
+        self.assertIsNotNone(zero, plot)
+        drawn = re.findall(r'<line x1="([0-9.]+)" x2="([0-9.]+)" y1="([0-9.]+)" y2="\3" '
+                           r'stroke="[^"]+" stroke-width="2"/>\n<circle cx="([0-9.]+)"', plot)
+        self.assertEqual(len(drawn), 3, "accuracy, agreement and agreement attacked")
+        low, high, _, dot = drawn[2]
+        self.assertGreater(float(low) - float(zero.group(1)), 0.0)
+        self.assertLess(float(low) - float(zero.group(1)), 0.5)
+        self.assertAlmostEqual(float(dot) - float(low), float(high) - float(dot), delta=0.15)
+        self.assertGreater(float(high), float(low))
+        self.assertIn(">adv</text>", plot)
+        self.assertNotIn("en worst of k", plot)
         row = dict(zip(header, rows[0]))
         # +30 and 0: mean 15, sd sqrt(2 * 15^2) = 21.2.
         self.assertEqual(row["agreement attacked (points)"],
