@@ -46,10 +46,13 @@ right of 200 by chance is p < 0.01) did not learn the task: it is counted
 and named, but left out of the means, since a classifier that answers one
 label agrees with itself under any attack and in every language.
 
-    python3 benches/compare_methods.py --seeds OUT [--learned-above A] SEED [SEED ...]
+    python3 benches/compare_methods.py --seeds OUT [--learned-above A] [--methods M,M...] SEED [SEED ...]
 
 A SEED is a FOLDER of runs (FOLDER/METHOD), or NAME=RUN,NAME=RUN... naming
-one seed's runs wherever they are.
+one seed's runs wherever they are. Every method the seeds hold is shown
+(the experiment's eight first, then the others by name), the first one the
+base of the paired comparisons; --methods keeps only the methods it names,
+in its order, the first the base.
 """
 import json
 import math
@@ -64,8 +67,9 @@ COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 
 
 USAGE = """usage: python3 benches/compare_methods.py OUT [METHOD | NAME=RUN ...]
-       python3 benches/compare_methods.py --seeds OUT [--learned-above A] SEED [SEED ...]
-           (a SEED: a FOLDER of runs, or NAME=RUN,NAME=RUN... picked from anywhere)"""
+       python3 benches/compare_methods.py --seeds OUT [--learned-above A] [--methods M,M...] SEED [SEED ...]
+           (a SEED: a FOLDER of runs, or NAME=RUN,NAME=RUN... picked from anywhere;
+            --methods: only those, in that order, the first the base)"""
 
 
 def fail(message, code=1):
@@ -575,12 +579,18 @@ def mean_deviation(values):
 
 
 def spread(values, show):
-    if any(v is None for v in values):
+    """Mean ± deviation (range) of the runs that have the metric (older
+    reports lack some), saying how many of the runs those are where not
+    all; "-" where none has it."""
+    present = [v for v in values if v is not None]
+    if not present:
         return "-"
-    if len(values) < 2:
-        return show(values[0])
-    centre, deviation = mean_deviation(values)
-    return f"{show(centre)} ± {show(deviation)} ({show(min(values))}–{show(max(values))})"
+    if len(present) < 2:
+        text = show(present[0])
+    else:
+        centre, deviation = mean_deviation(present)
+        text = f"{show(centre)} ± {show(deviation)} ({show(min(present))}–{show(max(present))})"
+    return text if len(present) == len(values) else f"{text}; {len(present)} of {len(values)} runs"
 
 
 def seeds_table(runs, learned_above):
@@ -609,6 +619,11 @@ def seeds_table(runs, learned_above):
 
 def seeds_scatter(runs):
     width, height, left, bottom = 640, 380, 60, 50
+    # Runs whose report has no attacked figures (older sweeps) have no dot,
+    # and a method without dots no place in the legend.
+    runs = {m: kept for m, vs in runs.items()
+            for kept in [[v for v in vs if v["attacked_alignment"] is not None
+                          and v["attacked_agreement"] is not None]] if kept}
     points = [(v["attacked_alignment"], v["attacked_agreement"]) for vs in runs.values() for v in vs]
     # Padded, but neither a cosine nor a share of pairs goes past 1.
     x_low, x_high = min(p[0] for p in points) - 0.01, min(max(p[0] for p in points) + 0.01, 1.0)
@@ -777,13 +792,21 @@ def seed_runs(seed):
     return dict(named_run(item) for item in seed.split(","))
 
 
-def seeds(out, seed_args, learned_above):
+def seeds(out, seed_args, learned_above, only=None):
+    """--seeds: the runs of each SEED in `seed_args` by method, `only` those
+    methods in that order (the first the base) where given."""
     by_seed = [(seed, seed_runs(seed)) for seed in seed_args]
     if not any(found for _, found in by_seed):
         fail(f"no METHOD/eval/report.json in {', '.join(seed_args)}")
-    methods = ["vanilla", "rs-da", "rs-rp", "adv", "vanilla+par", "adv+par", "rs-rp+par", "rs-da+par"]
-    # Then any other run the seeds hold (vanilla+con, ...), by name.
-    methods += sorted({m for _, found in by_seed for m in found if m not in methods})
+    if only:
+        missing = [m for m in only if not any(m in found for _, found in by_seed)]
+        if missing:
+            fail(f"no run of {', '.join(missing)} in {', '.join(seed_args)}")
+        methods = only
+    else:
+        methods = ["vanilla", "rs-da", "rs-rp", "adv", "vanilla+par", "adv+par", "rs-rp+par", "rs-da+par"]
+        # Then any other run the seeds hold (vanilla+con, ...), by name.
+        methods += sorted({m for _, found in by_seed for m in found if m not in methods})
     runs = {}
     for method in methods:
         found = [(seed, by_name[method]) for seed, by_name in by_seed if method in by_name]
@@ -819,15 +842,21 @@ def main():
     if not args or (args[0].startswith("-") and args[0] != "--seeds"):
         fail("give OUT" if not args else f"unknown option {args[0]}", 2)
     if args[0] == "--seeds":
-        folders, learned_above = args[2:], 0.6
-        if folders[:1] == ["--learned-above"]:
+        folders, learned_above, only = args[2:], 0.6, None
+        while folders[:1] in (["--learned-above"], ["--methods"]):
+            option, value, folders = folders[0], folders[1] if len(folders) > 1 else "", folders[2:]
+            if option == "--methods":
+                only = [m for m in value.split(",") if m]
+                if not only or len(set(only)) < len(only):
+                    fail("--methods takes method names, each once, the base first: vanilla,rs-da,...", 2)
+                continue
             try:
-                learned_above, folders = float(folders[1]), folders[2:]
-            except (IndexError, ValueError):
+                learned_above = float(value)
+            except ValueError:
                 fail("--learned-above takes a fraction of dev pairs, e.g. 0.6", 2)
         if len(args) < 2 or not folders:
             fail("--seeds takes OUT and at least one SEED (a FOLDER of runs, or NAME=RUN,NAME=RUN...)", 2)
-        seeds(directory(args[1]), folders, learned_above)
+        seeds(directory(args[1]), folders, learned_above, only)
         return
     out = directory(args[0])
     # A method is OUT/METHOD, or NAME=RUN: the run folder RUN (anywhere) shown as NAME.

@@ -122,6 +122,27 @@ class Seeds(unittest.TestCase):
         self.assertEqual(row[3], "71.7 ± 18.0 (51.0–84.0)")
         self.assertNotIn("Left out", table)
 
+    def test_only_the_methods_named_in_their_order(self):
+        # adv beside vanilla in seeds 7 and 8, and a sweep run, older, with
+        # no attacked figures (no dot for it in the scatter).
+        for folder, d in zip(self.folders[:2], (0.8, 0.82)):
+            write_run(folder, "adv", [d], 0.78, 0.72, 0.93)
+        write_run(self.folders[0], "sweep-adv", [0.7], 0.6, None, None, consistency=[])
+        names = lambda table: [l.split("|")[1].strip() for l in table.split("\n\n")[0].splitlines()[2:]]
+        table, _ = self.run_seeds()
+        self.assertEqual(names(table), ["vanilla", "adv", "sweep-adv"])
+        svg = read(os.path.join(self.out, "seeds.svg"))
+        self.assertEqual(svg.count("<circle"), 3 + 2 + 2, "vanilla's three runs, adv's two, a legend marker each")
+        self.assertNotIn("sweep-adv", svg)
+        table, row = self.run_seeds("--methods", "adv,vanilla")
+        self.assertEqual(names(table), ["adv", "vanilla"])
+        self.assertNotIn("sweep-adv", table)
+        self.assertEqual(row[1], "3 (1 did not learn)")
+        result = subprocess.run([sys.executable, SCRIPT, "--seeds", self.out, "--methods", "adv,rs-da",
+                                 *self.folders], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("no run of rs-da in", result.stderr)
+
     def test_the_scatter_stays_inside_its_axes(self):
         self.run_seeds()
         with open(os.path.join(self.out, "seeds.svg")) as f:
@@ -175,6 +196,18 @@ class Lost(unittest.TestCase):
             self.assertNotIn("retrieval", tables[older][0], "older reports have no retrieval")
             self.assertNotIn("lost to attack", tables[older][0],
                              "attacked on 60 of 100 pairs: not comparable with clean")
+            # Both runs as two seeds: a metric only the newer report has is
+            # that run's, with the count of runs behind it.
+            subprocess.run([sys.executable, SCRIPT, "--seeds", out, same, older],
+                           check=True, capture_output=True, text=True)
+            with open(os.path.join(out, "seeds.md")) as f:
+                both = f.read().splitlines()
+            header = [c.strip() for c in both[0].strip("|").split("|")]
+            row = [c.strip() for c in both[2].strip("|").split("|")]
+            self.assertEqual(row[header.index("retrieval")], "90.0; 1 of 2 runs")
+            self.assertEqual(row[header.index("alignment lost to attack")], "0.0333; 1 of 2 runs")
+            # Agreement, which both have: (130 / 150 + 0.7) / 2 = 78.3 ± 11.8.
+            self.assertEqual(row[header.index("agreement")], "78.3 ± 11.8 (70.0–86.7)")
 
 
 def write_pairs(folder, method, attacked_agree, lost):
@@ -461,7 +494,9 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(result.returncode, 0)
         self.assertIn("--seeds OUT", result.stdout)
         for args in [(), ("--bogus",), ("--seeds",), ("--seeds", "out"),
-                     ("--seeds", "out", "--learned-above", "x", "folder"), ("--seeds", ".", "vanilla=")]:
+                     ("--seeds", "out", "--learned-above", "x", "folder"), ("--seeds", ".", "vanilla="),
+                     ("--seeds", ".", "--methods", ",", "folder"), ("--seeds", ".", "--methods", "a,a", "folder"),
+                     ("--seeds", ".", "--methods")]:
             result = self.run_script(*args)
             self.assertEqual(result.returncode, 2, args)
             self.assertIn("usage:", result.stderr)
