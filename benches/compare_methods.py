@@ -49,7 +49,8 @@ label agrees with itself under any attack and in every language.
     python3 benches/compare_methods.py --seeds OUT [--learned-above A] [--methods M,M...] SEED [SEED ...]
 
 A SEED is a FOLDER of runs (FOLDER/METHOD), or NAME=RUN,NAME=RUN... naming
-one seed's runs wherever they are. Every method the seeds hold is shown
+one seed's runs wherever they are, or both: FOLDER,NAME=RUN,... (a name
+twice in a seed is refused). Every method the seeds hold is shown
 (the experiment's eight first, then the others by name), the first one the
 base of the paired comparisons; --methods keeps only the methods it names,
 in its order, the first the base.
@@ -68,7 +69,7 @@ COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 
 USAGE = """usage: python3 benches/compare_methods.py OUT [METHOD | NAME=RUN ...]
        python3 benches/compare_methods.py --seeds OUT [--learned-above A] [--methods M,M...] SEED [SEED ...]
-           (a SEED: a FOLDER of runs, or NAME=RUN,NAME=RUN... picked from anywhere;
+           (a SEED: FOLDERs of runs and NAME=RUNs picked from anywhere, comma-separated;
             --methods: only those, in that order, the first the base)"""
 
 
@@ -783,13 +784,22 @@ def pooled_table(base, found):
 
 
 def seed_runs(seed):
-    """A seed's runs by name: every FOLDER/METHOD with eval/report.json, or
-    the runs a list NAME=RUN,NAME=RUN names."""
-    if "=" not in seed:
-        folder = directory(seed)
-        return {m: os.path.join(folder, m) for m in sorted(os.listdir(folder))
-                if has_report(os.path.join(folder, m))}
-    return dict(named_run(item) for item in seed.split(","))
+    """A seed's runs by name, from a comma-separated list of FOLDERs (each
+    FOLDER/METHOD with eval/report.json) and NAME=RUNs; a name twice is
+    refused."""
+    runs = {}
+    for item in seed.split(","):
+        if "=" in item:
+            found = [named_run(item)]
+        else:
+            folder = directory(item)
+            found = [(m, os.path.join(folder, m)) for m in sorted(os.listdir(folder))
+                     if has_report(os.path.join(folder, m))]
+        for name, run in found:
+            if name in runs:
+                fail(f"{name} twice in the seed {seed}: {runs[name]} and {run}", 2)
+            runs[name] = run
+    return runs
 
 
 def seeds(out, seed_args, learned_above, only=None):
@@ -855,7 +865,7 @@ def main():
             except ValueError:
                 fail("--learned-above takes a fraction of dev pairs, e.g. 0.6", 2)
         if len(args) < 2 or not folders:
-            fail("--seeds takes OUT and at least one SEED (a FOLDER of runs, or NAME=RUN,NAME=RUN...)", 2)
+            fail("--seeds takes OUT and at least one SEED (FOLDERs of runs and NAME=RUNs, comma-separated)", 2)
         seeds(directory(args[1]), folders, learned_above, only)
         return
     out = directory(args[0])

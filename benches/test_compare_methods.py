@@ -143,6 +143,23 @@ class Seeds(unittest.TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn("no run of rs-da in", result.stderr)
 
+    def test_a_seed_from_a_folder_and_named_runs(self):
+        # Seed 7's folder holds vanilla; its adv lies elsewhere.
+        elsewhere = os.path.join(self.tmp.name, "elsewhere")
+        write_run(elsewhere, "adv", [0.8], 0.78, 0.72, 0.93)
+        seed = f"{self.folders[0]},adv-0.1={os.path.join(elsewhere, 'adv')}"
+        result = subprocess.run([sys.executable, SCRIPT, "--seeds", self.out, seed, self.folders[1]],
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        rows = {l.split("|")[1].strip(): l.split("|")[2].strip()
+                for l in result.stdout.split("\n\n")[0].splitlines()[2:]}
+        self.assertEqual(rows, {"vanilla": "2", "adv-0.1": "1"})
+        clash = f"{self.folders[0]},vanilla={os.path.join(elsewhere, 'adv')}"
+        result = subprocess.run([sys.executable, SCRIPT, "--seeds", self.out, clash],
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("vanilla twice in the seed", result.stderr)
+
     def test_the_scatter_stays_inside_its_axes(self):
         self.run_seeds()
         with open(os.path.join(self.out, "seeds.svg")) as f:
