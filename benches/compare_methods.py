@@ -36,7 +36,8 @@ OUT/seeds.md (each metric's mean, sample standard deviation and range over
 the runs, a method kept where any seed has it) and OUT/seeds.svg
 (agreement with English under attack against alignment under attack, a dot
 a run). Where the runs have pairs.tsv, seeds.md also gives each method
-minus vanilla of the same seed, pair by pair, over the seeds (the mean and
+minus the base (vanilla, unless --methods puts another first) of the
+same seed, pair by pair, over the seeds (the mean and
 spread of the per-seed differences, and how many seeds' intervals exclude
 zero) and, for the methods with two seeds or more, every seed's pairs
 taken together, with OUT/pooled.svg (those differences and their
