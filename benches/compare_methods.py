@@ -41,8 +41,8 @@ same seed, pair by pair, over the seeds (the mean and
 spread of the per-seed differences, and how many seeds' intervals exclude
 zero) and, for the methods with two seeds or more, every seed's pairs
 taken together, with OUT/pooled.svg (those differences and their
-intervals, a band a method). A run whose best dev-en accuracy stays under --learned-above
-(default 0.6; the experiment's 200 dev pairs are 50.5% one label, and 120
+intervals, a band a method). A run whose best dev-en accuracy stays
+under --learned-above (default 0.6; the experiment's 200 dev pairs are 50.5% one label, and 120
 right of 200 by chance is p < 0.01) did not learn the task: it is counted
 and named, but left out of the means, since a classifier that answers one
 label agrees with itself under any attack and in every language.
@@ -623,9 +623,9 @@ def seeds_scatter(runs):
     width, height, left, bottom = 640, 380, 60, 50
     # Runs whose report has no attacked figures (older sweeps) have no dot,
     # and a method without dots no place in the legend.
-    runs = {m: kept for m, vs in runs.items()
-            for kept in [[v for v in vs if v["attacked_alignment"] is not None
-                          and v["attacked_agreement"] is not None]] if kept}
+    attacked = lambda v: v["attacked_alignment"] is not None and v["attacked_agreement"] is not None
+    runs = {m: [v for v in vs if attacked(v)] for m, vs in runs.items()}
+    runs = {m: vs for m, vs in runs.items() if vs}
     points = [(v["attacked_alignment"], v["attacked_agreement"]) for vs in runs.values() for v in vs]
     # Padded, but neither a cosine nor a share of pairs goes past 1.
     x_low, x_high = min(p[0] for p in points) - 0.01, min(max(p[0] for p in points) + 0.01, 1.0)
